@@ -1,0 +1,183 @@
+//! Command-line definitions only: every flag has a `WEIR_*` variable (flag > env > default).
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// Istio canary releases through Git: Flagger's Canary spec, every step a commit.
+#[derive(Debug, Parser)]
+#[command(name = "weir", version, about)]
+pub struct Cli {
+    /// Log format.
+    #[arg(
+        long,
+        env = "WEIR_LOG_FORMAT",
+        value_enum,
+        default_value = "text",
+        global = true
+    )]
+    pub log_format: LogFormat,
+    /// Log filter (tracing's EnvFilter syntax), e.g. `info` or `weir=debug`.
+    #[arg(long, env = "WEIR_LOG", default_value = "info", global = true)]
+    pub log: String,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Report output format.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Output {
+    /// Aligned columns.
+    Table,
+    /// A JSON array.
+    Json,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check every Canary and MetricTemplate of a checkout; exits non-zero listing every error.
+    Validate(ValidateArgs),
+    /// Show the next tick's commit as a unified diff, pushing nothing.
+    Plan(RepoArgs),
+    /// Run one tick, then exit.
+    Step(RepoArgs),
+    /// Tick until SIGTERM or Ctrl-C, finishing the tick in flight.
+    Run(RunArgs),
+    /// Show every app's phase, weights, failed checks, revision and next step.
+    Status(StatusArgs),
+}
+
+/// `weir validate`.
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    /// The checkout to check.
+    #[arg(long, env = "WEIR_DIR", default_value = ".")]
+    pub dir: PathBuf,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// Where specs are and what they may say.
+#[derive(Debug, Args, Clone)]
+pub struct SpecArgs {
+    /// Folders (relative to the repository root) searched for Canary and MetricTemplate files.
+    #[arg(long, env = "WEIR_ROOTS", value_delimiter = ',', default_value = ".")]
+    pub roots: Vec<String>,
+    /// Smallest analysis interval accepted.
+    #[arg(long, env = "WEIR_MIN_INTERVAL", default_value = "10s")]
+    pub min_interval: String,
+}
+
+/// Options of every command that talks to a repository.
+#[derive(Debug, Args, Clone)]
+pub struct RepoArgs {
+    /// The config repository: a path, file://, git:// or https:// URL.
+    #[arg(long, env = "WEIR_REPO")]
+    pub repo: String,
+    /// The branch weir reads and writes.
+    #[arg(long, env = "WEIR_BRANCH", default_value = "main")]
+    pub branch: String,
+    /// Token for https remotes (never printed).
+    #[arg(long, env = "WEIR_GIT_TOKEN", hide_env_values = true)]
+    pub git_token: Option<String>,
+    /// Folder of cached clones (default: $XDG_CACHE_HOME/weir or ~/.cache/weir).
+    #[arg(long, env = "WEIR_CACHE")]
+    pub cache: Option<PathBuf>,
+    /// Commit author name.
+    #[arg(long, env = "WEIR_AUTHOR_NAME", default_value = "weir")]
+    pub author_name: String,
+    /// Commit author email.
+    #[arg(long, env = "WEIR_AUTHOR_EMAIL", default_value = "weir@localhost")]
+    pub author_email: String,
+    /// Committer name (default: the author's).
+    #[arg(long, env = "WEIR_COMMITTER_NAME")]
+    pub committer_name: Option<String>,
+    /// Committer email (default: the author's).
+    #[arg(long, env = "WEIR_COMMITTER_EMAIL")]
+    pub committer_email: Option<String>,
+    /// Prepended to every commit subject, e.g. `[weir] `.
+    #[arg(long, env = "WEIR_MESSAGE_PREFIX", default_value = "")]
+    pub message_prefix: String,
+    /// Push attempts per tick when the branch moves under weir.
+    #[arg(long, env = "WEIR_PUSH_ATTEMPTS", default_value_t = 5)]
+    pub push_attempts: u32,
+    /// Folder of templates replacing the embedded ones (same file names).
+    #[arg(long, env = "WEIR_TEMPLATES")]
+    pub templates: Option<PathBuf>,
+    /// The kustomize command used to snapshot an app for its primary.
+    #[arg(long, env = "WEIR_KUSTOMIZE", default_value = "kubectl kustomize")]
+    pub kustomize: String,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+    #[command(flatten)]
+    pub prometheus: PrometheusArgs,
+}
+
+/// How to reach Prometheus.
+#[derive(Debug, Args, Clone)]
+pub struct PrometheusArgs {
+    /// Default Prometheus address (built-in metrics and templates without an address).
+    #[arg(long = "prometheus", env = "WEIR_PROMETHEUS")]
+    pub address: Option<String>,
+    /// Bearer token (never printed).
+    #[arg(
+        long = "prometheus-token",
+        env = "WEIR_PROMETHEUS_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+    /// Basic auth user.
+    #[arg(long = "prometheus-user", env = "WEIR_PROMETHEUS_USER")]
+    pub user: Option<String>,
+    /// Basic auth password (never printed).
+    #[arg(
+        long = "prometheus-password",
+        env = "WEIR_PROMETHEUS_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+    /// Extra header `Name: value`, repeatable (env: comma-separated).
+    #[arg(
+        long = "prometheus-header",
+        env = "WEIR_PROMETHEUS_HEADERS",
+        value_delimiter = ','
+    )]
+    pub headers: Vec<String>,
+    /// Query timeout.
+    #[arg(
+        long = "prometheus-timeout",
+        env = "WEIR_PROMETHEUS_TIMEOUT",
+        default_value = "10s"
+    )]
+    pub timeout: String,
+}
+
+/// `weir run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Time between ticks.
+    #[arg(long, env = "WEIR_EVERY", default_value = "10s")]
+    pub every: String,
+}
+
+/// `weir status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub repo: RepoArgs,
+    /// Output format.
+    #[arg(long, env = "WEIR_OUTPUT", value_enum, default_value = "table")]
+    pub output: Output,
+}

@@ -1,0 +1,128 @@
+//! Turns command-line and environment settings into the validated settings of each adapter.
+//!
+//! The environment variables, in one list (a flag beats its variable, which beats the
+//! default): WEIR_REPO, WEIR_BRANCH, WEIR_GIT_TOKEN, WEIR_CACHE, WEIR_AUTHOR_NAME,
+//! WEIR_AUTHOR_EMAIL, WEIR_COMMITTER_NAME, WEIR_COMMITTER_EMAIL, WEIR_MESSAGE_PREFIX,
+//! WEIR_PUSH_ATTEMPTS, WEIR_TEMPLATES, WEIR_KUSTOMIZE, WEIR_ROOTS, WEIR_MIN_INTERVAL,
+//! WEIR_PROMETHEUS, WEIR_PROMETHEUS_TOKEN, WEIR_PROMETHEUS_USER, WEIR_PROMETHEUS_PASSWORD,
+//! WEIR_PROMETHEUS_HEADERS, WEIR_PROMETHEUS_TIMEOUT, WEIR_EVERY, WEIR_OUTPUT, WEIR_DIR,
+//! WEIR_LOG, WEIR_LOG_FORMAT.
+
+use crate::cli::{PrometheusArgs, RepoArgs, SpecArgs};
+use crate::duration::GoDuration;
+use crate::git::{default_cache_dir, GitSettings};
+use crate::prometheus;
+use crate::reconcile;
+use crate::render::Templates;
+use crate::secret::{SafeUrl, Secret};
+use std::time::Duration;
+
+/// A setting that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A duration flag that does not parse.
+    #[error("--{flag}: {source}")]
+    Duration {
+        flag: &'static str,
+        source: crate::duration::DurationError,
+    },
+    /// A header not written `Name: value`.
+    #[error("--prometheus-header `{0}`: write it as `Name: value`")]
+    Header(String),
+    /// A Prometheus URL that is not http(s).
+    #[error("--prometheus `{0}`: not an http(s) URL")]
+    Address(String),
+    /// Basic auth half given.
+    #[error("--prometheus-user and --prometheus-password go together")]
+    BasicAuth,
+    /// A template folder that cannot be used.
+    #[error(transparent)]
+    Templates(#[from] crate::render::RenderError),
+    /// The Prometheus client could not be built.
+    #[error(transparent)]
+    Prometheus(#[from] prometheus::PromError),
+}
+
+/// Parses a duration flag.
+pub fn duration(flag: &'static str, text: &str) -> Result<Duration, ConfigError> {
+    GoDuration::parse(text)
+        .map(|d| d.get())
+        .map_err(|source| ConfigError::Duration { flag, source })
+}
+
+/// Where specs are looked for.
+pub fn spec(args: &SpecArgs) -> Result<(Vec<String>, Duration), ConfigError> {
+    Ok((
+        args.roots.clone(),
+        duration("min-interval", &args.min_interval)?,
+    ))
+}
+
+/// Git settings.
+pub fn git(args: &RepoArgs) -> GitSettings {
+    let author = (args.author_name.clone(), args.author_email.clone());
+    GitSettings {
+        url: SafeUrl::new(args.repo.clone()),
+        branch: args.branch.clone(),
+        cache_dir: args.cache.clone().unwrap_or_else(default_cache_dir),
+        token: args.git_token.clone().map(Secret::new),
+        committer: (
+            args.committer_name
+                .clone()
+                .unwrap_or_else(|| author.0.clone()),
+            args.committer_email
+                .clone()
+                .unwrap_or_else(|| author.1.clone()),
+        ),
+        author,
+    }
+}
+
+/// Prometheus client.
+pub fn prometheus(args: &PrometheusArgs) -> Result<prometheus::Client, ConfigError> {
+    if let Some(a) = &args.address {
+        match url::Url::parse(a) {
+            Ok(u) if u.scheme() == "http" || u.scheme() == "https" => {}
+            _ => return Err(ConfigError::Address(a.clone())),
+        }
+    }
+    let mut headers = Vec::new();
+    for h in &args.headers {
+        let (k, v) = h
+            .split_once(':')
+            .ok_or_else(|| ConfigError::Header(h.clone()))?;
+        headers.push((k.trim().to_string(), v.trim().to_string()));
+    }
+    let basic_auth = match (&args.user, &args.password) {
+        (Some(u), Some(p)) => Some((u.clone(), Secret::new(p.clone()))),
+        (None, None) => None,
+        _ => return Err(ConfigError::BasicAuth),
+    };
+    Ok(prometheus::Client::new(prometheus::Settings {
+        default_address: args.address.clone(),
+        bearer_token: args.token.clone().map(Secret::new),
+        basic_auth,
+        headers,
+        timeout: duration("prometheus-timeout", &args.timeout)?,
+    })?)
+}
+
+/// Tick settings.
+pub fn reconcile(args: &RepoArgs) -> Result<reconcile::Settings, ConfigError> {
+    let (roots, min_interval) = spec(&args.spec)?;
+    Ok(reconcile::Settings {
+        roots,
+        min_interval,
+        kustomize: args.kustomize.clone(),
+        max_push_attempts: args.push_attempts,
+        message_prefix: args.message_prefix.clone(),
+    })
+}
+
+/// Templates: the user's folder, or the embedded ones.
+pub fn templates(args: &RepoArgs) -> Result<Templates, ConfigError> {
+    Ok(match &args.templates {
+        Some(dir) => Templates::from_dir(dir)?,
+        None => Templates::embedded()?,
+    })
+}

@@ -1,0 +1,471 @@
+//! The planner: every rollout decision weir can make, and nothing else.
+//!
+//! One pure function, [`plan`], maps (spec, recorded state, current revision, gate results,
+//! now) to the next step. It reads no clock, file, socket or environment. Semantics follow
+//! Flagger's canary strategy; where weir differs it says so next to the rule.
+
+use crate::spec::{Analysis, Steps, Weight};
+use crate::state::{Phase, State};
+use chrono::{DateTime, Duration as ChronoDuration, Utc};
+
+/// The value one metric returned, with its bounds; the planner judges it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckResult {
+    /// Metric name, as in the Canary.
+    pub name: String,
+    /// The value, or why there is none (no data, HTTP error, timeout...).
+    pub value: Result<f64, String>,
+    /// Inclusive lower bound.
+    pub min: Option<f64>,
+    /// Inclusive upper bound.
+    pub max: Option<f64>,
+}
+
+impl CheckResult {
+    /// Passes only with a finite value inside every bound. No data, NaN and errors fail.
+    pub fn passed(&self) -> bool {
+        match self.value {
+            Ok(v) if v.is_finite() => {
+                self.min.is_none_or(|min| v >= min) && self.max.is_none_or(|max| v <= max)
+            }
+            _ => false,
+        }
+    }
+
+    /// `request-success-rate 91.3 < 99`, as in logs and commit messages.
+    pub fn describe(&self) -> String {
+        let bounds = || match (self.min, self.max) {
+            (Some(lo), Some(hi)) => format!("{} <= x <= {}", num(lo), num(hi)),
+            (Some(lo), None) => format!(">= {}", num(lo)),
+            (None, Some(hi)) => format!("<= {}", num(hi)),
+            (None, None) => "no bound".to_string(),
+        };
+        match &self.value {
+            Err(why) => format!("{} {} (need {})", self.name, why, bounds()),
+            Ok(v) if v.is_nan() => format!("{} NaN (need {})", self.name, bounds()),
+            Ok(v) => {
+                let v = *v;
+                if let Some(lo) = self.min.filter(|lo| v < *lo || !v.is_finite() && v < 0.0) {
+                    format!("{} {} < {}", self.name, num(v), num(lo))
+                } else if let Some(hi) = self.max.filter(|hi| v > *hi || !v.is_finite() && v > 0.0)
+                {
+                    format!("{} {} > {}", self.name, num(v), num(hi))
+                } else {
+                    match (self.min, self.max) {
+                        (Some(lo), _) => format!("{} {} >= {}", self.name, num(v), num(lo)),
+                        (None, Some(hi)) => format!("{} {} <= {}", self.name, num(v), num(hi)),
+                        (None, None) => format!("{} {}", self.name, num(v)),
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Prints a number with at most two decimals and no trailing zeros.
+fn num(v: f64) -> String {
+    if !v.is_finite() {
+        return format!("{v}");
+    }
+    let text = format!("{v:.2}");
+    text.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Gate results gathered for one revision at one weight at one time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateReport {
+    /// The revision the checks were run for.
+    pub revision: String,
+    /// The canary weight while they ran.
+    pub canary_weight: Weight,
+    /// When they ran.
+    pub at: DateTime<Utc>,
+    /// One result per metric of the analysis.
+    pub checks: Vec<CheckResult>,
+}
+
+/// What the planner needs to know about the app.
+#[derive(Debug, Clone)]
+pub struct Input<'a> {
+    /// The analysis settings of the Canary.
+    pub analysis: &'a Analysis,
+    /// `skipAnalysis`.
+    pub skip_analysis: bool,
+    /// `suspend`.
+    pub suspend: bool,
+    /// The record in Git; `None` before initialization.
+    pub state: Option<&'a State>,
+    /// The app's source revision now.
+    pub revision: &'a str,
+    /// Gate results, when the caller has gathered them.
+    pub gates: Option<&'a GateReport>,
+    /// The time of the decision.
+    pub now: DateTime<Utc>,
+}
+
+/// The next step.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Nothing to write.
+    Idle {
+        /// Why, for logs and `status`.
+        reason: String,
+        /// When something may be due, if known.
+        wake_at: Option<DateTime<Utc>>,
+    },
+    /// A check is due: run the gates at this weight and call again with the report.
+    NeedGates {
+        /// The weight the checks must observe.
+        canary_weight: Weight,
+    },
+    /// Write this state (and the routing it implies).
+    Write(Step),
+}
+
+/// A step to commit.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Step {
+    /// The record to write.
+    pub next: State,
+    /// True when the primary snapshot must be taken from the current revision.
+    pub snapshot: bool,
+    /// One line, like Flagger's event log: `advance canary weight 10 -> 20`.
+    pub event: String,
+    /// Details for the commit body: each check and its value.
+    pub details: Vec<String>,
+}
+
+/// Decides the next step of one app.
+pub fn plan(input: &Input) -> Decision {
+    let Some(state) = input.state else {
+        return write(
+            fresh(Phase::Initialized, input.revision, input.now),
+            true,
+            "initialization done, primary serves all traffic".to_string(),
+            Vec::new(),
+        );
+    };
+    if input.suspend {
+        return idle("suspended by spec.suspend", None);
+    }
+    let rev = input.revision;
+    let analysing = state.canary_revision.as_deref();
+
+    // A revision nobody has seen: start (or restart) the analysis, as Flagger does.
+    let known = rev == state.promoted_revision
+        || Some(rev) == state.failed_revision.as_deref()
+        || Some(rev) == analysing;
+    if !known {
+        return new_revision(input, state);
+    }
+
+    // The source went back to the primary's revision, or to a failed one, mid-analysis.
+    if state.phase == Phase::Progressing && analysing != Some(rev) {
+        let mut next = moved(state, Phase::Succeeded, input.now);
+        next.canary_weight = Weight::ZERO;
+        next.canary_revision = None;
+        let event = if rev == state.promoted_revision {
+            format!(
+                "canary reverted to the primary's revision {}, analysis stopped",
+                short(rev)
+            )
+        } else {
+            next.phase = Phase::Failed;
+            format!(
+                "canary reverted to failed revision {}, analysis stopped",
+                short(rev)
+            )
+        };
+        return write(next, false, event, Vec::new());
+    }
+
+    match state.phase {
+        Phase::Initialized | Phase::Succeeded => idle(
+            &format!("primary is at the current revision {}", short(rev)),
+            None,
+        ),
+        Phase::Failed => idle(
+            &format!("revision {} failed; waiting for a new revision", short(rev)),
+            None,
+        ),
+        // Manual gates come with webhooks; until then these phases only advance by time.
+        Phase::Waiting | Phase::WaitingPromotion | Phase::Progressing => progress(input, state),
+        Phase::Promoting => promoting(input, state),
+        Phase::Finalising => match due(input, state) {
+            Err(d) => d,
+            Ok(()) => {
+                let mut next = moved(state, Phase::Succeeded, input.now);
+                next.canary_revision = None;
+                next.iterations = 0;
+                let event = match state.primary_images.as_slice() {
+                    [] => format!(
+                        "promotion completed, primary now at revision {}",
+                        short(rev)
+                    ),
+                    images => format!("promotion completed, primary now {}", images.join(", ")),
+                };
+                write(next, false, event, Vec::new())
+            }
+        },
+    }
+}
+
+fn new_revision(input: &Input, state: &State) -> Decision {
+    let rev = input.revision;
+    let restarting = state.phase == Phase::Progressing;
+    if input.skip_analysis {
+        let mut next = moved(state, Phase::Promoting, input.now);
+        next.canary_revision = Some(rev.to_string());
+        next.promoted_revision = rev.to_string();
+        next.failed_checks = 0;
+        next.iterations = 0;
+        return write(
+            next,
+            true,
+            format!(
+                "new revision {} detected, skipping analysis (spec.skipAnalysis), promoting",
+                short(rev)
+            ),
+            Vec::new(),
+        );
+    }
+    let mut next = moved(state, Phase::Progressing, input.now);
+    next.canary_revision = Some(rev.to_string());
+    next.canary_weight = Weight::ZERO;
+    next.failed_checks = 0;
+    next.iterations = 0;
+    let event = if restarting {
+        format!(
+            "new revision {} detected during analysis, restarting analysis",
+            short(rev)
+        )
+    } else {
+        format!(
+            "new revision {} detected, starting canary analysis",
+            short(rev)
+        )
+    };
+    write(next, false, event, Vec::new())
+}
+
+fn progress(input: &Input, state: &State) -> Decision {
+    if let Err(d) = due(input, state) {
+        return d;
+    }
+    let analysis = input.analysis;
+    let weight = state.canary_weight;
+    // No traffic reaches the canary yet, so there is nothing to measure (Flagger's rule):
+    // the first step only opens the route.
+    if weight == Weight::ZERO && state.iterations == 0 && state.failed_checks == 0 {
+        let to = next_weight(analysis, weight);
+        let mut next = stepped(state, input.now);
+        next.canary_weight = to;
+        next.phase = Phase::Progressing;
+        return write(
+            next,
+            false,
+            format!("advance canary weight {weight} -> {to}"),
+            Vec::new(),
+        );
+    }
+    let report = match input.gates {
+        Some(r) if fresh_report(r, input, state) => r,
+        _ => {
+            return Decision::NeedGates {
+                canary_weight: weight,
+            }
+        }
+    };
+    let details: Vec<String> = report.checks.iter().map(|c| c.describe()).collect();
+    let failed: Vec<String> = report
+        .checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.describe())
+        .collect();
+    if !failed.is_empty() {
+        let count = state.failed_checks + 1;
+        let threshold = analysis.threshold;
+        if count >= threshold {
+            // weir rolls back in the same step that reaches the threshold; Flagger waits
+            // one more interval to notice.
+            let mut next = moved(state, Phase::Failed, input.now);
+            next.canary_weight = Weight::ZERO;
+            next.failed_checks = count;
+            next.failed_revision = Some(input.revision.to_string());
+            next.canary_revision = None;
+            return write(
+                next,
+                false,
+                format!(
+                    "rolling back, {} (failed checks {count}/{threshold})",
+                    failed.join(", ")
+                ),
+                details,
+            );
+        }
+        let mut next = stepped(state, input.now);
+        next.failed_checks = count;
+        return write(
+            next,
+            false,
+            format!(
+                "halt advancement, {} (failed checks {count}/{threshold})",
+                failed.join(", ")
+            ),
+            details,
+        );
+    }
+    let mut next = stepped(state, input.now);
+    next.iterations = state.iterations + 1;
+    next.phase = Phase::Progressing;
+    if weight < analysis.max_weight {
+        let to = next_weight(analysis, weight);
+        next.canary_weight = to;
+        return write(
+            next,
+            false,
+            format!("advance canary weight {weight} -> {to}"),
+            details,
+        );
+    }
+    // Max weight reached and the last check passed: the primary becomes the canary's
+    // revision. Traffic stays where it is until the primary has had an interval to roll out.
+    let mut next = moved(&next, Phase::Promoting, input.now);
+    next.promoted_revision = input.revision.to_string();
+    write(
+        next,
+        true,
+        format!(
+            "promoting revision {} to the primary, canary weight stays {weight} while it rolls out",
+            short(input.revision)
+        ),
+        details,
+    )
+}
+
+fn promoting(input: &Input, state: &State) -> Decision {
+    if let Err(d) = due(input, state) {
+        return d;
+    }
+    let weight = state.canary_weight;
+    if let Some(step) = input.analysis.step_weight_promotion {
+        let to = weight.saturating_sub(step);
+        if to > Weight::ZERO {
+            let mut next = stepped(state, input.now);
+            next.canary_weight = to;
+            return write(
+                next,
+                false,
+                format!(
+                    "advance primary weight {} -> {}",
+                    weight.complement(),
+                    to.complement()
+                ),
+                Vec::new(),
+            );
+        }
+    }
+    let mut next = moved(state, Phase::Finalising, input.now);
+    next.canary_weight = Weight::ZERO;
+    write(
+        next,
+        false,
+        "routing all traffic to primary".to_string(),
+        Vec::new(),
+    )
+}
+
+/// The weight after `from`: one stepWeight more (capped at 100, which allows Flagger's
+/// overshoot past maxWeight), or the next of stepWeights.
+pub fn next_weight(analysis: &Analysis, from: Weight) -> Weight {
+    match &analysis.steps {
+        Steps::Linear(step) => from.saturating_add(*step),
+        Steps::List(list) => list
+            .iter()
+            .copied()
+            .find(|w| *w > from)
+            .unwrap_or(analysis.max_weight),
+    }
+}
+
+/// When the next step of `state` is due.
+pub fn due_at(analysis: &Analysis, state: &State) -> DateTime<Utc> {
+    state.last_step_at + ChronoDuration::from_std(analysis.interval).unwrap_or(ChronoDuration::MAX)
+}
+
+fn due(input: &Input, state: &State) -> Result<(), Decision> {
+    let at = due_at(input.analysis, state);
+    if input.now < at {
+        return Err(idle(
+            &format!("next step due at {}", at.format("%H:%M:%S")),
+            Some(at),
+        ));
+    }
+    Ok(())
+}
+
+/// Evidence counts only if it was gathered for this revision, at this weight, after the
+/// step became due, and not in the future.
+fn fresh_report(report: &GateReport, input: &Input, state: &State) -> bool {
+    state.canary_revision.as_deref() == Some(report.revision.as_str())
+        && report.canary_weight == state.canary_weight
+        && report.at >= due_at(input.analysis, state)
+        && report.at <= input.now
+        && report.checks.len() == input.analysis.metrics.len()
+}
+
+fn fresh(phase: Phase, revision: &str, now: DateTime<Utc>) -> State {
+    State {
+        phase,
+        canary_weight: Weight::ZERO,
+        iterations: 0,
+        failed_checks: 0,
+        canary_revision: None,
+        promoted_revision: revision.to_string(),
+        failed_revision: None,
+        primary_images: Vec::new(),
+        last_step_at: now,
+        last_transition_at: now,
+        message: String::new(),
+    }
+}
+
+/// The state with a new phase, stamped now.
+fn moved(state: &State, phase: Phase, now: DateTime<Utc>) -> State {
+    let mut next = stepped(state, now);
+    if next.phase != phase {
+        next.phase = phase;
+        next.last_transition_at = now;
+    }
+    next
+}
+
+/// The state with the step time set to now.
+fn stepped(state: &State, now: DateTime<Utc>) -> State {
+    let mut next = state.clone();
+    next.last_step_at = now;
+    next
+}
+
+fn write(mut next: State, snapshot: bool, event: String, details: Vec<String>) -> Decision {
+    next.message = event.clone();
+    Decision::Write(Step {
+        next,
+        snapshot,
+        event,
+        details,
+    })
+}
+
+fn idle(reason: &str, wake_at: Option<DateTime<Utc>>) -> Decision {
+    Decision::Idle {
+        reason: reason.to_string(),
+        wake_at,
+    }
+}
+
+/// The first 7 characters of a revision, as git shows commits.
+pub fn short(rev: &str) -> &str {
+    &rev[..rev.len().min(7)]
+}

@@ -1,0 +1,528 @@
+//! Prometheus: the queries weir runs, the escaping of values that come from the repo, and the
+//! parsing of `/api/v1/query` answers.
+//!
+//! Rendering and parsing are pure functions; only [`Client`] does I/O. It never decides
+//! whether a value passes: that is the gate's bound, applied by the planner's caller.
+
+use crate::secret::Secret;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// Flagger's built-in Istio success rate: percent of non-5xx responses of the canary.
+pub const REQUEST_SUCCESS_RATE: &str = r#"sum(
+  rate(
+    istio_requests_total{
+      reporter="destination",
+      destination_workload_namespace="{{ namespace }}",
+      destination_workload=~"{{ target }}",
+      response_code!~"5.*"
+    }[{{ interval }}]
+  )
+)
+/
+sum(
+  rate(
+    istio_requests_total{
+      reporter="destination",
+      destination_workload_namespace="{{ namespace }}",
+      destination_workload=~"{{ target }}"
+    }[{{ interval }}]
+  )
+)
+* 100"#;
+
+/// Flagger's built-in Istio request duration: p99 in milliseconds of the canary.
+pub const REQUEST_DURATION: &str = r#"histogram_quantile(
+  0.99,
+  sum(
+    rate(
+      istio_request_duration_milliseconds_bucket{
+        reporter="destination",
+        destination_workload_namespace="{{ namespace }}",
+        destination_workload=~"{{ target }}"
+      }[{{ interval }}]
+    )
+  ) by (le)
+)"#;
+
+/// A placeholder of a query template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Placeholder {
+    /// `{{ namespace }}`
+    Namespace,
+    /// `{{ target }}`
+    Target,
+    /// `{{ interval }}`
+    Interval,
+    /// `{{ variables.NAME }}`
+    Variable(String),
+}
+
+/// A query template that cannot be rendered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QueryError {
+    /// `{{` without `}}`.
+    #[error("`{{{{` at byte {0} is never closed with `}}}}`")]
+    Unclosed(usize),
+    /// A name weir does not know.
+    #[error(
+        "unknown placeholder `{{{{ {0} }}}}`; use namespace, target, interval or variables.NAME"
+    )]
+    Unknown(String),
+    /// `{{ variables.x }}` with no `templateVariables.x`.
+    #[error("variable `{0}` is used by the query but not set in templateVariables")]
+    MissingVariable(String),
+    /// A value placed outside a quoted string that could change the query's meaning.
+    #[error("value `{value}` of {name} is used outside a quoted string and is not a plain word or duration; quote the placeholder in the query")]
+    UnsafeBare { name: String, value: String },
+}
+
+/// Lists the placeholders of a template, or says why it is malformed.
+pub fn placeholders(template: &str) -> Result<Vec<Placeholder>, QueryError> {
+    let mut out = Vec::new();
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or(QueryError::Unclosed(offset + start))?;
+        out.push(parse_placeholder(after[..end].trim())?);
+        let consumed = start + 2 + end + 2;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    Ok(out)
+}
+
+fn parse_placeholder(name: &str) -> Result<Placeholder, QueryError> {
+    match name {
+        "namespace" => Ok(Placeholder::Namespace),
+        "target" => Ok(Placeholder::Target),
+        "interval" => Ok(Placeholder::Interval),
+        _ => match name.strip_prefix("variables.") {
+            Some(v)
+                if !v.is_empty()
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-') =>
+            {
+                Ok(Placeholder::Variable(v.to_string()))
+            }
+            _ => Err(QueryError::Unknown(name.to_string())),
+        },
+    }
+}
+
+/// The values a query template is rendered with.
+#[derive(Debug, Clone)]
+pub struct QueryVars<'a> {
+    /// The Canary's namespace.
+    pub namespace: &'a str,
+    /// The canary workload (the target Deployment's name).
+    pub target: &'a str,
+    /// The metric's interval, already printed (e.g. `1m`).
+    pub interval: &'a str,
+    /// `templateVariables`.
+    pub variables: &'a BTreeMap<String, String>,
+}
+
+/// Where in the query a placeholder stands, which decides how its value is escaped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Context {
+    /// Outside any string literal.
+    Bare,
+    /// Inside a string literal delimited by this quote.
+    Quoted { quote: char, regex: bool },
+}
+
+/// Renders a query, escaping each value for where it stands: inside a quoted label value it
+/// is escaped for the string (and for RE2 after `=~` or `!~`); outside strings only plain
+/// words and durations are allowed. A value from the repo therefore cannot close a string,
+/// add a matcher or change the expression.
+pub fn render(template: &str, vars: &QueryVars) -> Result<String, QueryError> {
+    let mut out = String::with_capacity(template.len() + 64);
+    let mut rest = template;
+    let mut offset = 0;
+    while let Some(start) = rest.find("{{") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find("}}")
+            .ok_or(QueryError::Unclosed(offset + start))?;
+        let ph = parse_placeholder(after[..end].trim())?;
+        let (name, value) = match &ph {
+            Placeholder::Namespace => ("namespace".to_string(), vars.namespace.to_string()),
+            Placeholder::Target => ("target".to_string(), vars.target.to_string()),
+            Placeholder::Interval => ("interval".to_string(), vars.interval.to_string()),
+            Placeholder::Variable(v) => (
+                format!("variables.{v}"),
+                vars.variables
+                    .get(v)
+                    .cloned()
+                    .ok_or_else(|| QueryError::MissingVariable(v.clone()))?,
+            ),
+        };
+        match context_at(&out) {
+            Context::Bare => {
+                let safe = !value.is_empty()
+                    && value
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':'));
+                if !safe {
+                    return Err(QueryError::UnsafeBare { name, value });
+                }
+                out.push_str(&value);
+            }
+            Context::Quoted { quote, regex } => {
+                let value = if regex { regex_escape(&value) } else { value };
+                out.push_str(&string_escape(&value, quote));
+            }
+        }
+        let consumed = start + 2 + end + 2;
+        offset += consumed;
+        rest = &rest[consumed..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Decides whether the end of `text` lies inside a PromQL string literal.
+fn context_at(text: &str) -> Context {
+    let mut open: Option<(char, usize)> = None;
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match open {
+            None => {
+                if c == '"' || c == '\'' || c == '`' {
+                    open = Some((c, i));
+                } else if c == '#' {
+                    // A comment runs to the end of the line; quotes inside it do not count.
+                }
+            }
+            Some((q, _)) => {
+                if escaped {
+                    escaped = false;
+                } else if c == '\\' && q != '`' {
+                    escaped = true;
+                } else if c == q {
+                    open = None;
+                }
+            }
+        }
+    }
+    match open {
+        None => Context::Bare,
+        Some((quote, at)) => {
+            let before = text[..at].trim_end();
+            let regex = before.ends_with("=~") || before.ends_with("!~");
+            Context::Quoted { quote, regex }
+        }
+    }
+}
+
+fn regex_escape(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+fn string_escape(value: &str, quote: char) -> String {
+    if quote == '`' {
+        // Raw strings have no escapes: drop the backquote rather than let it end the string.
+        return value.chars().filter(|c| *c != '`').collect();
+    }
+    let mut out = String::with_capacity(value.len());
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c == quote => {
+                out.push('\\');
+                out.push(c);
+            }
+            c if c.is_control() => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Why a query gave no usable number. Each is a failed check, never a pass.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum PromError {
+    /// Could not connect, or the connection broke.
+    #[error("cannot reach Prometheus at {address}: {message}")]
+    Transport { address: String, message: String },
+    /// No answer within the configured timeout.
+    #[error("Prometheus at {address} did not answer within {timeout:?}")]
+    Timeout { address: String, timeout: Duration },
+    /// A non-2xx HTTP status.
+    #[error("Prometheus answered HTTP {status}: {body}")]
+    Http { status: u16, body: String },
+    /// `status: error` in the JSON answer.
+    #[error("Prometheus refused the query ({error_type}): {error}")]
+    Api { error_type: String, error: String },
+    /// The answer is not the JSON Prometheus documents.
+    #[error("cannot read Prometheus' answer: {0}")]
+    Decode(String),
+    /// An empty result: no series matched.
+    #[error("no data")]
+    NoData,
+    /// More than one series: weir will not guess which one is meant.
+    #[error(
+        "the query returned {0} series; it must return exactly one (aggregate it, e.g. with sum())"
+    )]
+    TooManySeries(usize),
+}
+
+/// Reads the number out of an `/api/v1/query` answer (vector or scalar). NaN and infinities
+/// are returned as they are: the bound check fails them.
+pub fn parse_response(body: &[u8]) -> Result<f64, PromError> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| PromError::Decode(e.to_string()))?;
+    match v.get("status").and_then(|s| s.as_str()) {
+        Some("success") => {}
+        Some("error") => {
+            return Err(PromError::Api {
+                error_type: v["errorType"].as_str().unwrap_or("unknown").to_string(),
+                error: v["error"].as_str().unwrap_or("").to_string(),
+            })
+        }
+        _ => return Err(PromError::Decode("no `status` field".into())),
+    }
+    let data = &v["data"];
+    let sample = match data["resultType"].as_str() {
+        Some("vector") => {
+            let result = data["result"]
+                .as_array()
+                .ok_or_else(|| PromError::Decode("`data.result` is not a list".into()))?;
+            match result.len() {
+                0 => return Err(PromError::NoData),
+                1 => &result[0]["value"],
+                n => return Err(PromError::TooManySeries(n)),
+            }
+        }
+        Some("scalar") => &data["result"],
+        Some(other) => {
+            return Err(PromError::Decode(format!(
+                "result type `{other}`; an instant vector or scalar is needed"
+            )))
+        }
+        None => return Err(PromError::Decode("no `data.resultType`".into())),
+    };
+    let text = sample
+        .get(1)
+        .and_then(|s| s.as_str())
+        .ok_or_else(|| PromError::Decode("sample is not [time, \"value\"]".into()))?;
+    match text {
+        "NaN" => Ok(f64::NAN),
+        "+Inf" => Ok(f64::INFINITY),
+        "-Inf" => Ok(f64::NEG_INFINITY),
+        t => t
+            .parse()
+            .map_err(|_| PromError::Decode(format!("`{t}` is not a number"))),
+    }
+}
+
+/// How to reach Prometheus: what every query shares.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    /// Address used when a MetricTemplate names none, and for built-in metrics.
+    pub default_address: Option<String>,
+    /// `Authorization: Bearer` token.
+    pub bearer_token: Option<Secret>,
+    /// Basic auth user and password.
+    pub basic_auth: Option<(String, Secret)>,
+    /// Extra headers, e.g. `X-Scope-OrgID` for a multi-tenant Prometheus.
+    pub headers: Vec<(String, String)>,
+    /// Per-query timeout.
+    pub timeout: Duration,
+}
+
+/// Runs instant queries. Cheap to clone.
+#[derive(Clone)]
+pub struct Client {
+    http: reqwest::Client,
+    settings: std::sync::Arc<Settings>,
+}
+
+impl Client {
+    /// Builds the HTTP client once; TLS uses rustls with the ring provider.
+    pub fn new(settings: Settings) -> Result<Client, PromError> {
+        crate::tls::install_crypto_provider();
+        let mut headers = reqwest::header::HeaderMap::new();
+        for (k, v) in &settings.headers {
+            let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
+                .map_err(|e| PromError::Decode(format!("header name `{k}` is invalid: {e}")))?;
+            let value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|e| PromError::Decode(format!("header `{k}` value is invalid: {e}")))?;
+            headers.insert(name, value);
+        }
+        let http = reqwest::Client::builder()
+            .default_headers(headers)
+            .timeout(settings.timeout)
+            .build()
+            .map_err(|e| PromError::Transport {
+                address: String::new(),
+                message: e.to_string(),
+            })?;
+        Ok(Client {
+            http,
+            settings: std::sync::Arc::new(settings),
+        })
+    }
+
+    /// The configured settings.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Runs `query` against `address` (`http://host:9090`), returning its one value.
+    pub async fn query(&self, address: &str, query: &str) -> Result<f64, PromError> {
+        let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
+        let mut request = self.http.post(&url).form(&[("query", query)]);
+        if let Some(token) = &self.settings.bearer_token {
+            request = request.bearer_auth(token.expose());
+        }
+        if let Some((user, password)) = &self.settings.basic_auth {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        let shown = crate::secret::redact_url(address);
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport(&shown, e))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport(&shown, e))?;
+        if !status.is_success() {
+            // Prometheus sends its JSON error body with 400/422/503: prefer its message.
+            if let Err(api @ PromError::Api { .. }) = parse_response(&body) {
+                return Err(api);
+            }
+            let text = String::from_utf8_lossy(&body);
+            return Err(PromError::Http {
+                status: status.as_u16(),
+                body: text.chars().take(300).collect(),
+            });
+        }
+        parse_response(&body)
+    }
+
+    fn transport(&self, address: &str, e: reqwest::Error) -> PromError {
+        if e.is_timeout() {
+            PromError::Timeout {
+                address: address.to_string(),
+                timeout: self.settings.timeout,
+            }
+        } else {
+            let mut message = e.to_string();
+            let mut source = std::error::Error::source(&e);
+            while let Some(s) = source {
+                message.push_str(": ");
+                message.push_str(&s.to_string());
+                source = s.source();
+            }
+            PromError::Transport {
+                address: address.to_string(),
+                message: crate::secret::redact_url(&message),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vars<'a>(target: &'a str, variables: &'a BTreeMap<String, String>) -> QueryVars<'a> {
+        QueryVars {
+            namespace: "prod",
+            target,
+            interval: "1m",
+            variables,
+        }
+    }
+
+    #[test]
+    fn renders_builtin_success_rate() {
+        let none = BTreeMap::new();
+        let q = render(REQUEST_SUCCESS_RATE, &vars("backend", &none)).unwrap();
+        assert!(q.contains(r#"destination_workload=~"backend""#));
+        assert!(q.contains(r#"destination_workload_namespace="prod""#));
+        assert!(q.contains("[1m]"));
+        assert!(!q.contains("{{"));
+    }
+
+    #[test]
+    fn escapes_values_for_their_context() {
+        let mut v = BTreeMap::new();
+        v.insert("path".to_string(), r#"/api"} or vector(100) #"#.to_string());
+        let q = render(
+            r#"sum(rate(x{path="{{ variables.path }}", w=~"{{ target }}"}[{{ interval }}]))"#,
+            &vars("my.app", &v),
+        )
+        .unwrap();
+        assert_eq!(
+            q,
+            r#"sum(rate(x{path="/api\"} or vector(100) #", w=~"my\\.app"}[1m]))"#
+        );
+    }
+
+    #[test]
+    fn refuses_unsafe_bare_values_and_unknown_names() {
+        let mut v = BTreeMap::new();
+        v.insert("w".to_string(), "5m]) or vector(1".to_string());
+        let err = render("rate(x[{{ variables.w }}])", &vars("b", &v)).unwrap_err();
+        assert!(matches!(err, QueryError::UnsafeBare { .. }), "{err}");
+        let none = BTreeMap::new();
+        assert_eq!(
+            render("{{ nope }}", &vars("b", &none)).unwrap_err(),
+            QueryError::Unknown("nope".into())
+        );
+        assert_eq!(
+            render("x{a=\"{{ variables.missing }}\"}", &vars("b", &none)).unwrap_err(),
+            QueryError::MissingVariable("missing".into())
+        );
+        assert!(matches!(
+            placeholders("{{ target"),
+            Err(QueryError::Unclosed(0))
+        ));
+    }
+
+    #[test]
+    fn parses_prometheus_answers() {
+        let vector = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"99.5"]}]}}"#;
+        assert_eq!(parse_response(vector).unwrap(), 99.5);
+        let scalar =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.1,"3"]}}"#;
+        assert_eq!(parse_response(scalar).unwrap(), 3.0);
+        let empty = br#"{"status":"success","data":{"resultType":"vector","result":[]}}"#;
+        assert_eq!(parse_response(empty).unwrap_err(), PromError::NoData);
+        let nan = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"NaN"]}]}}"#;
+        assert!(parse_response(nan).unwrap().is_nan());
+        let two = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{"a":"1"},"value":[1,"1"]},{"metric":{"a":"2"},"value":[1,"2"]}]}}"#;
+        assert_eq!(
+            parse_response(two).unwrap_err(),
+            PromError::TooManySeries(2)
+        );
+        let err = br#"{"status":"error","errorType":"bad_data","error":"parse error at char 4"}"#;
+        assert_eq!(
+            parse_response(err).unwrap_err().to_string(),
+            "Prometheus refused the query (bad_data): parse error at char 4"
+        );
+        assert!(matches!(
+            parse_response(b"<html>"),
+            Err(PromError::Decode(_))
+        ));
+    }
+}

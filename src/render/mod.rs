@@ -1,0 +1,286 @@
+//! Renders the files weir owns for an app, from the templates in `templates/` (embedded in
+//! the binary; a user may point weir at a folder of their own with the same file names).
+//!
+//! Output is a pure function of (Canary, state, primary snapshot): same input, same bytes,
+//! so an unchanged step shows no diff. It never reads the repo or decides anything.
+
+pub mod primary;
+
+use crate::spec::Canary;
+use crate::state::State;
+use minijinja::{AutoEscape, Environment, UndefinedBehavior};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Template files weir renders, in the order they are written.
+pub const TEMPLATE_FILES: [&str; 4] = [
+    "kustomization.yaml",
+    "services.yaml",
+    "destinationrules.yaml",
+    "virtualservice.yaml",
+];
+
+/// The record file name in the owned folder.
+pub const STATE_FILE: &str = "state.yaml";
+/// The primary snapshot file name in the owned folder.
+pub const PRIMARY_FILE: &str = "primary.yaml";
+
+const EMBEDDED: [(&str, &str); 4] = [
+    (
+        "kustomization.yaml",
+        include_str!("../../templates/kustomization.yaml"),
+    ),
+    (
+        "services.yaml",
+        include_str!("../../templates/services.yaml"),
+    ),
+    (
+        "destinationrules.yaml",
+        include_str!("../../templates/destinationrules.yaml"),
+    ),
+    (
+        "virtualservice.yaml",
+        include_str!("../../templates/virtualservice.yaml"),
+    ),
+];
+
+/// A template that cannot be loaded or rendered.
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    /// A user template folder lacks a file or cannot be read.
+    #[error("template folder {dir}: cannot read {file}: {message}")]
+    Load {
+        dir: String,
+        file: String,
+        message: String,
+    },
+    /// Syntax error or failed expression in a template.
+    #[error("template {file}: {message}")]
+    Template { file: String, message: String },
+    /// The template rendered something that is not YAML.
+    #[error("template {file} rendered invalid YAML for {app}: {message}")]
+    Output {
+        file: String,
+        app: String,
+        message: String,
+    },
+    /// The built app has no Deployment to snapshot, or its shape is unusable.
+    #[error("{0}")]
+    Snapshot(String),
+}
+
+/// The loaded templates.
+pub struct Templates {
+    env: Environment<'static>,
+}
+
+impl Templates {
+    /// The templates embedded in the binary.
+    pub fn embedded() -> Result<Templates, RenderError> {
+        Self::build(
+            EMBEDDED
+                .iter()
+                .map(|(n, s)| (n.to_string(), s.to_string()))
+                .collect(),
+        )
+    }
+
+    /// Templates from a folder; every file of [`TEMPLATE_FILES`] must be there.
+    pub fn from_dir(dir: &Path) -> Result<Templates, RenderError> {
+        let mut sources = Vec::new();
+        for file in TEMPLATE_FILES {
+            let text = std::fs::read_to_string(dir.join(file)).map_err(|e| RenderError::Load {
+                dir: dir.display().to_string(),
+                file: file.to_string(),
+                message: e.to_string(),
+            })?;
+            sources.push((file.to_string(), text));
+        }
+        Self::build(sources)
+    }
+
+    fn build(sources: Vec<(String, String)>) -> Result<Templates, RenderError> {
+        let mut env = Environment::new();
+        env.set_undefined_behavior(UndefinedBehavior::Strict);
+        // Templates quote what they place with `tojson`; no implicit escaping of comments.
+        env.set_auto_escape_callback(|_| AutoEscape::None);
+        env.set_trim_blocks(false);
+        env.set_keep_trailing_newline(true);
+        env.add_filter("toyaml", to_yaml);
+        for (name, text) in sources {
+            env.add_template_owned(name.clone(), text)
+                .map_err(|e| RenderError::Template {
+                    file: name.clone(),
+                    message: e.to_string(),
+                })?;
+        }
+        Ok(Templates { env })
+    }
+
+    /// Renders every owned file of one app, keyed by file name (state and primary included).
+    pub fn render_app(
+        &self,
+        canary: &Canary,
+        selector: &Selector,
+        state: &State,
+        primary: &str,
+    ) -> Result<BTreeMap<String, String>, RenderError> {
+        let ctx = Context {
+            name: &canary.name,
+            namespace: &canary.namespace,
+            phase: state.phase.to_string(),
+            service: ServiceCtx::from(canary),
+            selector_label: &selector.label,
+            primary_selector: format!("{}-primary", selector.value),
+            canary_selector: &selector.value,
+            canary_weight: state.canary_weight.get(),
+            primary_weight: state.canary_weight.complement().get(),
+        };
+        let mut files = BTreeMap::new();
+        for file in TEMPLATE_FILES {
+            let tmpl = self
+                .env
+                .get_template(file)
+                .map_err(|e| RenderError::Template {
+                    file: file.to_string(),
+                    message: e.to_string(),
+                })?;
+            let text = tmpl.render(&ctx).map_err(|e| RenderError::Template {
+                file: file.to_string(),
+                message: describe(&e),
+            })?;
+            let text = normalise(&text);
+            check_yaml(&text).map_err(|message| RenderError::Output {
+                file: file.to_string(),
+                app: format!("{}/{}", canary.namespace, canary.name),
+                message,
+            })?;
+            files.insert(file.to_string(), text);
+        }
+        files.insert(PRIMARY_FILE.to_string(), primary.to_string());
+        files.insert(
+            STATE_FILE.to_string(),
+            crate::state::render(&canary.name, &canary.namespace, state),
+        );
+        Ok(files)
+    }
+}
+
+/// The label that tells primary pods from canary pods, read from the target's selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Selector {
+    /// `app`, `name` or `app.kubernetes.io/name` (Flagger's order).
+    pub label: String,
+    /// Its value on the canary's pods; the primary's pods carry `<value>-primary`.
+    pub value: String,
+}
+
+#[derive(Serialize)]
+struct Context<'a> {
+    name: &'a str,
+    namespace: &'a str,
+    phase: String,
+    service: ServiceCtx<'a>,
+    selector_label: &'a str,
+    primary_selector: String,
+    canary_selector: &'a str,
+    canary_weight: u8,
+    primary_weight: u8,
+}
+
+#[derive(Serialize)]
+struct ServiceCtx<'a> {
+    name: &'a str,
+    port: u16,
+    port_name: &'a str,
+    target_port: &'a serde_json::Value,
+    app_protocol: Option<&'a str>,
+    gateways: &'a [String],
+    hosts: &'a [String],
+    traffic_policy: Option<&'a serde_json::Value>,
+    #[serde(rename = "match")]
+    match_: Option<&'a serde_json::Value>,
+    retries: Option<&'a serde_json::Value>,
+    timeout: Option<&'a str>,
+    headers: Option<&'a serde_json::Value>,
+    cors_policy: Option<&'a serde_json::Value>,
+    rewrite: Option<&'a serde_json::Value>,
+}
+
+impl<'a> ServiceCtx<'a> {
+    fn from(c: &'a Canary) -> ServiceCtx<'a> {
+        let s = &c.service;
+        ServiceCtx {
+            name: &s.name,
+            port: s.port,
+            port_name: &s.port_name,
+            target_port: &s.target_port,
+            app_protocol: s.app_protocol.as_deref(),
+            gateways: &s.gateways,
+            hosts: &s.hosts,
+            traffic_policy: s.traffic_policy.as_ref(),
+            match_: s.match_.as_ref(),
+            retries: s.retries.as_ref(),
+            timeout: s.timeout.as_deref(),
+            headers: s.headers.as_ref(),
+            cors_policy: s.cors_policy.as_ref(),
+            rewrite: s.rewrite.as_ref(),
+        }
+    }
+}
+
+/// `{{ value | toyaml(8) }}`: block YAML whose continuation lines are indented by `indent`.
+fn to_yaml(value: minijinja::Value, indent: usize) -> Result<String, minijinja::Error> {
+    let json = serde_json::to_value(&value).map_err(|e| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+    })?;
+    let text = serde_yaml::to_string(&json).map_err(|e| {
+        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
+    })?;
+    let pad = " ".repeat(indent);
+    Ok(text
+        .trim_end()
+        .lines()
+        .enumerate()
+        .map(|(i, line)| {
+            if i == 0 {
+                line.to_string()
+            } else {
+                format!("{pad}{line}")
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n"))
+}
+
+fn describe(e: &minijinja::Error) -> String {
+    let mut text = e.to_string();
+    if let Some(line) = e.line() {
+        text.push_str(&format!(" (line {line})"));
+    }
+    text
+}
+
+/// One trailing newline, no trailing spaces: stable bytes whatever the template's whitespace.
+fn normalise(text: &str) -> String {
+    let mut out: String = text
+        .lines()
+        .map(|l| l.trim_end())
+        .collect::<Vec<_>>()
+        .join("\n");
+    while out.ends_with('\n') {
+        out.pop();
+    }
+    out.push('\n');
+    out
+}
+
+fn check_yaml(text: &str) -> Result<(), String> {
+    for doc in serde_yaml::Deserializer::from_str(text) {
+        serde_yaml::Value::deserialize(doc).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+use serde::Deserialize;

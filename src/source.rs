@@ -1,0 +1,348 @@
+//! Reading the config repo: a tree of folders and files, from a Git commit or a checkout on
+//! disk, and the scan that finds every Canary and MetricTemplate in it.
+//!
+//! Scans are remembered by Git object id (a folder by its tree id, a file by its blob id), so
+//! a tick on a repository of thousands of apps re-reads only what changed since the last
+//! one. Owns no decisions and writes nothing.
+
+use crate::spec::{self, Canary, SpecError, TemplateIndex};
+use git2::{ObjectType, Oid, Repository, Tree};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Suffix of the folder weir owns beside each app folder.
+pub const OWNED_SUFFIX: &str = ".weir";
+
+/// A file or folder in a source tree.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Name within its folder.
+    pub name: String,
+    /// Folder or file.
+    pub is_dir: bool,
+    /// Git object id (for files on disk: the blob id their content would have).
+    pub id: Oid,
+}
+
+/// A failure to read the source.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    /// No such path.
+    #[error("{0}: no such file or folder")]
+    Missing(String),
+    /// Reading failed.
+    #[error("{path}: {message}")]
+    Read { path: String, message: String },
+}
+
+/// Read access to a tree of files; paths are `/`-separated and relative to the root (the
+/// root itself is "").
+pub trait SourceTree {
+    /// The entries of a folder, sorted by name.
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, SourceError>;
+    /// The bytes of a file.
+    fn read(&self, path: &str) -> Result<Vec<u8>, SourceError>;
+    /// The id of a folder when the tree has stable ids (Git); `None` on disk.
+    fn dir_id(&self, dir: &str) -> Option<Oid>;
+    /// The id of a file or folder at `path`, if it exists.
+    fn id(&self, path: &str) -> Option<Oid>;
+}
+
+/// A Git tree.
+pub struct GitTree<'r> {
+    repo: &'r Repository,
+    root: Tree<'r>,
+}
+
+impl<'r> GitTree<'r> {
+    /// Wraps the tree of a commit.
+    pub fn new(repo: &'r Repository, root: Tree<'r>) -> GitTree<'r> {
+        GitTree { repo, root }
+    }
+
+    fn subtree(&self, dir: &str) -> Result<Tree<'r>, SourceError> {
+        if dir.is_empty() {
+            return Ok(self.root.clone());
+        }
+        let entry = self
+            .root
+            .get_path(Path::new(dir))
+            .map_err(|_| SourceError::Missing(dir.to_string()))?;
+        self.repo
+            .find_tree(entry.id())
+            .map_err(|_| SourceError::Missing(dir.to_string()))
+    }
+}
+
+impl SourceTree for GitTree<'_> {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, SourceError> {
+        let tree = self.subtree(dir)?;
+        Ok(tree
+            .iter()
+            .filter_map(|e| {
+                let is_dir = match e.kind() {
+                    Some(ObjectType::Tree) => true,
+                    Some(ObjectType::Blob) => false,
+                    _ => return None,
+                };
+                Some(Entry {
+                    name: e.name().ok()?.to_string(),
+                    is_dir,
+                    id: e.id(),
+                })
+            })
+            .collect())
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+        let entry = self
+            .root
+            .get_path(Path::new(path))
+            .map_err(|_| SourceError::Missing(path.to_string()))?;
+        let blob = self
+            .repo
+            .find_blob(entry.id())
+            .map_err(|e| SourceError::Read {
+                path: path.to_string(),
+                message: e.message().to_string(),
+            })?;
+        Ok(blob.content().to_vec())
+    }
+
+    fn dir_id(&self, dir: &str) -> Option<Oid> {
+        self.subtree(dir).ok().map(|t| t.id())
+    }
+
+    fn id(&self, path: &str) -> Option<Oid> {
+        if path.is_empty() {
+            return Some(self.root.id());
+        }
+        self.root.get_path(Path::new(path)).ok().map(|e| e.id())
+    }
+}
+
+/// A folder on disk (a checkout, for `weir validate`).
+pub struct DiskTree {
+    root: PathBuf,
+}
+
+impl DiskTree {
+    /// Reads below `root`.
+    pub fn new(root: impl Into<PathBuf>) -> DiskTree {
+        DiskTree { root: root.into() }
+    }
+
+    fn full(&self, path: &str) -> PathBuf {
+        if path.is_empty() {
+            self.root.clone()
+        } else {
+            self.root.join(path)
+        }
+    }
+}
+
+impl SourceTree for DiskTree {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, SourceError> {
+        let full = self.full(dir);
+        let rd = std::fs::read_dir(&full).map_err(|_| SourceError::Missing(dir.to_string()))?;
+        let mut out = Vec::new();
+        for item in rd.flatten() {
+            let name = item.file_name().to_string_lossy().to_string();
+            if name == ".git" {
+                continue;
+            }
+            let Ok(meta) = item.metadata() else { continue };
+            let id = if meta.is_file() {
+                let bytes = std::fs::read(item.path()).unwrap_or_default();
+                Oid::hash_object(ObjectType::Blob, &bytes).unwrap_or(Oid::ZERO_SHA1)
+            } else {
+                Oid::ZERO_SHA1
+            };
+            out.push(Entry {
+                name,
+                is_dir: meta.is_dir(),
+                id,
+            });
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+        std::fs::read(self.full(path)).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => SourceError::Missing(path.to_string()),
+            _ => SourceError::Read {
+                path: path.to_string(),
+                message: e.to_string(),
+            },
+        })
+    }
+
+    fn dir_id(&self, _dir: &str) -> Option<Oid> {
+        None
+    }
+
+    fn id(&self, path: &str) -> Option<Oid> {
+        let full = self.full(path);
+        let meta = std::fs::metadata(&full).ok()?;
+        if meta.is_dir() {
+            return Some(Oid::ZERO_SHA1);
+        }
+        let bytes = std::fs::read(full).ok()?;
+        Oid::hash_object(ObjectType::Blob, &bytes).ok()
+    }
+}
+
+/// Joins a folder and a name.
+pub fn join(dir: &str, name: &str) -> String {
+    if dir.is_empty() {
+        name.to_string()
+    } else {
+        format!("{dir}/{name}")
+    }
+}
+
+/// The folder part of a path ("" at the root).
+pub fn parent(path: &str) -> &str {
+    path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
+}
+
+/// The folder weir owns for an app folder: a sibling named `<folder>.weir`, so the app's own
+/// kustomization (and its `images:` tags) never applies to what weir writes.
+pub fn owned_dir(app_dir: &str) -> String {
+    format!("{app_dir}{OWNED_SUFFIX}")
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, Default)]
+pub struct Catalog {
+    /// Valid Canaries with their warnings, sorted by file.
+    pub canaries: Vec<(Canary, Vec<SpecError>)>,
+    /// All MetricTemplates.
+    pub templates: TemplateIndex,
+    /// Every error (and the warnings of invalid specs), sorted by file and line.
+    pub errors: Vec<SpecError>,
+}
+
+#[derive(Default)]
+struct DirScan {
+    files: Vec<Arc<(String, spec::FileScan)>>,
+}
+
+/// Finds specs under the configured roots, remembering what it read by object id.
+pub struct Scanner {
+    roots: Vec<String>,
+    min_interval: Duration,
+    dirs: HashMap<(String, Oid), Arc<DirScan>>,
+    files: HashMap<(String, Oid), Arc<(String, spec::FileScan)>>,
+}
+
+impl Scanner {
+    /// A scanner of `roots` ("" or "." for the whole repository).
+    pub fn new(roots: &[String], min_interval: Duration) -> Scanner {
+        let roots = roots
+            .iter()
+            .map(|r| r.trim_matches('/').trim_start_matches("./").to_string())
+            .map(|r| if r == "." { String::new() } else { r })
+            .collect();
+        Scanner {
+            roots,
+            min_interval,
+            dirs: HashMap::new(),
+            files: HashMap::new(),
+        }
+    }
+
+    /// Scans a tree. Unchanged folders and files cost a hash lookup.
+    pub fn scan(&mut self, tree: &dyn SourceTree) -> Result<Catalog, SourceError> {
+        let mut files = Vec::new();
+        for root in self.roots.clone() {
+            match self.scan_dir(tree, &root) {
+                Ok(scan) => files.extend(scan.files.iter().cloned()),
+                Err(SourceError::Missing(_)) => {
+                    return Err(SourceError::Missing(format!(
+                        "root folder `{root}` (from --roots)"
+                    )))
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        files.sort_by(|a, b| a.0.cmp(&b.0));
+        files.dedup_by(|a, b| a.0 == b.0);
+        let mut catalog = Catalog::default();
+        for file in &files {
+            let scan = &file.1;
+            catalog.errors.extend(scan.errors.iter().cloned());
+            for c in &scan.canaries {
+                match c {
+                    Ok((canary, warnings)) => {
+                        catalog.canaries.push((canary.clone(), warnings.clone()))
+                    }
+                    Err(errors) => catalog.errors.extend(errors.iter().cloned()),
+                }
+            }
+            for t in &scan.templates {
+                match t {
+                    Ok(t) => catalog.templates.insert(t.clone()),
+                    Err(errors) => catalog.errors.extend(errors.iter().cloned()),
+                }
+            }
+        }
+        catalog
+            .errors
+            .extend(catalog.templates.duplicates().iter().cloned());
+        catalog.errors.sort();
+        Ok(catalog)
+    }
+
+    fn scan_dir(&mut self, tree: &dyn SourceTree, dir: &str) -> Result<Arc<DirScan>, SourceError> {
+        let id = tree.dir_id(dir);
+        if let Some(id) = id {
+            if let Some(hit) = self.dirs.get(&(dir.to_string(), id)) {
+                return Ok(hit.clone());
+            }
+        }
+        let mut scan = DirScan::default();
+        for entry in tree.list(dir)? {
+            let path = join(dir, &entry.name);
+            if entry.is_dir {
+                if entry.name.ends_with(OWNED_SUFFIX) || entry.name.starts_with('.') {
+                    continue;
+                }
+                let sub = self.scan_dir(tree, &path)?;
+                scan.files.extend(sub.files.iter().cloned());
+            } else if entry.name.ends_with(".yaml") || entry.name.ends_with(".yml") {
+                let key = (path.clone(), entry.id);
+                let file = match self.files.get(&key) {
+                    Some(hit) if !entry.id.is_zero() => hit.clone(),
+                    _ => {
+                        let bytes = tree.read(&path)?;
+                        let result = if spec::may_hold_spec(&bytes) {
+                            spec::scan_file(&path, &bytes, self.min_interval)
+                        } else {
+                            spec::FileScan::default()
+                        };
+                        let file = Arc::new((path.clone(), result));
+                        if !entry.id.is_zero() {
+                            self.files.insert(key, file.clone());
+                        }
+                        file
+                    }
+                };
+                if !file.1.canaries.is_empty()
+                    || !file.1.templates.is_empty()
+                    || !file.1.errors.is_empty()
+                {
+                    scan.files.push(file);
+                }
+            }
+        }
+        let scan = Arc::new(scan);
+        if let Some(id) = id {
+            self.dirs.insert((dir.to_string(), id), scan.clone());
+        }
+        Ok(scan)
+    }
+}

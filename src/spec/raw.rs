@@ -1,0 +1,230 @@
+//! Wire types: serde mirrors of Flagger's `Canary` and `MetricTemplate` files.
+//!
+//! Field names, nesting and types follow `flagger.app/v1beta1` exactly. Every struct denies
+//! unknown fields so a typo is an error with a position instead of a silently ignored knob.
+//! Nothing here applies defaults or checks meaning: that is `canary.rs` and `template.rs`.
+//! Some fields are read only so that their presence is accepted (they are the file's, not
+//! weir's), hence the dead-code allowance.
+#![allow(dead_code)]
+
+use serde::Deserialize;
+use serde_yaml::Value;
+use std::collections::BTreeMap;
+
+/// Only `apiVersion` and `kind`, to decide what a document is before parsing it strictly.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypeMeta {
+    #[serde(default)]
+    pub api_version: Option<Value>,
+    #[serde(default)]
+    pub kind: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ObjectMeta {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Canary {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: CanarySpec,
+    #[serde(default)]
+    pub status: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CrossRef {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    pub kind: String,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CanarySpec {
+    #[serde(default)]
+    pub provider: Option<String>,
+    #[serde(default)]
+    pub metrics_server: Option<String>,
+    pub target_ref: CrossRef,
+    #[serde(default)]
+    pub autoscaler_ref: Option<CrossRef>,
+    #[serde(default)]
+    pub ingress_ref: Option<Value>,
+    #[serde(default)]
+    pub upstream_refs: Option<Value>,
+    pub service: Service,
+    #[serde(default)]
+    pub analysis: Option<Analysis>,
+    #[serde(default)]
+    pub canary_analysis: Option<Value>,
+    #[serde(default)]
+    pub progress_deadline_seconds: Option<u32>,
+    #[serde(default)]
+    pub skip_analysis: Option<bool>,
+    #[serde(default)]
+    pub revert_on_deletion: Option<bool>,
+    #[serde(default)]
+    pub suspend: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Service {
+    #[serde(default)]
+    pub name: Option<String>,
+    pub port: u32,
+    #[serde(default)]
+    pub port_name: Option<String>,
+    #[serde(default)]
+    pub target_port: Option<Value>,
+    #[serde(default)]
+    pub app_protocol: Option<String>,
+    #[serde(default)]
+    pub port_discovery: Option<bool>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub gateways: Option<Vec<String>>,
+    #[serde(default)]
+    pub hosts: Option<Vec<String>>,
+    #[serde(default)]
+    pub traffic_policy: Option<Value>,
+    #[serde(default, rename = "match")]
+    pub match_: Option<Value>,
+    #[serde(default)]
+    pub retries: Option<Value>,
+    #[serde(default)]
+    pub headers: Option<Value>,
+    #[serde(default)]
+    pub cors_policy: Option<Value>,
+    #[serde(default)]
+    pub rewrite: Option<Value>,
+    #[serde(default)]
+    pub delegation: Option<Value>,
+    #[serde(default)]
+    pub apex: Option<Value>,
+    #[serde(default)]
+    pub primary: Option<Value>,
+    #[serde(default)]
+    pub canary: Option<Value>,
+    #[serde(default)]
+    pub mirror: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Analysis {
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub iterations: Option<u32>,
+    #[serde(default)]
+    pub mirror: Option<bool>,
+    #[serde(default)]
+    pub mirror_weight: Option<u32>,
+    #[serde(default)]
+    pub max_weight: Option<u32>,
+    #[serde(default)]
+    pub step_weight: Option<u32>,
+    #[serde(default)]
+    pub step_weights: Option<Vec<u32>>,
+    #[serde(default)]
+    pub step_weight_promotion: Option<u32>,
+    #[serde(default)]
+    pub threshold: Option<u32>,
+    #[serde(default)]
+    pub primary_ready_threshold: Option<u32>,
+    #[serde(default)]
+    pub canary_ready_threshold: Option<u32>,
+    #[serde(default)]
+    pub alerts: Option<Value>,
+    #[serde(default)]
+    pub metrics: Option<Vec<Metric>>,
+    #[serde(default)]
+    pub webhooks: Option<Value>,
+    #[serde(default, rename = "match")]
+    pub match_: Option<Value>,
+    #[serde(default)]
+    pub session_affinity: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Metric {
+    pub name: String,
+    #[serde(default)]
+    pub interval: Option<String>,
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    #[serde(default)]
+    pub threshold_range: Option<ThresholdRange>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub template_ref: Option<TemplateRef>,
+    #[serde(default)]
+    pub template_variables: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdRange {
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateRef {
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricTemplate {
+    pub api_version: String,
+    pub kind: String,
+    pub metadata: ObjectMeta,
+    pub spec: MetricTemplateSpec,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct MetricTemplateSpec {
+    pub provider: Provider,
+    pub query: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Provider {
+    #[serde(rename = "type")]
+    pub type_: String,
+    #[serde(default)]
+    pub address: Option<String>,
+    #[serde(default)]
+    pub secret_ref: Option<Value>,
+    #[serde(default)]
+    pub insecure_skip_verify: Option<bool>,
+    #[serde(default)]
+    pub region: Option<String>,
+}

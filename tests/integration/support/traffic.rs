@@ -1,0 +1,114 @@
+//! Runs the `weir-traffic` simulator from integration tests.
+//!
+//! The simulator follows the routing committed to a config repository and serves Istio-style
+//! metrics (see `src/bin/weir-traffic.rs`). This module starts it on a free port, learns the
+//! port from a port file (with a deadline, no fixed sleeps) and kills it when dropped.
+
+// Each test uses the helpers it needs; the others are not dead, just unused there.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use super::prometheus::http_get;
+
+const PORT_DEADLINE: Duration = Duration::from_secs(10);
+
+/// A running `weir-traffic`, killed on drop.
+pub struct Traffic {
+    child: Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Traffic {
+    /// Starts `bin` (tests pass `env!("CARGO_BIN_EXE_weir-traffic")`) following `branch` of
+    /// `git_dir`, and waits up to 10 s for it to listen. Requests to workloads running one of
+    /// `bad_tags` fail 30% of the time.
+    // The arguments mirror the simulator's CLI one to one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start(
+        bin: &str,
+        git_dir: &Path,
+        branch: &str,
+        app: &str,
+        namespace: &str,
+        app_dir: &str,
+        weir_dir: &str,
+        bad_tags: &[&str],
+    ) -> Traffic {
+        let dir = tempfile::tempdir().expect("creating a temp dir for weir-traffic");
+        let port_file = dir.path().join("port");
+        let log = std::fs::File::create(dir.path().join("weir-traffic.log"))
+            .expect("creating weir-traffic.log");
+        let mut cmd = Command::new(bin);
+        cmd.arg("--git-dir")
+            .arg(git_dir)
+            .args(["--branch", branch, "--app", app, "--namespace", namespace])
+            .args(["--app-dir", app_dir, "--weir-dir", weir_dir])
+            .args(["--listen", "127.0.0.1:0"])
+            .arg("--port-file")
+            .arg(&port_file);
+        if !bad_tags.is_empty() {
+            cmd.arg("--bad-tags").arg(bad_tags.join(","));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
+
+        let start = Instant::now();
+        let port = loop {
+            // The simulator writes the file atomically: once it exists, it is complete.
+            if let Ok(text) = std::fs::read_to_string(&port_file) {
+                break text
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|_| panic!("weir-traffic wrote a bad port file: {text:?}"));
+            }
+            let exited = child.try_wait().ok().flatten();
+            if exited.is_some() || start.elapsed() >= PORT_DEADLINE {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "weir-traffic did not listen within {PORT_DEADLINE:?} (exit: {exited:?}); log:\n{}",
+                    read_log(dir.path())
+                );
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        Traffic { child, port, dir }
+    }
+
+    /// `127.0.0.1:PORT`, as a Prometheus scrape target.
+    pub fn target(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// The body of `GET /state`: one line of JSON with the tags and weights it follows.
+    pub fn state(&self) -> String {
+        match http_get(self.port, "/state") {
+            Ok((200, body)) => body.trim().to_owned(),
+            other => panic!(
+                "GET /state from weir-traffic: {other:?}; log:\n{}",
+                read_log(self.dir.path())
+            ),
+        }
+    }
+}
+
+impl Drop for Traffic {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn read_log(dir: &Path) -> String {
+    std::fs::read_to_string(dir.join("weir-traffic.log"))
+        .unwrap_or_else(|e| format!("(no log: {e})"))
+}
