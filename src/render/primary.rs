@@ -158,10 +158,12 @@ pub fn snapshot(
             strip_server_fields(&mut h);
             out.insert(1, h);
         }
-        (None, Some(name)) => return Err(RenderError::Snapshot(format!(
+        (None, Some(name)) => {
+            return Err(RenderError::Snapshot(format!(
             "{}: autoscalerRef HorizontalPodAutoscaler `{name}` is not in the build of {app_dir}",
             canary.file
-        ))),
+        )))
+        }
         (None, None) => {}
     }
 

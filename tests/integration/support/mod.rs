@@ -1,2 +1,6 @@
+//! Shared test fixtures: real Git remotes, a real Prometheus, the traffic simulator, and a
+//! Flux-like `kubectl kustomize` build of any commit.
+
 pub mod prometheus;
+pub mod repo;
 pub mod traffic;

@@ -1,0 +1,6 @@
+//! weir's integration tests: one binary, one module per capability, real Git remotes, a real
+//! Prometheus and `kubectl kustomize`.
+
+mod planner;
+mod rollout;
+mod support;

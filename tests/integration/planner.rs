@@ -1,0 +1,1 @@
+//! The planner: table cases and property tests, no I/O.

@@ -1,0 +1,357 @@
+//! A config repository in the gitops-istio layout (from `fixtures/`), pushed to a bare remote
+//! on disk, with helpers to bump tags as CI would, read what weir committed, and build any
+//! commit the way Flux builds `./apps`.
+#![allow(dead_code)]
+
+use chrono::Utc;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+use weir::git::{Cache, Git2Transport, GitSettings, Transport};
+use weir::reconcile::{Engine, Mode, Settings, TickReport};
+use weir::render::Templates;
+use weir::secret::SafeUrl;
+use weir::state::State;
+use weir::yaml_edit::{path, set_scalar};
+
+pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/gitops-istio");
+
+pub struct Fixture {
+    pub dir: tempfile::TempDir,
+    pub remote: PathBuf,
+    pub work: PathBuf,
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=ci", "-c", "user.email=ci@example.com"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// Edits one scalar of a file in place, checking that nothing else changed.
+pub fn edit(file: &Path, doc: usize, at: &str, value: &str) {
+    let before = std::fs::read_to_string(file).unwrap();
+    let after = set_scalar(&before, doc, &path(at), value).unwrap();
+    assert_only_scalar_changed(&before, &after, value);
+    std::fs::write(file, after).unwrap();
+}
+
+/// Every byte outside the edited scalar is the same.
+pub fn assert_only_scalar_changed(before: &str, after: &str, value: &str) {
+    let prefix = before
+        .bytes()
+        .zip(after.bytes())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let suffix = before
+        .bytes()
+        .rev()
+        .zip(after.bytes().rev())
+        .take_while(|(a, b)| a == b)
+        .count()
+        .min(before.len() - prefix)
+        .min(after.len() - prefix);
+    let changed_old = &before[prefix..before.len() - suffix];
+    let changed_new = &after[prefix..after.len() - suffix];
+    assert!(
+        !changed_old.contains('\n') && !changed_new.contains('\n'),
+        "more than one scalar changed: {changed_old:?} -> {changed_new:?}"
+    );
+    assert!(
+        value.contains(changed_new.trim_matches('"')) || changed_new.is_empty(),
+        "unexpected change {changed_old:?} -> {changed_new:?}"
+    );
+}
+
+impl Fixture {
+    /// The fixture, with the backend's analysis made fast for tests.
+    pub fn new() -> Fixture {
+        Self::with(|work| {
+            let canary = work.join("apps/backend/canary.yaml");
+            edit(&canary, 0, "spec.analysis.interval", "3s");
+            edit(&canary, 0, "spec.analysis.stepWeight", "25");
+            edit(&canary, 0, "spec.analysis.threshold", "2");
+            for i in 0..3 {
+                edit(
+                    &canary,
+                    0,
+                    &format!("spec.analysis.metrics[{i}].interval"),
+                    "10s",
+                );
+            }
+        })
+    }
+
+    /// The fixture with a custom change before the first push.
+    pub fn with(prepare: impl FnOnce(&Path)) -> Fixture {
+        let dir = tempfile::tempdir().unwrap();
+        let remote = dir.path().join("remote.git");
+        let work = dir.path().join("work");
+        let out = Command::new("git")
+            .args(["init", "-q", "--bare", "-b", "main"])
+            .arg(&remote)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        copy_dir(Path::new(FIXTURE), &work);
+        git(&work, &["init", "-q", "-b", "main"]);
+        prepare(&work);
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-qm", "gitops-istio layout"]);
+        git(
+            &work,
+            &["remote", "add", "origin", remote.to_str().unwrap()],
+        );
+        git(&work, &["push", "-q", "origin", "main"]);
+        Fixture { dir, remote, work }
+    }
+
+    pub fn url(&self) -> String {
+        self.remote.to_str().unwrap().to_string()
+    }
+
+    /// Bumps an app's image tag the way CI does, and pushes.
+    pub fn bump(&self, app: &str, tag: &str) {
+        git(&self.work, &["pull", "-q", "--rebase", "origin", "main"]);
+        edit(
+            &self.work.join(format!("apps/{app}/kustomization.yaml")),
+            0,
+            "images[0].newTag",
+            tag,
+        );
+        git(
+            &self.work,
+            &["commit", "-qam", &format!("{app}: bump to {tag}")],
+        );
+        git(&self.work, &["push", "-q", "origin", "main"]);
+    }
+
+    /// A file of the remote's branch head, or at a commit.
+    pub fn show(&self, rev: &str, file: &str) -> Option<String> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.remote)
+            .args(["show", &format!("{rev}:{file}")])
+            .output()
+            .unwrap();
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).to_string())
+    }
+
+    /// The rollout record of an app at a revision of the remote.
+    pub fn state_at(&self, rev: &str, app: &str) -> Option<State> {
+        let text = self.show(rev, &format!("apps/{app}.weir/state.yaml"))?;
+        Some(
+            weir::state::parse("state.yaml", text.as_bytes())
+                .unwrap()
+                .status,
+        )
+    }
+
+    pub fn state(&self, app: &str) -> Option<State> {
+        self.state_at("main", app)
+    }
+
+    /// The remote's commits, oldest first: (sha, subject).
+    pub fn log(&self) -> Vec<(String, String)> {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.remote)
+            .args(["log", "--reverse", "--format=%H %s", "main"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| {
+                let (sha, subject) = l.split_once(' ').unwrap();
+                (sha.to_string(), subject.to_string())
+            })
+            .collect()
+    }
+
+    pub fn settings(&self) -> GitSettings {
+        GitSettings {
+            url: SafeUrl::new(self.url()),
+            branch: "main".into(),
+            cache_dir: self.dir.path().join("cache"),
+            token: None,
+            author: ("weir".into(), "weir@example.com".into()),
+            committer: ("weir".into(), "weir@example.com".into()),
+        }
+    }
+
+    pub fn engine(&self, prometheus: Option<String>) -> Engine {
+        self.engine_with(prometheus, Box::new(Git2Transport))
+    }
+
+    pub fn engine_with(&self, prometheus: Option<String>, transport: Box<dyn Transport>) -> Engine {
+        let cache = Cache::with_transport(self.settings(), transport).unwrap();
+        let prom = weir::prometheus::Client::new(weir::prometheus::Settings {
+            default_address: prometheus,
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        })
+        .unwrap();
+        Engine::new(
+            cache,
+            prom,
+            Templates::embedded().unwrap(),
+            Settings {
+                roots: vec![".".into()],
+                min_interval: Duration::from_secs(1),
+                kustomize: "kubectl kustomize".into(),
+                max_push_attempts: 5,
+                message_prefix: String::new(),
+            },
+        )
+    }
+}
+
+/// Ticks until `done` holds for the remote, or panics at the deadline.
+pub async fn drive(
+    engine: &mut Engine,
+    fixture: &Fixture,
+    deadline: Duration,
+    done: impl Fn(&Fixture) -> bool,
+) -> Vec<TickReport> {
+    let start = Instant::now();
+    let mut reports = Vec::new();
+    loop {
+        let report = engine.tick(Mode::Push, &Utc::now).await.expect("tick runs");
+        reports.push(report);
+        if done(fixture) {
+            return reports;
+        }
+        assert!(
+            start.elapsed() < deadline,
+            "not done after {deadline:?}; remote log:\n{:#?}\nlast report: {:#?}",
+            fixture.log(),
+            reports.last()
+        );
+        // Poll pause: the next step becomes due on the wall clock.
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+/// Builds a commit the way Flux builds `./apps` when it has no kustomization.yaml: every YAML
+/// file, and every sub-folder with a kustomization, as resources.
+pub fn flux_build(fixture: &Fixture, rev: &str) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let archive = Command::new("git")
+        .arg("--git-dir")
+        .arg(&fixture.remote)
+        .args(["archive", "--format=tar", rev])
+        .output()
+        .unwrap();
+    assert!(archive.status.success());
+    let tar = dir.path().join("tree.tar");
+    std::fs::write(&tar, archive.stdout).unwrap();
+    let out = Command::new("tar")
+        .arg("-xf")
+        .arg(&tar)
+        .arg("-C")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let apps = dir.path().join("apps");
+    let mut resources = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&apps)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().to_string())
+        .collect();
+    names.sort();
+    for name in names {
+        let p = apps.join(&name);
+        if p.is_dir() && p.join("kustomization.yaml").exists() {
+            resources.push(name);
+        } else if name.ends_with(".yaml") {
+            resources.push(name);
+        }
+    }
+    let mut k = String::from(
+        "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n",
+    );
+    for r in resources {
+        k.push_str(&format!("  - {r}\n"));
+    }
+    std::fs::write(apps.join("kustomization.yaml"), k).unwrap();
+    let out = Command::new("kubectl")
+        .args(["kustomize", "--load-restrictor=LoadRestrictionsNone"])
+        .arg(&apps)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "kubectl kustomize failed at {rev}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// The documents of a build.
+pub fn docs(built: &str) -> Vec<serde_yaml::Value> {
+    use serde::Deserialize;
+    serde_yaml::Deserializer::from_str(built)
+        .map(|d| serde_yaml::Value::deserialize(d).unwrap())
+        .filter(|v| !v.is_null())
+        .collect()
+}
+
+/// The object of a kind and name in a build.
+pub fn find<'a>(
+    docs: &'a [serde_yaml::Value],
+    kind: &str,
+    name: &str,
+) -> Option<&'a serde_yaml::Value> {
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind) && d["metadata"]["name"].as_str() == Some(name))
+}
+
+/// The first container image of a Deployment.
+pub fn image(d: &serde_yaml::Value) -> String {
+    d["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+/// (primary, canary) weights of the VirtualService route.
+pub fn weights(vs: &serde_yaml::Value, app: &str) -> (u64, u64) {
+    let mut p = None;
+    let mut c = None;
+    for r in vs["spec"]["http"][0]["route"].as_sequence().unwrap() {
+        let host = r["destination"]["host"].as_str().unwrap();
+        let w = r["weight"].as_u64().unwrap();
+        if host == format!("{app}-primary") {
+            p = Some(w);
+        } else if host == format!("{app}-canary") {
+            c = Some(w);
+        }
+    }
+    (p.unwrap(), c.unwrap())
+}
