@@ -2,5 +2,7 @@
 //! Prometheus and `kubectl kustomize`.
 
 mod planner;
+mod race;
+mod restart;
 mod rollout;
 mod support;
