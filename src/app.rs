@@ -432,7 +432,7 @@ fn digest(tree: &dyn SourceTree, _dir: &str, closure: &[String], canary_file: &s
 pub fn gates(canary: &Canary, templates: &TemplateIndex) -> Result<Vec<Gate>, Vec<SpecError>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
-    for m in &canary.analysis.metrics {
+    for (i, m) in canary.analysis.metrics.iter().enumerate() {
         let (template, address) = match &m.source {
             MetricSource::RequestSuccessRate => (
                 crate::prometheus::REQUEST_SUCCESS_RATE.to_string(),
@@ -460,7 +460,7 @@ pub fn gates(canary: &Canary, templates: &TemplateIndex) -> Result<Vec<Gate>, Ve
                             &canary.file,
                             m.at.0,
                             m.at.1,
-                            format!("metric {}: templateRef", m.name),
+                            format!("spec.analysis.metrics[{i}].templateRef"),
                             format!(
                                 "MetricTemplate {ns}/{name} is not in the repository; known templates: {}",
                                 if known.is_empty() { "none".to_string() } else { known.join(", ") }
