@@ -116,10 +116,13 @@ fn resolve(dir: &str, reference: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
+/// The ids of every path an app's resolution read.
+type Inputs = Vec<(String, Option<Oid>)>;
+
 /// Remembers resolved apps by the ids of everything they read.
 #[derive(Default)]
 pub struct Resolver {
-    memo: HashMap<String, (Vec<(String, Option<Oid>)>, Arc<AppSource>)>,
+    memo: HashMap<String, (Inputs, Arc<AppSource>)>,
 }
 
 impl Resolver {
@@ -140,7 +143,7 @@ impl Resolver {
             }
         }
         let source = Arc::new(build(tree, canary, &dir)?);
-        let mut inputs: Vec<(String, Option<Oid>)> = vec![(dir.clone(), tree.id(&dir))];
+        let mut inputs: Inputs = vec![(dir.clone(), tree.id(&dir))];
         inputs.push((canary.file.clone(), tree.id(&canary.file)));
         for p in &source.closure {
             inputs.push((p.clone(), tree.id(p)));

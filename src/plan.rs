@@ -34,31 +34,48 @@ impl CheckResult {
 
     /// `request-success-rate 91.3 < 99`, as in logs and commit messages.
     pub fn describe(&self) -> String {
-        let bounds = || match (self.min, self.max) {
+        let need = match (self.min, self.max) {
             (Some(lo), Some(hi)) => format!("{} <= x <= {}", num(lo), num(hi)),
             (Some(lo), None) => format!(">= {}", num(lo)),
             (None, Some(hi)) => format!("<= {}", num(hi)),
             (None, None) => "no bound".to_string(),
         };
-        match &self.value {
-            Err(why) => format!("{} {} (need {})", self.name, why, bounds()),
-            Ok(v) if v.is_nan() => format!("{} NaN (need {})", self.name, bounds()),
-            Ok(v) => {
-                let v = *v;
-                if let Some(lo) = self.min.filter(|lo| v < *lo || !v.is_finite() && v < 0.0) {
-                    format!("{} {} < {}", self.name, num(v), num(lo))
-                } else if let Some(hi) = self.max.filter(|hi| v > *hi || !v.is_finite() && v > 0.0)
-                {
-                    format!("{} {} > {}", self.name, num(v), num(hi))
-                } else {
-                    match (self.min, self.max) {
-                        (Some(lo), _) => format!("{} {} >= {}", self.name, num(v), num(lo)),
-                        (None, Some(hi)) => format!("{} {} <= {}", self.name, num(v), num(hi)),
-                        (None, None) => format!("{} {}", self.name, num(v)),
-                    }
+        let v = match &self.value {
+            Err(why) => return format!("{} {why} (need {need})", self.name),
+            Ok(v) if v.is_nan() => return format!("{} NaN (need {need})", self.name),
+            Ok(v) if !v.is_finite() => {
+                return match (self.min, self.max) {
+                    (_, Some(hi)) if *v > 0.0 => format!("{} {v} > {}", self.name, num(hi)),
+                    (Some(lo), _) if *v < 0.0 => format!("{} {v} < {}", self.name, num(lo)),
+                    _ => format!("{} {v} is not a finite number", self.name),
                 }
             }
+            Ok(v) => *v,
+        };
+        let name = &self.name;
+        if let Some(lo) = self.min.filter(|lo| v < *lo) {
+            let (v, lo) = distinct(v, lo);
+            return format!("{name} {v} < {lo}");
         }
+        if let Some(hi) = self.max.filter(|hi| v > *hi) {
+            let (v, hi) = distinct(v, hi);
+            return format!("{name} {v} > {hi}");
+        }
+        match (self.min, self.max) {
+            (Some(lo), _) => format!("{name} {} >= {}", num(v), num(lo)),
+            (None, Some(hi)) => format!("{name} {} <= {}", num(v), num(hi)),
+            (None, None) => format!("{name} {}", num(v)),
+        }
+    }
+}
+
+/// Prints a value and its bound so that they never look equal when they are not.
+fn distinct(v: f64, bound: f64) -> (String, String) {
+    let (a, b) = (num(v), num(bound));
+    if a == b {
+        (format!("{v}"), format!("{bound}"))
+    } else {
+        (a, b)
     }
 }
 
@@ -137,6 +154,10 @@ pub struct Step {
 
 /// Decides the next step of one app.
 pub fn plan(input: &Input) -> Decision {
+    // Flagger checks suspend before anything else, initialization included.
+    if input.suspend {
+        return idle("suspended by spec.suspend", None);
+    }
     let Some(state) = input.state else {
         return write(
             fresh(Phase::Initialized, input.revision, input.now),
@@ -145,16 +166,14 @@ pub fn plan(input: &Input) -> Decision {
             Vec::new(),
         );
     };
-    if input.suspend {
-        return idle("suspended by spec.suspend", None);
-    }
     let rev = input.revision;
     let analysing = state.canary_revision.as_deref();
 
     // A revision nobody has seen: start (or restart) the analysis, as Flagger does.
-    let known = rev == state.promoted_revision
-        || Some(rev) == state.failed_revision.as_deref()
-        || Some(rev) == analysing;
+    // A failed revision is skipped only until something newer is promoted.
+    let failed = Some(rev) == state.failed_revision.as_deref()
+        && (state.phase == Phase::Failed || state.phase.in_flight());
+    let known = rev == state.promoted_revision || failed || Some(rev) == analysing;
     if !known {
         return new_revision(input, state);
     }
@@ -184,6 +203,10 @@ pub fn plan(input: &Input) -> Decision {
             &format!("primary is at the current revision {}", short(rev)),
             None,
         ),
+        Phase::Failed if rev == state.promoted_revision => idle(
+            &format!("primary is at the current revision {}", short(rev)),
+            None,
+        ),
         Phase::Failed => idle(
             &format!("revision {} failed; waiting for a new revision", short(rev)),
             None,
@@ -191,9 +214,9 @@ pub fn plan(input: &Input) -> Decision {
         // Manual gates come with webhooks; until then these phases only advance by time.
         Phase::Waiting | Phase::WaitingPromotion | Phase::Progressing => progress(input, state),
         Phase::Promoting => promoting(input, state),
-        Phase::Finalising => match due(input, state) {
-            Err(d) => d,
-            Ok(()) => {
+        Phase::Finalising => match not_due(input, state) {
+            Some(wait) => wait,
+            None => {
                 let mut next = moved(state, Phase::Succeeded, input.now);
                 next.canary_revision = None;
                 next.iterations = 0;
@@ -217,6 +240,7 @@ fn new_revision(input: &Input, state: &State) -> Decision {
         let mut next = moved(state, Phase::Promoting, input.now);
         next.canary_revision = Some(rev.to_string());
         next.promoted_revision = rev.to_string();
+        next.failed_revision = None;
         next.failed_checks = 0;
         next.iterations = 0;
         return write(
@@ -249,8 +273,8 @@ fn new_revision(input: &Input, state: &State) -> Decision {
 }
 
 fn progress(input: &Input, state: &State) -> Decision {
-    if let Err(d) = due(input, state) {
-        return d;
+    if let Some(wait) = not_due(input, state) {
+        return wait;
     }
     let analysis = input.analysis;
     let weight = state.canary_weight;
@@ -333,6 +357,9 @@ fn progress(input: &Input, state: &State) -> Decision {
     // revision. Traffic stays where it is until the primary has had an interval to roll out.
     let mut next = moved(&next, Phase::Promoting, input.now);
     next.promoted_revision = input.revision.to_string();
+    // Once something newer is promoted, going back to the failed revision is a change like
+    // any other and gets analysed.
+    next.failed_revision = None;
     write(
         next,
         true,
@@ -345,8 +372,8 @@ fn progress(input: &Input, state: &State) -> Decision {
 }
 
 fn promoting(input: &Input, state: &State) -> Decision {
-    if let Err(d) = due(input, state) {
-        return d;
+    if let Some(wait) = not_due(input, state) {
+        return wait;
     }
     let weight = state.canary_weight;
     if let Some(step) = input.analysis.step_weight_promotion {
@@ -391,18 +418,21 @@ pub fn next_weight(analysis: &Analysis, from: Weight) -> Weight {
 
 /// When the next step of `state` is due.
 pub fn due_at(analysis: &Analysis, state: &State) -> DateTime<Utc> {
-    state.last_step_at + ChronoDuration::from_std(analysis.interval).unwrap_or(ChronoDuration::MAX)
+    ChronoDuration::from_std(analysis.interval)
+        .ok()
+        .and_then(|d| state.last_step_at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
-fn due(input: &Input, state: &State) -> Result<(), Decision> {
+/// `Some(Idle)` until the next step is due.
+fn not_due(input: &Input, state: &State) -> Option<Decision> {
     let at = due_at(input.analysis, state);
-    if input.now < at {
-        return Err(idle(
+    (input.now < at).then(|| {
+        idle(
             &format!("next step due at {}", at.format("%H:%M:%S")),
             Some(at),
-        ));
-    }
-    Ok(())
+        )
+    })
 }
 
 /// Evidence counts only if it was gathered for this revision, at this weight, after the

@@ -113,11 +113,14 @@ pub fn p(keys: &[&str]) -> Vec<Seg> {
     keys.iter().map(|k| Seg::Key((*k).to_string())).collect()
 }
 
+/// A validated Canary with its warnings, or every error found in it.
+pub type CanaryResult = Result<(Canary, Vec<SpecError>), Vec<SpecError>>;
+
 /// What a YAML file holds that weir cares about.
 #[derive(Debug, Default)]
 pub struct FileScan {
     /// Canary documents, each validated on its own.
-    pub canaries: Vec<Result<(Canary, Vec<SpecError>), Vec<SpecError>>>,
+    pub canaries: Vec<CanaryResult>,
     /// MetricTemplate documents.
     pub templates: Vec<Result<MetricTemplate, Vec<SpecError>>>,
     /// Problems that concern the whole file (syntax) or documents of the wrong version.

@@ -287,9 +287,7 @@ pub fn flux_build(fixture: &Fixture, rev: &str) -> String {
     names.sort();
     for name in names {
         let p = apps.join(&name);
-        if p.is_dir() && p.join("kustomization.yaml").exists() {
-            resources.push(name);
-        } else if name.ends_with(".yaml") {
+        if (p.is_dir() && p.join("kustomization.yaml").exists()) || name.ends_with(".yaml") {
             resources.push(name);
         }
     }
