@@ -229,6 +229,9 @@ pub struct Catalog {
 #[derive(Default)]
 struct DirScan {
     files: Vec<Arc<(String, spec::FileScan)>>,
+    /// Memo keys of the folders and files directly inside, to keep them when this hits.
+    child_dirs: Vec<(String, Oid)>,
+    child_files: Vec<(String, Oid)>,
 }
 
 /// Finds specs under the configured roots, remembering what it read by object id.
@@ -237,6 +240,10 @@ pub struct Scanner {
     min_interval: Duration,
     dirs: HashMap<(String, Oid), Arc<DirScan>>,
     files: HashMap<(String, Oid), Arc<(String, spec::FileScan)>>,
+    /// Keys used by the scan in progress; the rest is dropped afterwards so a long-running
+    /// weir keeps only what the current head needs.
+    used_dirs: std::collections::HashSet<(String, Oid)>,
+    used_files: std::collections::HashSet<(String, Oid)>,
 }
 
 impl Scanner {
@@ -252,6 +259,8 @@ impl Scanner {
             min_interval,
             dirs: HashMap::new(),
             files: HashMap::new(),
+            used_dirs: Default::default(),
+            used_files: Default::default(),
         }
     }
 
@@ -268,6 +277,28 @@ impl Scanner {
                 }
                 Err(e) => return Err(e),
             }
+        }
+        let (used_dirs, used_files) = (
+            std::mem::take(&mut self.used_dirs),
+            std::mem::take(&mut self.used_files),
+        );
+        // An idle tick (every root a hit) has nothing to forget and stays O(roots).
+        if !used_files.is_empty() || used_dirs.len() > self.roots.len() {
+            let mut keep_dirs = used_dirs;
+            let mut stack: Vec<(String, Oid)> = keep_dirs.iter().cloned().collect();
+            let mut keep_files = used_files;
+            while let Some(key) = stack.pop() {
+                if let Some(d) = self.dirs.get(&key) {
+                    keep_files.extend(d.child_files.iter().cloned());
+                    for c in &d.child_dirs {
+                        if keep_dirs.insert(c.clone()) {
+                            stack.push(c.clone());
+                        }
+                    }
+                }
+            }
+            self.dirs.retain(|k, _| keep_dirs.contains(k));
+            self.files.retain(|k, _| keep_files.contains(k));
         }
         files.sort_by(|a, b| a.0.cmp(&b.0));
         files.dedup_by(|a, b| a.0 == b.0);
@@ -300,8 +331,11 @@ impl Scanner {
     fn scan_dir(&mut self, tree: &dyn SourceTree, dir: &str) -> Result<Arc<DirScan>, SourceError> {
         let id = tree.dir_id(dir);
         if let Some(id) = id {
-            if let Some(hit) = self.dirs.get(&(dir.to_string(), id)) {
-                return Ok(hit.clone());
+            let key = (dir.to_string(), id);
+            if let Some(hit) = self.dirs.get(&key) {
+                let hit = hit.clone();
+                self.used_dirs.insert(key);
+                return Ok(hit);
             }
         }
         let mut scan = DirScan::default();
@@ -313,6 +347,7 @@ impl Scanner {
                 }
                 let sub = self.scan_dir(tree, &path)?;
                 scan.files.extend(sub.files.iter().cloned());
+                scan.child_dirs.push((path.clone(), entry.id));
             } else if entry.name.ends_with(".yaml") || entry.name.ends_with(".yml") {
                 let key = (path.clone(), entry.id);
                 let file = match self.files.get(&key) {
@@ -326,11 +361,13 @@ impl Scanner {
                         };
                         let file = Arc::new((path.clone(), result));
                         if !entry.id.is_zero() {
-                            self.files.insert(key, file.clone());
+                            self.files.insert(key.clone(), file.clone());
                         }
                         file
                     }
                 };
+                scan.child_files.push(key.clone());
+                self.used_files.insert(key);
                 if !file.1.canaries.is_empty()
                     || !file.1.templates.is_empty()
                     || !file.1.errors.is_empty()
@@ -342,6 +379,7 @@ impl Scanner {
         let scan = Arc::new(scan);
         if let Some(id) = id {
             self.dirs.insert((dir.to_string(), id), scan.clone());
+            self.used_dirs.insert((dir.to_string(), id));
         }
         Ok(scan)
     }
