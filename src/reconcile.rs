@@ -122,6 +122,9 @@ pub struct Engine {
     settings: Settings,
     /// Apps seen idle, by Canary file: the ids that must change before weir looks again.
     idle: HashMap<String, (Option<Oid>, String, Option<Oid>)>,
+    /// A head at which every app was idle with nothing due: the next tick at the same head
+    /// has nothing to do, however many apps there are.
+    quiet_head: Option<Oid>,
 }
 
 struct Pending {
@@ -149,6 +152,7 @@ impl Engine {
             resolver: Resolver::default(),
             settings,
             idle: HashMap::new(),
+            quiet_head: None,
         }
     }
 
@@ -164,13 +168,23 @@ impl Engine {
             let head = self.cache.fetch()?;
             let span = info_span!("tick", head = %short_oid(head), attempt);
             let _enter = span.enter();
-            let (changes, events, mut report) = self.plan_head(head, clock).await?;
+            if self.quiet_head == Some(head) {
+                debug!("head unchanged and nothing in flight");
+                return Ok(TickReport {
+                    head: Some(head),
+                    attempts: attempt,
+                    ..TickReport::default()
+                });
+            }
+            let (changes, events, mut report, quiet) = self.plan_head(head, clock).await?;
             report.head = Some(head);
             report.attempts = attempt;
             if changes.is_empty() {
                 debug!("nothing to commit");
+                self.quiet_head = quiet.then_some(head);
                 return Ok(report);
             }
+            self.quiet_head = None;
             let message = self.message(&events);
             let now = clock();
             let Some(commit) = self.cache.commit(head, &changes, &message, now)? else {
@@ -240,7 +254,15 @@ impl Engine {
         &mut self,
         head: Oid,
         clock: &(dyn Fn() -> DateTime<Utc> + Sync),
-    ) -> Result<(BTreeMap<String, Option<Vec<u8>>>, Vec<AppEvent>, TickReport), TickError> {
+    ) -> Result<
+        (
+            BTreeMap<String, Option<Vec<u8>>>,
+            Vec<AppEvent>,
+            TickReport,
+            bool,
+        ),
+        TickError,
+    > {
         let repo = self.cache.repo();
         let tree = GitTree::new(repo, self.cache.tree_of(head)?);
         let catalog = self.scanner.scan(&tree)?;
@@ -295,9 +317,6 @@ impl Engine {
             );
             if self.idle.get(&canary.file) == Some(&idle_key) {
                 line.message = "unchanged since the last tick".into();
-                if let Ok(Some(s)) = read_state(&tree, &source.dir) {
-                    fill(&mut line, canary, &s);
-                }
                 report.apps.push(line);
                 continue;
             }
@@ -386,6 +405,9 @@ impl Engine {
             });
         }
 
+        let quiet = pending
+            .iter()
+            .all(|p| matches!(p.decision, Decision::Idle { wake_at: None, .. }));
         let mut changes = BTreeMap::new();
         let mut events = Vec::new();
         for p in pending {
@@ -409,7 +431,7 @@ impl Engine {
             }
         }
         report.apps.sort_by(|a, b| a.dir.cmp(&b.dir));
-        Ok((changes, events, report))
+        Ok((changes, events, report, quiet))
     }
 
     /// Renders the files of one decision; returns the changed files and the event.

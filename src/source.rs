@@ -7,8 +7,10 @@
 
 use crate::spec::{self, Canary, SpecError, TemplateIndex};
 use git2::{ObjectType, Oid, Repository, Tree};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -50,36 +52,41 @@ pub trait SourceTree {
     fn id(&self, path: &str) -> Option<Oid>;
 }
 
-/// A Git tree.
+/// A Git tree. Folder listings are remembered for the life of the value (one tick), because
+/// libgit2 does not cache large tree objects: without this, every lookup under a folder of
+/// thousands of apps would inflate and parse that folder again.
 pub struct GitTree<'r> {
     repo: &'r Repository,
     root: Tree<'r>,
+    listings: RefCell<HashMap<String, Rc<Vec<Entry>>>>,
 }
 
 impl<'r> GitTree<'r> {
     /// Wraps the tree of a commit.
     pub fn new(repo: &'r Repository, root: Tree<'r>) -> GitTree<'r> {
-        GitTree { repo, root }
-    }
-
-    fn subtree(&self, dir: &str) -> Result<Tree<'r>, SourceError> {
-        if dir.is_empty() {
-            return Ok(self.root.clone());
+        GitTree {
+            repo,
+            root,
+            listings: RefCell::new(HashMap::new()),
         }
-        let entry = self
-            .root
-            .get_path(Path::new(dir))
-            .map_err(|_| SourceError::Missing(dir.to_string()))?;
-        self.repo
-            .find_tree(entry.id())
-            .map_err(|_| SourceError::Missing(dir.to_string()))
     }
-}
 
-impl SourceTree for GitTree<'_> {
-    fn list(&self, dir: &str) -> Result<Vec<Entry>, SourceError> {
-        let tree = self.subtree(dir)?;
-        Ok(tree
+    fn listing(&self, dir: &str) -> Result<Rc<Vec<Entry>>, SourceError> {
+        if let Some(hit) = self.listings.borrow().get(dir) {
+            return Ok(hit.clone());
+        }
+        let tree = if dir.is_empty() {
+            self.root.clone()
+        } else {
+            let entry = self
+                .entry(dir)
+                .filter(|e| e.is_dir)
+                .ok_or_else(|| SourceError::Missing(dir.to_string()))?;
+            self.repo
+                .find_tree(entry.id)
+                .map_err(|_| SourceError::Missing(dir.to_string()))?
+        };
+        let entries: Vec<Entry> = tree
             .iter()
             .filter_map(|e| {
                 let is_dir = match e.kind() {
@@ -93,17 +100,41 @@ impl SourceTree for GitTree<'_> {
                     id: e.id(),
                 })
             })
-            .collect())
+            .collect();
+        let entries = Rc::new(entries);
+        self.listings
+            .borrow_mut()
+            .insert(dir.to_string(), entries.clone());
+        Ok(entries)
+    }
+
+    fn entry(&self, path: &str) -> Option<Entry> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (d, n),
+            None => ("", path),
+        };
+        let listing = self.listing(dir).ok()?;
+        listing
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()
+            .map(|i| listing[i].clone())
+            .or_else(|| listing.iter().find(|e| e.name == name).cloned())
+    }
+}
+
+impl SourceTree for GitTree<'_> {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, SourceError> {
+        Ok(self.listing(dir)?.as_ref().clone())
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
         let entry = self
-            .root
-            .get_path(Path::new(path))
-            .map_err(|_| SourceError::Missing(path.to_string()))?;
+            .entry(path)
+            .filter(|e| !e.is_dir)
+            .ok_or_else(|| SourceError::Missing(path.to_string()))?;
         let blob = self
             .repo
-            .find_blob(entry.id())
+            .find_blob(entry.id)
             .map_err(|e| SourceError::Read {
                 path: path.to_string(),
                 message: e.message().to_string(),
@@ -112,14 +143,17 @@ impl SourceTree for GitTree<'_> {
     }
 
     fn dir_id(&self, dir: &str) -> Option<Oid> {
-        self.subtree(dir).ok().map(|t| t.id())
+        if dir.is_empty() {
+            return Some(self.root.id());
+        }
+        self.entry(dir).filter(|e| e.is_dir).map(|e| e.id)
     }
 
     fn id(&self, path: &str) -> Option<Oid> {
         if path.is_empty() {
             return Some(self.root.id());
         }
-        self.root.get_path(Path::new(path)).ok().map(|e| e.id())
+        self.entry(path).map(|e| e.id)
     }
 }
 

@@ -1,0 +1,165 @@
+//! Tick cost against repository size, as ratios to a one-app baseline measured in the same
+//! run: `cargo bench --bench tick` (WEIR_BENCH_APPS sets the large size, default 2000).
+//!
+//! For each size: the cold tick (initialises every app), an idle tick (nothing changed), and
+//! the tick after one app's tag bump. kustomize is replaced by a script that prints the app's
+//! manifests, so the numbers are weir's own cost, not kustomize's.
+
+use chrono::Utc;
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+use weir::git::{Cache, GitSettings};
+use weir::reconcile::{Engine, Mode, Settings};
+use weir::render::Templates;
+use weir::secret::SafeUrl;
+
+fn git(dir: &Path, args: &[&str]) {
+    let ok = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(["-c", "user.name=b", "-c", "user.email=b@b"])
+        .args(args)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "git {args:?}");
+}
+
+fn app_files(name: &str) -> [(String, String); 4] {
+    [
+        ("kustomization.yaml".into(), format!("resources:\n  - deployment.yaml\n  - hpa.yaml\nimages:\n  - name: ghcr.io/acme/{name}\n    newTag: 1.0.0\n")),
+        ("deployment.yaml".into(), format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: app\n          image: ghcr.io/acme/{name}:1.0.0\n")),
+        ("hpa.yaml".into(), format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n  minReplicas: 1\n  maxReplicas: 2\n")),
+        ("canary.yaml".into(), format!("apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n  service:\n    port: 80\n  analysis:\n    interval: 1m\n    stepWeight: 10\n")),
+    ]
+}
+
+struct Timings {
+    cold: Duration,
+    idle: Duration,
+    change: Duration,
+}
+
+fn measure(apps: usize) -> Timings {
+    let dir = tempfile::tempdir().unwrap();
+    let remote = dir.path().join("remote.git");
+    let work = dir.path().join("work");
+    assert!(Command::new("git")
+        .args(["init", "-q", "--bare", "-b", "main"])
+        .arg(&remote)
+        .status()
+        .unwrap()
+        .success());
+    std::fs::create_dir_all(&work).unwrap();
+    git(&work, &["init", "-q", "-b", "main"]);
+    for i in 0..apps {
+        let name = format!("app{i:05}");
+        let d = work.join("apps").join(&name);
+        std::fs::create_dir_all(&d).unwrap();
+        for (file, text) in app_files(&name) {
+            std::fs::write(d.join(file), text).unwrap();
+        }
+    }
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "apps"]);
+    git(
+        &work,
+        &["remote", "add", "origin", remote.to_str().unwrap()],
+    );
+    git(&work, &["push", "-q", "origin", "main"]);
+    let script = dir.path().join("fake-kustomize.sh");
+    std::fs::write(
+        &script,
+        "d=\"${@: -1}\"; cat \"$d/deployment.yaml\"; echo ---; cat \"$d/hpa.yaml\"\n",
+    )
+    .unwrap();
+
+    let cache = Cache::open(GitSettings {
+        url: SafeUrl::new(remote.to_str().unwrap()),
+        branch: "main".into(),
+        cache_dir: dir.path().join("cache"),
+        token: None,
+        author: ("b".into(), "b@b".into()),
+        committer: ("b".into(), "b@b".into()),
+    })
+    .unwrap();
+    let prom = weir::prometheus::Client::new(weir::prometheus::Settings {
+        timeout: Duration::from_secs(1),
+        ..Default::default()
+    })
+    .unwrap();
+    let mut engine = Engine::new(
+        cache,
+        prom,
+        Templates::embedded().unwrap(),
+        Settings {
+            roots: vec!["apps".into()],
+            min_interval: Duration::from_secs(10),
+            kustomize: format!("bash {}", script.display()),
+            max_push_attempts: 3,
+            message_prefix: String::new(),
+        },
+    );
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut tick = || {
+        let t = Instant::now();
+        let r = rt.block_on(engine.tick(Mode::Push, &Utc::now)).unwrap();
+        assert!(
+            r.apps.iter().all(|a| a.errors.is_empty()),
+            "{:?}",
+            r.apps.first()
+        );
+        (t.elapsed(), r.commit.is_some())
+    };
+    let (cold, committed) = tick();
+    assert!(committed);
+    // The first tick after our own push learns the new head once; then it is quiet.
+    tick();
+    let idle = (0..20).map(|_| tick().0).min().unwrap();
+
+    git(&work, &["pull", "-q", "origin", "main"]);
+    let k = work.join("apps/app00000/kustomization.yaml");
+    let text = std::fs::read_to_string(&k)
+        .unwrap()
+        .replace("1.0.0", "1.0.1");
+    std::fs::write(&k, text).unwrap();
+    git(&work, &["commit", "-qam", "bump"]);
+    git(&work, &["push", "-q", "origin", "main"]);
+    let (change, committed) = tick();
+    assert!(committed, "the bump is detected");
+    Timings { cold, idle, change }
+}
+
+fn main() {
+    let large: usize = std::env::var("WEIR_BENCH_APPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2000);
+    let base = measure(1);
+    let big = measure(large);
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!("tick cost, 1 app (baseline) vs {large} apps, same run:");
+    println!(
+        "{:<28}{:>12}{:>14}{:>10}",
+        "",
+        "1 app",
+        format!("{large} apps"),
+        "ratio"
+    );
+    for (what, a, b) in [
+        ("cold (initialise all)", base.cold, big.cold),
+        ("idle (nothing changed)", base.idle, big.idle),
+        ("one app's tag bumped", base.change, big.change),
+    ] {
+        println!(
+            "{what:<28}{:>10.2}ms{:>12.2}ms{:>9.1}x",
+            ms(a),
+            ms(b),
+            ms(b) / ms(a)
+        );
+    }
+}
