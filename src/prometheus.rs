@@ -525,4 +525,98 @@ mod tests {
             Err(PromError::Decode(_))
         ));
     }
+
+    /// Answers one HTTP request with `body` and returns the request it received.
+    fn one_shot(status: &str, body: &'static str) -> (String, std::thread::JoinHandle<String>) {
+        use std::io::{Read, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let address = format!("http://{}", listener.local_addr().unwrap());
+        let status = status.to_string();
+        let handle = std::thread::spawn(move || {
+            let (mut conn, _) = listener.accept().unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = conn.read(&mut buf).unwrap();
+                request.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&request);
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+            }
+            let reply = format!(
+                "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            conn.write_all(reply.as_bytes()).unwrap();
+            String::from_utf8_lossy(&request).to_string()
+        });
+        (address, handle)
+    }
+
+    #[tokio::test]
+    async fn sends_credentials_headers_and_the_query() {
+        let (address, server) = one_shot(
+            "200 OK",
+            r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"42"]}]}}"#,
+        );
+        let client = Client::new(Settings {
+            bearer_token: Some(Secret::new("t0ken")),
+            headers: vec![("X-Scope-OrgID".into(), "team-a".into())],
+            timeout: Duration::from_secs(5),
+            ..Settings::default()
+        })
+        .unwrap();
+        assert_eq!(client.query(&address, "up{job=\"x\"}").await.unwrap(), 42.0);
+        let request = server.join().unwrap().to_ascii_lowercase();
+        assert!(request.starts_with("post /api/v1/query "), "{request}");
+        assert!(request.contains("authorization: bearer t0ken"), "{request}");
+        assert!(request.contains("x-scope-orgid: team-a"), "{request}");
+        assert!(request.contains("query=up%7bjob%3d%22x%22%7d"), "{request}");
+
+        let (address, server) = one_shot(
+            "200 OK",
+            r#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#,
+        );
+        let client = Client::new(Settings {
+            basic_auth: Some(("weir".into(), Secret::new("pw"))),
+            timeout: Duration::from_secs(5),
+            ..Settings::default()
+        })
+        .unwrap();
+        client.query(&address, "1").await.unwrap();
+        // base64("weir:pw")
+        assert!(server.join().unwrap().contains("Basic d2Vpcjpwdw=="));
+    }
+
+    #[tokio::test]
+    async fn error_answers_keep_prometheus_message() {
+        let (address, server) = one_shot(
+            "400 Bad Request",
+            r#"{"status":"error","errorType":"bad_data","error":"1:5: parse error: unexpected end of input"}"#,
+        );
+        let client = Client::new(Settings {
+            timeout: Duration::from_secs(5),
+            ..Settings::default()
+        })
+        .unwrap();
+        let err = client.query(&address, "sum(").await.unwrap_err();
+        server.join().unwrap();
+        assert_eq!(
+            err.to_string(),
+            "Prometheus refused the query (bad_data): 1:5: parse error: unexpected end of input"
+        );
+        let err = client.query("http://127.0.0.1:9", "up").await.unwrap_err();
+        assert!(matches!(err, PromError::Transport { .. }), "{err}");
+    }
 }
