@@ -1,6 +1,7 @@
 //! The `weir` binary: parse arguments, start tracing, run, map the outcome to an exit code.
 
 use clap::Parser;
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use weir::cli::{Cli, LogFormat};
 
@@ -10,6 +11,8 @@ fn main() -> ExitCode {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Json => builder.json().init(),

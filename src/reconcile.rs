@@ -17,7 +17,7 @@ use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
-use tracing::{debug, info, info_span, warn};
+use tracing::{debug, info, info_span, warn, Instrument};
 
 /// What the tick needs besides the adapters.
 #[derive(Debug, Clone)]
@@ -373,10 +373,14 @@ impl Engine {
                     .as_ref()
                     .and_then(|s| s.canary_revision.clone())
                     .unwrap_or_default();
-                jobs.spawn(async move {
-                    let checks = run_gates(&client, &canary, &gates).await;
-                    (i, revision, canary_weight, checks)
-                });
+                let span = info_span!("app", app = %canary.name, namespace = %canary.namespace);
+                jobs.spawn(
+                    async move {
+                        let checks = run_gates(&client, &canary, &gates).await;
+                        (i, revision, canary_weight, checks)
+                    }
+                    .instrument(span),
+                );
             }
         }
         let mut results = Vec::new();
