@@ -135,10 +135,12 @@ fn measure(apps: usize) -> Timings {
 }
 
 fn main() {
+    // `cargo test --all-targets` runs this too, unoptimised: a small size keeps it a smoke test.
+    let default = if cfg!(debug_assertions) { 20 } else { 2000 };
     let large: usize = std::env::var("WEIR_BENCH_APPS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(default);
     let base = measure(1);
     let big = measure(large);
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
