@@ -361,7 +361,7 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
     if !errors.is_empty() {
         return Err(errors);
     }
-    let revision = digest(tree, dir, &closure, &canary.file);
+    let revision = digest(tree, &closure, &canary.file);
     Ok(AppSource {
         dir: dir.to_string(),
         revision,
@@ -395,7 +395,7 @@ fn collect_yaml(tree: &dyn SourceTree, path: &str, out: &mut Vec<String>) {
 }
 
 /// Digest of the app's source: every file of the closure by content id, except the Canary.
-fn digest(tree: &dyn SourceTree, _dir: &str, closure: &[String], canary_file: &str) -> String {
+fn digest(tree: &dyn SourceTree, closure: &[String], canary_file: &str) -> String {
     let mut lines = Vec::new();
     fn walk(tree: &dyn SourceTree, path: &str, skip: &str, lines: &mut Vec<String>) {
         match tree.list(path) {

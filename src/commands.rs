@@ -25,38 +25,28 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut scanner = Scanner::new(&roots, min_interval);
             let tree = DiskTree::new(&args.dir);
             let catalog = scanner.scan(&tree)?;
-            let mut problems: Vec<String> = catalog.errors.iter().map(|e| e.to_string()).collect();
+            // Scan findings first, then what resolving each app found, then the warnings of
+            // valid Canaries.
+            let mut findings = catalog.errors.clone();
             let mut resolver = crate::app::Resolver::default();
-            let mut warnings = Vec::new();
-            for (canary, warns) in &catalog.canaries {
-                warnings.extend(warns.iter().map(|w| w.to_string()));
+            for (canary, _) in &catalog.canaries {
                 if let Err(errors) = resolver.resolve(&tree, canary) {
-                    problems.extend(errors.iter().map(|e| e.to_string()));
+                    findings.extend(errors);
                 }
                 if let Err(errors) = crate::app::gates(canary, &catalog.templates) {
-                    problems.extend(errors.iter().map(|e| e.to_string()));
+                    findings.extend(errors);
                 }
             }
-            let errors = catalog
-                .errors
-                .iter()
-                .filter(|e| e.severity == Severity::Error)
-                .count()
-                + problems.len()
-                - catalog.errors.len();
-            for line in problems.iter().chain(warnings.iter()) {
-                println!("{line}");
+            findings.extend(catalog.canaries.iter().flat_map(|(_, w)| w.iter().cloned()));
+            let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
+            let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+            for finding in &findings {
+                println!("{finding}");
             }
             println!(
-                "{} Canary, {} MetricTemplate, {errors} error(s), {} warning(s)",
+                "{} Canary, {} MetricTemplate, {errors} error(s), {warnings} warning(s)",
                 catalog.canaries.len(),
                 catalog.templates.iter().count(),
-                warnings.len()
-                    + catalog
-                        .errors
-                        .iter()
-                        .filter(|e| e.severity == Severity::Warning)
-                        .count()
             );
             Ok(ExitCode::from(if errors > 0 { PROBLEMS } else { OK }))
         }

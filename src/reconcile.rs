@@ -133,6 +133,8 @@ struct Pending {
     gates: Vec<Gate>,
     state: Option<State>,
     decision: Decision,
+    /// Index of the app's line in the report.
+    line: usize,
 }
 
 impl Engine {
@@ -358,6 +360,7 @@ impl Engine {
                 gates,
                 state,
                 decision,
+                line: report.apps.len() - 1,
             });
         }
 
@@ -417,11 +420,7 @@ impl Engine {
         for p in pending {
             let span = info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
             let _enter = span.enter();
-            let line = report
-                .apps
-                .iter_mut()
-                .find(|l| l.dir == p.source.dir)
-                .expect("every pending app has a line");
+            let line = &mut report.apps[p.line];
             match self.carry_out(&tree, &p, line) {
                 Ok(Some((files, event))) => {
                     changes.extend(files);

@@ -9,7 +9,7 @@ pub mod primary;
 use crate::spec::Canary;
 use crate::state::State;
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -282,5 +282,3 @@ fn check_yaml(text: &str) -> Result<(), String> {
     }
     Ok(())
 }
-
-use serde::Deserialize;

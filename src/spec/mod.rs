@@ -12,6 +12,7 @@ pub use canary::{Analysis, Canary, MetricCheck, MetricSource, Service, Steps, We
 pub use template::{MetricTemplate, TemplateIndex};
 
 use crate::yaml_edit::{display_path, PositionIndex, Seg};
+use raw::TypeMeta;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use std::fmt;
@@ -212,8 +213,6 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
     }
     scan
 }
-
-use raw::TypeMeta;
 
 impl TypeMeta {
     fn kind_str(&self) -> Option<&str> {

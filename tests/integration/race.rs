@@ -4,17 +4,34 @@
 use crate::support::repo::{edit, git, Fixture};
 use chrono::Utc;
 use git2::{Oid, Repository};
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use weir::git::{Git2Transport, GitError, GitSettings, PushOutcome, Transport};
 use weir::reconcile::Mode;
 
-/// The real transport, with CI bumping a tag right before weir's first push.
+/// The real transport, with another writer pushing right before the first `races` of
+/// weir's pushes. `pushes` counts weir's push attempts.
 struct Racing {
     inner: Git2Transport,
     work: PathBuf,
-    raced: Arc<AtomicBool>,
+    races: u32,
+    pushes: Arc<AtomicU32>,
+    write: fn(&Path, u32),
+}
+
+impl Racing {
+    fn new(fixture: &Fixture, races: u32, write: fn(&Path, u32)) -> (Racing, Arc<AtomicU32>) {
+        let pushes = Arc::new(AtomicU32::new(0));
+        let racing = Racing {
+            inner: Git2Transport,
+            work: fixture.work.clone(),
+            races,
+            pushes: pushes.clone(),
+            write,
+        };
+        (racing, pushes)
+    }
 }
 
 impl Transport for Racing {
@@ -29,34 +46,40 @@ impl Transport for Racing {
         old: Oid,
         new: Oid,
     ) -> Result<PushOutcome, GitError> {
-        if !self.raced.swap(true, Ordering::SeqCst) {
-            edit(
-                &self.work.join("apps/frontend/kustomization.yaml"),
-                0,
-                "images[0].newTag",
-                "6.1.5",
-            );
-            git(&self.work, &["commit", "-qam", "frontend: bump to 6.1.5"]);
+        let n = self.pushes.fetch_add(1, Ordering::SeqCst) + 1;
+        if n <= self.races {
+            (self.write)(&self.work, n);
             git(&self.work, &["push", "-q", "origin", "main"]);
         }
         self.inner.push(repo, s, old, new)
     }
 }
 
+/// CI bumps the frontend's tag.
+fn bump_frontend(work: &Path, _: u32) {
+    edit(
+        &work.join("apps/frontend/kustomization.yaml"),
+        0,
+        "images[0].newTag",
+        "6.1.5",
+    );
+    git(work, &["commit", "-qam", "frontend: bump to 6.1.5"]);
+}
+
+/// Someone adds a note.
+fn add_note(work: &Path, n: u32) {
+    std::fs::write(work.join(format!("note-{n}.txt")), "x").unwrap();
+    git(work, &["add", "-A"]);
+    git(work, &["commit", "-qm", &format!("writer {n}")]);
+}
+
 #[tokio::test]
 async fn a_push_race_is_replanned_on_the_new_head_and_both_changes_survive() {
     let fixture = Fixture::new();
-    let raced = Arc::new(AtomicBool::new(false));
-    let mut engine = fixture.engine_with(
-        None,
-        Box::new(Racing {
-            inner: Git2Transport,
-            work: fixture.work.clone(),
-            raced: raced.clone(),
-        }),
-    );
+    let (racing, pushes) = Racing::new(&fixture, 1, bump_frontend);
+    let mut engine = fixture.engine_with(None, Box::new(racing));
     let report = engine.tick(Mode::Push, &Utc::now).await.unwrap();
-    assert!(raced.load(Ordering::SeqCst));
+    assert_eq!(pushes.load(Ordering::SeqCst), 2);
     assert_eq!(report.attempts, 2, "first push refused, second one lands");
 
     let log = fixture.log();
@@ -87,43 +110,9 @@ async fn a_push_race_is_replanned_on_the_new_head_and_both_changes_survive() {
 
 #[tokio::test]
 async fn a_remote_that_keeps_moving_is_never_forced() {
-    /// A writer that pushes before every one of weir's pushes.
-    struct Always {
-        inner: Git2Transport,
-        work: PathBuf,
-        n: u32,
-    }
-    impl Transport for Always {
-        fn fetch(&mut self, repo: &Repository, s: &GitSettings) -> Result<Oid, GitError> {
-            self.inner.fetch(repo, s)
-        }
-        fn push(
-            &mut self,
-            repo: &Repository,
-            s: &GitSettings,
-            old: Oid,
-            new: Oid,
-        ) -> Result<PushOutcome, GitError> {
-            self.n += 1;
-            std::fs::write(self.work.join(format!("note-{}.txt", self.n)), "x").unwrap();
-            git(&self.work, &["add", "-A"]);
-            git(
-                &self.work,
-                &["commit", "-qm", &format!("writer {}", self.n)],
-            );
-            git(&self.work, &["push", "-q", "origin", "main"]);
-            self.inner.push(repo, s, old, new)
-        }
-    }
     let fixture = Fixture::new();
-    let mut engine = fixture.engine_with(
-        None,
-        Box::new(Always {
-            inner: Git2Transport,
-            work: fixture.work.clone(),
-            n: 0,
-        }),
-    );
+    let (racing, _) = Racing::new(&fixture, u32::MAX, add_note);
+    let mut engine = fixture.engine_with(None, Box::new(racing));
     let err = engine.tick(Mode::Push, &Utc::now).await.unwrap_err();
     assert!(
         err.to_string().starts_with("gave up after 5 push attempts"),

@@ -1,9 +1,10 @@
 //! `weir run` killed in the middle of a rollout and started again: the rollout completes
 //! from the state recorded in Git, and no step is repeated or taken early.
 
-use crate::support::repo::{git, Fixture};
+use crate::support::repo::{assert_steps, git, Fixture};
+use crate::support::wait::until;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir::state::Phase;
 
 const CANARY: &str = "apiVersion: flagger.app/v1beta1
@@ -45,25 +46,17 @@ fn start(fixture: &Fixture) -> Child {
         .expect("weir starts")
 }
 
-fn wait(what: &str, deadline: Duration, cond: impl Fn() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn killed_mid_rollout_weir_resumes_without_repeating_a_step() {
     let fixture = Fixture::with(|work| {
         std::fs::write(work.join("apps/backend/canary.yaml"), CANARY).unwrap();
     });
     let mut weir = start(&fixture);
-    wait("initialization", Duration::from_secs(30), || {
+    until("initialization", Duration::from_secs(30), || {
         fixture.state("backend").is_some()
     });
     fixture.bump("backend", "6.1.1");
-    wait("the first advance", Duration::from_secs(30), || {
+    until("the first advance", Duration::from_secs(30), || {
         fixture
             .log()
             .iter()
@@ -73,7 +66,7 @@ fn killed_mid_rollout_weir_resumes_without_repeating_a_step() {
     weir.wait().unwrap();
 
     let mut weir = start(&fixture);
-    wait("promotion", Duration::from_secs(60), || {
+    until("promotion", Duration::from_secs(60), || {
         fixture
             .state("backend")
             .is_some_and(|s| s.phase == Phase::Succeeded)
@@ -86,24 +79,18 @@ fn killed_mid_rollout_weir_resumes_without_repeating_a_step() {
     let status = weir.wait().unwrap();
     assert!(status.success(), "{status:?}");
 
-    let log = fixture.log();
-    let steps: Vec<&(String, String)> = log
-        .iter()
-        .filter(|(_, s)| s.starts_with("backend: ") && !s.contains("bump"))
-        .collect();
-    let subjects: Vec<&str> = steps.iter().map(|(_, s)| s.as_str()).collect();
-    let expected = [
-        "backend: new revision ",
-        "backend: advance canary weight 0 -> 25",
-        "backend: advance canary weight 25 -> 50",
-        "backend: promoting revision ",
-        "backend: routing all traffic to primary",
-        "backend: promotion completed, primary now ghcr.io/acme/backend:6.1.1",
-    ];
-    assert_eq!(subjects.len(), expected.len(), "{subjects:#?}");
-    for (got, want) in subjects.iter().zip(expected) {
-        assert!(got.starts_with(want), "{got} / {want}");
-    }
+    let steps = fixture.steps("backend");
+    assert_steps(
+        &steps,
+        &[
+            "backend: new revision ",
+            "backend: advance canary weight 0 -> 25",
+            "backend: advance canary weight 25 -> 50",
+            "backend: promoting revision ",
+            "backend: routing all traffic to primary",
+            "backend: promotion completed, primary now ghcr.io/acme/backend:6.1.1",
+        ],
+    );
     // Each step came at least one interval after the previous one.
     let times: Vec<_> = steps
         .iter()

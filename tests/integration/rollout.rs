@@ -2,7 +2,7 @@
 //! scraping the traffic simulator, and `kubectl kustomize` on every commit weir made.
 
 use crate::support::prometheus::Prometheus;
-use crate::support::repo::{docs, drive, find, flux_build, image, weights, Fixture};
+use crate::support::repo::{assert_steps, docs, drive, find, flux_build, image, weights, Fixture};
 use crate::support::traffic::Traffic;
 use std::time::Duration;
 use weir::state::Phase;
@@ -78,36 +78,23 @@ async fn healthy_release_is_promoted_and_bad_release_is_rolled_back() {
     }
     assert_eq!(fixture.log().len(), before);
 
-    let log = fixture.log();
-    let subjects: Vec<&str> = log.iter().map(|(_, s)| s.as_str()).collect();
-    let weir_subjects: Vec<&str> = subjects
-        .iter()
-        .copied()
-        .filter(|s| s.starts_with("backend: ") && !s.contains("bump to"))
-        .collect();
-    let expected_good = [
-        "backend: new revision ",
-        "backend: advance canary weight 0 -> 25",
-        "backend: advance canary weight 25 -> 50",
-        "backend: promoting revision ",
-        "backend: routing all traffic to primary",
-        "backend: promotion completed, primary now ghcr.io/acme/backend:6.1.1",
-        "backend: new revision ",
-        "backend: advance canary weight 0 -> 25",
-        "backend: halt advancement, request-success-rate ",
-        "backend: rolling back, request-success-rate ",
-    ];
-    assert_eq!(
-        weir_subjects.len(),
-        expected_good.len(),
-        "{weir_subjects:#?}"
+    let steps = fixture.steps("backend");
+    assert_steps(
+        &steps,
+        &[
+            "backend: new revision ",
+            "backend: advance canary weight 0 -> 25",
+            "backend: advance canary weight 25 -> 50",
+            "backend: promoting revision ",
+            "backend: routing all traffic to primary",
+            "backend: promotion completed, primary now ghcr.io/acme/backend:6.1.1",
+            "backend: new revision ",
+            "backend: advance canary weight 0 -> 25",
+            "backend: halt advancement, request-success-rate ",
+            "backend: rolling back, request-success-rate ",
+        ],
     );
-    for (got, want) in weir_subjects.iter().zip(expected_good) {
-        assert!(
-            got.starts_with(want),
-            "{got:?} should start with {want:?}\n{weir_subjects:#?}"
-        );
-    }
+    let weir_subjects: Vec<&str> = steps.iter().map(|(_, s)| s.as_str()).collect();
     // The gate value and bound are in the message: real 5xx, not missing data.
     let halt = weir_subjects[8];
     assert!(halt.ends_with("(failed checks 1/2)"), "{halt}");
@@ -127,6 +114,7 @@ async fn healthy_release_is_promoted_and_bad_release_is_rolled_back() {
     // Every commit weir made builds like Flux builds it, with the primary on the promoted
     // tag, the canary on the newest tag, and the VirtualService on the recorded weights.
     let mut expected_primary = format!("{IMAGE}:6.1.0");
+    let log = fixture.log();
     for (sha, subject) in log.iter().skip(1) {
         let state = fixture.state_at(sha, "backend").unwrap();
         let tag_line = fixture

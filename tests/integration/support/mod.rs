@@ -4,3 +4,4 @@
 pub mod prometheus;
 pub mod repo;
 pub mod traffic;
+pub mod wait;

@@ -12,11 +12,9 @@ use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const READY_DEADLINE: Duration = Duration::from_secs(15);
-const POLL: Duration = Duration::from_millis(200);
 
 /// A running Prometheus, killed on drop.
 pub struct Prometheus {
@@ -99,25 +97,22 @@ impl Prometheus {
         })
     }
 
-    /// Polls `query` every 200 ms until it returns a value satisfying `pred`, and returns that
+    /// Polls `query` until it returns a value satisfying `pred`, and returns that
     /// value. Panics after `deadline` with the last value and the scrape targets' health.
     pub fn wait_for(&self, promql: &str, deadline: Duration, pred: impl Fn(f64) -> bool) -> f64 {
-        let start = Instant::now();
-        loop {
-            let last = self.query(promql);
-            if let Some(v) = last.filter(|v| pred(*v)) {
-                return v;
-            }
-            if start.elapsed() >= deadline {
-                panic!(
-                    "waited {deadline:?} for {promql}; last value: {last:?}; targets: {}; \
-                     log tail:\n{}",
-                    self.targets_health(),
-                    self.log_tail()
-                );
-            }
-            thread::sleep(POLL);
-        }
+        let mut last = None;
+        let found = super::wait::poll(deadline, || {
+            last = self.query(promql);
+            last.filter(|v| pred(*v))
+        });
+        found.unwrap_or_else(|| {
+            panic!(
+                "waited {deadline:?} for {promql}; last value: {last:?}; targets: {}; \
+                 log tail:\n{}",
+                self.targets_health(),
+                self.log_tail()
+            )
+        })
     }
 
     /// One line per target: its URL, health and last scrape error.
@@ -172,17 +167,13 @@ fn spawn(dir: &Path, config: &Path, port: u16) -> Child {
 
 /// Polls `/-/ready`; `Err(exited)` when the deadline passes or the process exits.
 fn wait_ready(child: &mut Child, port: u16) -> Result<(), bool> {
-    let start = Instant::now();
-    while start.elapsed() < READY_DEADLINE {
+    super::wait::poll(READY_DEADLINE, || {
         if let Ok(Some(_)) = child.try_wait() {
-            return Err(true);
+            return Some(Err(true));
         }
-        if let Ok((200, _)) = http_get(port, "/-/ready") {
-            return Ok(());
-        }
-        thread::sleep(Duration::from_millis(50));
-    }
-    Err(false)
+        matches!(http_get(port, "/-/ready"), Ok((200, _))).then_some(Ok(()))
+    })
+    .unwrap_or(Err(false))
 }
 
 fn log_tail(dir: &Path) -> String {

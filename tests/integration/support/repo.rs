@@ -193,6 +193,15 @@ impl Fixture {
             .collect()
     }
 
+    /// weir's commits for an app, oldest first: (sha, subject), CI's tag bumps left out.
+    pub fn steps(&self, app: &str) -> Vec<(String, String)> {
+        let prefix = format!("{app}: ");
+        self.log()
+            .into_iter()
+            .filter(|(_, s)| s.starts_with(&prefix) && !s.contains(": bump to "))
+            .collect()
+    }
+
     pub fn settings(&self) -> GitSettings {
         GitSettings {
             url: SafeUrl::new(self.url()),
@@ -352,4 +361,16 @@ pub fn weights(vs: &serde_yaml::Value, app: &str) -> (u64, u64) {
         }
     }
     (p.unwrap(), c.unwrap())
+}
+
+/// Asserts that each step's subject starts with the expected text, in order.
+pub fn assert_steps(steps: &[(String, String)], expected: &[&str]) {
+    let subjects: Vec<&str> = steps.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(subjects.len(), expected.len(), "{subjects:#?}");
+    for (got, want) in subjects.iter().zip(expected) {
+        assert!(
+            got.starts_with(want),
+            "{got:?} should start with {want:?}\n{subjects:#?}"
+        );
+    }
 }

@@ -9,8 +9,7 @@
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::prometheus::http_get;
 
@@ -61,17 +60,19 @@ impl Traffic {
             .spawn()
             .unwrap_or_else(|e| panic!("starting {bin}: {e}"));
 
-        let start = Instant::now();
-        let port = loop {
-            // The simulator writes the file atomically: once it exists, it is complete.
+        // The simulator writes the file atomically: once it exists, it is complete. A dead
+        // simulator never will, so its exit ends the wait at once.
+        let outcome = super::wait::poll(PORT_DEADLINE, || {
             if let Ok(text) = std::fs::read_to_string(&port_file) {
-                break text
-                    .trim()
-                    .parse()
-                    .unwrap_or_else(|_| panic!("weir-traffic wrote a bad port file: {text:?}"));
+                return Some(Ok(text.trim().parse::<u16>().unwrap_or_else(|_| {
+                    panic!("weir-traffic wrote a bad port file: {text:?}")
+                })));
             }
-            let exited = child.try_wait().ok().flatten();
-            if exited.is_some() || start.elapsed() >= PORT_DEADLINE {
+            child.try_wait().ok().flatten().map(Err)
+        });
+        let port = match outcome {
+            Some(Ok(port)) => port,
+            exited => {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
@@ -79,7 +80,6 @@ impl Traffic {
                     read_log(dir.path())
                 );
             }
-            thread::sleep(Duration::from_millis(20));
         };
         Traffic { child, port, dir }
     }

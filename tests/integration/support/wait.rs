@@ -1,0 +1,28 @@
+//! The one way tests wait: poll a condition until it holds or a deadline passes. Never a
+//! fixed sleep; the short pause between probes is only there to not spin a core.
+
+use std::time::{Duration, Instant};
+
+/// Pause between probes.
+pub const POLL: Duration = Duration::from_millis(50);
+
+/// Calls `probe` until it returns `Some`, or returns `None` once `deadline` has passed.
+pub fn poll<T>(deadline: Duration, mut probe: impl FnMut() -> Option<T>) -> Option<T> {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe() {
+            return Some(v);
+        }
+        if start.elapsed() >= deadline {
+            return None;
+        }
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Waits for `cond`, panicking with `what` at the deadline.
+pub fn until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
+    if poll(deadline, || cond().then_some(())).is_none() {
+        panic!("timed out after {deadline:?} waiting for {what}");
+    }
+}
