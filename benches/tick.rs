@@ -1,16 +1,22 @@
 //! Tick cost against repository size, as ratios to a one-app baseline measured in the same
-//! run: `cargo bench --bench tick` (WEIR_BENCH_APPS sets the large size, default 2000).
+//! run: `cargo bench --bench tick` (WEIR_BENCH_APPS sets the large size, default 10000).
 //!
-//! For each size: the cold tick (initialises every app), an idle tick (nothing changed), and
-//! the tick after one app's tag bump. kustomize is replaced by a script that prints the app's
-//! manifests, so the numbers are weir's own cost, not kustomize's.
+//! For each size: the cold tick (initialises every app: renders each folder and carries each
+//! app's source into its primary by id), an idle tick (nothing changed), the tick after one
+//! app's tag bump, the next step of that app (the route opens), and its promotion (the
+//! primary takes the new revision). Gates answer from a fake metric source and time moves on
+//! a fake clock, so the numbers are weir's own cost; the Git remote is a real bare repository.
 
-use chrono::Utc;
+use chrono::{TimeZone, Utc};
 use std::path::Path;
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::git::{Cache, GitSettings};
-use weir::reconcile::{Engine, Mode, Settings};
+use weir::fakes::{FakeClock, FakeMetrics};
+use weir::git::{Git2Repo, GitSettings};
+use weir::ports::NoNotifier;
+use weir::publish::DirectCommit;
+use weir::reconcile::{Engine, Ports, Settings};
 use weir::render::Templates;
 use weir::secret::SafeUrl;
 
@@ -28,10 +34,10 @@ fn git(dir: &Path, args: &[&str]) {
 
 fn app_files(name: &str) -> [(String, String); 4] {
     [
-        ("kustomization.yaml".into(), format!("resources:\n  - deployment.yaml\n  - hpa.yaml\nimages:\n  - name: ghcr.io/acme/{name}\n    newTag: 1.0.0\n")),
+        ("kustomization.yaml".into(), format!("resources:\n  - canary.yaml\n  - deployment.yaml\n  - hpa.yaml\nimages:\n  - name: ghcr.io/acme/{name}\n    newTag: 1.0.0\n")),
         ("deployment.yaml".into(), format!("apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  selector:\n    matchLabels:\n      app: {name}\n  template:\n    metadata:\n      labels:\n        app: {name}\n    spec:\n      containers:\n        - name: app\n          image: ghcr.io/acme/{name}:1.0.0\n")),
         ("hpa.yaml".into(), format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n  minReplicas: 1\n  maxReplicas: 2\n")),
-        ("canary.yaml".into(), format!("apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n  service:\n    port: 80\n  analysis:\n    interval: 1m\n    stepWeight: 10\n")),
+        ("canary.yaml".into(), format!("apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n  autoscalerRef:\n    apiVersion: autoscaling/v2\n    kind: HorizontalPodAutoscaler\n    name: {name}\n  service:\n    port: 80\n  analysis:\n    interval: 1m\n    maxWeight: 10\n    stepWeight: 10\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n")),
     ]
 }
 
@@ -39,6 +45,8 @@ struct Timings {
     cold: Duration,
     idle: Duration,
     change: Duration,
+    advance: Duration,
+    promotion: Duration,
 }
 
 fn measure(apps: usize) -> Timings {
@@ -68,14 +76,8 @@ fn measure(apps: usize) -> Timings {
         &["remote", "add", "origin", remote.to_str().unwrap()],
     );
     git(&work, &["push", "-q", "origin", "main"]);
-    let script = dir.path().join("fake-kustomize.sh");
-    std::fs::write(
-        &script,
-        "d=\"${@: -1}\"; cat \"$d/deployment.yaml\"; echo ---; cat \"$d/hpa.yaml\"\n",
-    )
-    .unwrap();
 
-    let cache = Cache::open(GitSettings {
+    let repo = Git2Repo::open(GitSettings {
         url: SafeUrl::new(remote.to_str().unwrap()),
         branch: "main".into(),
         cache_dir: dir.path().join("cache"),
@@ -84,42 +86,54 @@ fn measure(apps: usize) -> Timings {
         committer: ("b".into(), "b@b".into()),
     })
     .unwrap();
-    let prom = weir::prometheus::Client::new(weir::prometheus::Settings {
-        timeout: Duration::from_secs(1),
-        ..Default::default()
-    })
-    .unwrap();
+    let clock = FakeClock::at(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap());
     let mut engine = Engine::new(
-        cache,
-        prom,
+        Ports {
+            repo: Box::new(repo),
+            publisher: Box::new(DirectCommit::default()),
+            metrics: Arc::new(FakeMetrics::constant(100.0)),
+            clock: Arc::new(clock.clone()),
+            notifier: Arc::new(NoNotifier),
+        },
         Templates::embedded().unwrap(),
         Settings {
             roots: vec!["apps".into()],
-            min_interval: Duration::from_secs(10),
-            kustomize: format!("bash {}", script.display()),
-            max_push_attempts: 3,
-            message_prefix: String::new(),
+            ..Settings::default()
         },
     );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let mut tick = || {
+    let mut tick = |expect: &str| {
         let t = Instant::now();
-        let r = rt.block_on(engine.tick(Mode::Push, &Utc::now)).unwrap();
+        let r = rt.block_on(engine.tick()).unwrap();
+        let took = t.elapsed();
         assert!(
             r.apps.iter().all(|a| a.errors.is_empty()),
             "{:?}",
-            r.apps.first()
+            r.apps.iter().find(|a| !a.errors.is_empty())
         );
-        (t.elapsed(), r.commit.is_some())
+        let subject = r
+            .message
+            .as_deref()
+            .and_then(|m| m.lines().next())
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            subject.contains(expect),
+            "expected {expect:?}, got {subject:?}"
+        );
+        took
     };
-    let (cold, committed) = tick();
-    assert!(committed);
+    let cold = tick(if apps == 1 {
+        "initialization done"
+    } else {
+        "rollouts moved"
+    });
     // The first tick after our own push learns the new head once; then it is quiet.
-    tick();
-    let idle = (0..20).map(|_| tick().0).min().unwrap();
+    tick("");
+    let idle = (0..20).map(|_| tick("")).min().unwrap();
 
     git(&work, &["pull", "-q", "origin", "main"]);
     let k = work.join("apps/app00000/kustomization.yaml");
@@ -129,14 +143,23 @@ fn measure(apps: usize) -> Timings {
     std::fs::write(&k, text).unwrap();
     git(&work, &["commit", "-qam", "bump"]);
     git(&work, &["push", "-q", "origin", "main"]);
-    let (change, committed) = tick();
-    assert!(committed, "the bump is detected");
-    Timings { cold, idle, change }
+    let change = tick("new revision");
+    clock.advance(Duration::from_secs(60));
+    let advance = tick("advance canary weight 0 -> 10");
+    clock.advance(Duration::from_secs(60));
+    let promotion = tick("promoting revision");
+    Timings {
+        cold,
+        idle,
+        change,
+        advance,
+        promotion,
+    }
 }
 
 fn main() {
     // `cargo test --all-targets` runs this too, unoptimised: a small size keeps it a smoke test.
-    let default = if cfg!(debug_assertions) { 20 } else { 2000 };
+    let default = if cfg!(debug_assertions) { 20 } else { 10_000 };
     let large: usize = std::env::var("WEIR_BENCH_APPS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -146,22 +169,28 @@ fn main() {
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!("tick cost, 1 app (baseline) vs {large} apps, same run:");
     println!(
-        "{:<28}{:>12}{:>14}{:>10}",
+        "{:<34}{:>12}{:>14}{:>10}",
         "",
         "1 app",
         format!("{large} apps"),
         "ratio"
     );
     for (what, a, b) in [
-        ("cold (initialise all)", base.cold, big.cold),
+        ("cold (initialise every app)", base.cold, big.cold),
         ("idle (nothing changed)", base.idle, big.idle),
         ("one app's tag bumped", base.change, big.change),
+        ("that app's next step (advance)", base.advance, big.advance),
+        ("that app's promotion", base.promotion, big.promotion),
     ] {
         println!(
-            "{what:<28}{:>10.2}ms{:>12.2}ms{:>9.1}x",
+            "{what:<34}{:>10.2}ms{:>12.2}ms{:>9.1}x",
             ms(a),
             ms(b),
             ms(b) / ms(a)
         );
     }
+    println!(
+        "promotion / advance at {large} apps: {:.2}",
+        ms(big.promotion) / ms(big.advance)
+    );
 }

@@ -114,9 +114,9 @@ pub struct RepoArgs {
     /// Folder of templates replacing the embedded ones (same file names).
     #[arg(long, env = "WEIR_TEMPLATES")]
     pub templates: Option<PathBuf>,
-    /// The kustomize command used to snapshot an app for its primary.
-    #[arg(long, env = "WEIR_KUSTOMIZE", default_value = "kubectl kustomize")]
-    pub kustomize: String,
+    /// Commits searched for a rollout record that is missing at the head.
+    #[arg(long, env = "WEIR_HISTORY_DEPTH", default_value_t = 200)]
+    pub history_depth: usize,
     #[command(flatten)]
     pub spec: SpecArgs,
     #[command(flatten)]

@@ -1,14 +1,17 @@
-//! What each subcommand does, from parsed arguments to an exit code. Wires the adapters
-//! (this is the one place that does) and prints reports.
+//! What each subcommand does, from parsed arguments to an exit code. This is the one place
+//! that wires the real adapters into the engine, and the one that prints reports.
 
 use crate::cli::{Cli, Command, Output, RepoArgs};
 use crate::config;
-use crate::git::Cache;
-use crate::reconcile::{AppReport, Engine, Mode, TickReport};
+use crate::git::Git2Repo;
+use crate::ports::{NoNotifier, Publisher, SystemClock};
+use crate::publish::{DirectCommit, DryRun};
+use crate::reconcile::{AppReport, Engine, Ports, TickReport};
 use crate::source::{DiskTree, Scanner};
 use crate::spec::Severity;
-use chrono::Utc;
+use std::io::Write;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 /// Exit code: the command did what it was asked.
 pub const OK: u8 = 0;
@@ -17,19 +20,52 @@ pub const PROBLEMS: u8 = 1;
 /// Exit code: the command could not run (bad flags, unreachable repository).
 pub const FAILED: u8 = 2;
 
+/// Standard output that a closed pipe (`weir validate | head -1`) silences instead of
+/// crashing the command.
+struct Out {
+    closed: bool,
+}
+
+impl Out {
+    fn line(&mut self, text: &str) {
+        self.raw(&format!("{text}\n"));
+    }
+
+    fn raw(&mut self, text: &str) {
+        if self.closed {
+            return;
+        }
+        let mut stdout = std::io::stdout().lock();
+        if stdout
+            .write_all(text.as_bytes())
+            .and_then(|_| stdout.flush())
+            .is_err()
+        {
+            self.closed = true;
+        }
+    }
+}
+
 /// Runs the command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let mut out = Out { closed: false };
     match cli.command {
         Command::Validate(args) => {
             let (roots, min_interval) = config::spec(&args.spec)?;
             let mut scanner = Scanner::new(&roots, min_interval);
             let tree = DiskTree::new(&args.dir);
             let catalog = scanner.scan(&tree)?;
-            // Scan findings first, then what resolving each app found, then the warnings of
-            // valid Canaries.
+            // Scan findings first, then the rules across apps, then what resolving each app
+            // found, then the warnings of valid Canaries: the same rules `step` applies.
             let mut findings = catalog.errors.clone();
+            let canaries: Vec<_> = catalog.canaries.iter().map(|(c, _)| c).collect();
+            let rule_errors = crate::rules::check(&canaries);
             let mut resolver = crate::app::Resolver::default();
             for (canary, _) in &catalog.canaries {
+                if let Some(errors) = rule_errors.get(&canary.file) {
+                    findings.extend(errors.iter().cloned());
+                    continue;
+                }
                 if let Err(errors) = resolver.resolve(&tree, canary) {
                     findings.extend(errors);
                 }
@@ -41,66 +77,84 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
             let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
             for finding in &findings {
-                println!("{finding}");
+                out.line(&finding.to_string());
             }
-            println!(
+            out.line(&format!(
                 "{} Canary, {} MetricTemplate, {errors} error(s), {warnings} warning(s)",
-                catalog.canaries.len(),
+                catalog.canaries.len() + catalog.invalid.len(),
                 catalog.templates.iter().count(),
-            );
+            ));
             Ok(ExitCode::from(if errors > 0 { PROBLEMS } else { OK }))
         }
         Command::Plan(args) => {
-            let mut engine = engine(&args)?;
-            let report = engine.tick(Mode::DryRun, &Utc::now).await?;
+            let publisher = DryRun {
+                prefix: args.message_prefix.clone(),
+            };
+            let mut engine = engine(&args, Box::new(publisher))?;
+            let report = engine.tick().await?;
             print_problems(&report);
             match (&report.message, &report.diff) {
                 (Some(message), Some(diff)) => {
-                    println!("{message}");
-                    print!("{diff}");
+                    out.line(message.trim_end());
+                    out.line("");
+                    out.raw(diff);
                 }
-                _ => println!("nothing to commit"),
+                _ => out.line("nothing to commit"),
             }
             Ok(exit_for(&report))
         }
         Command::Step(args) => {
-            let mut engine = engine(&args)?;
-            let report = engine.tick(Mode::Push, &Utc::now).await?;
+            let publisher = DirectCommit {
+                prefix: args.message_prefix.clone(),
+            };
+            let mut engine = engine(&args, Box::new(publisher))?;
+            let report = engine.tick().await?;
             print_problems(&report);
             match (&report.commit, &report.message) {
-                (Some(c), Some(m)) => println!(
+                (Some(c), Some(m)) => out.line(&format!(
                     "pushed {} {}",
-                    &c.to_string()[..7],
+                    c.short(7),
                     m.lines().next().unwrap_or("")
-                ),
-                _ => println!("nothing to commit"),
+                )),
+                _ => out.line("nothing to commit"),
             }
             Ok(exit_for(&report))
         }
         Command::Run(args) => {
             let every = config::duration("every", &args.every)?;
-            let mut engine = engine(&args.repo)?;
+            let publisher = DirectCommit {
+                prefix: args.repo.message_prefix.clone(),
+            };
+            let mut engine = engine(&args.repo, Box::new(publisher))?;
             crate::serve::run(&mut engine, every).await?;
             Ok(ExitCode::from(OK))
         }
         Command::Status(args) => {
-            let mut engine = engine(&args.repo)?;
+            let mut engine = engine(&args.repo, Box::new(DryRun::default()))?;
             let report = engine.status()?;
             match args.output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report.apps)?),
-                Output::Table => print_table(&report.apps),
+                Output::Json => out.line(&serde_json::to_string_pretty(&report.apps)?),
+                Output::Table => print_table(&mut out, &report.apps),
             }
             Ok(exit_for(&report))
         }
     }
 }
 
-fn engine(args: &RepoArgs) -> anyhow::Result<Engine> {
-    let cache = Cache::open(config::git(args))?;
-    let prom = config::prometheus(&args.prometheus)?;
+/// Wires the real adapters.
+fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engine> {
+    let repo = Git2Repo::open(config::git(args))?;
+    let metrics = config::prometheus(&args.prometheus)?;
     let templates = config::templates(args)?;
     let settings = config::reconcile(args)?;
-    Ok(Engine::new(cache, prom, templates, settings))
+    let ports = Ports {
+        repo: Box::new(repo),
+        publisher,
+        metrics: Arc::new(metrics),
+        clock: Arc::new(SystemClock),
+        notifier: Arc::new(NoNotifier),
+    };
+    Ok(Engine::new(ports, templates, settings))
 }
 
 fn print_problems(report: &TickReport) {
@@ -109,7 +163,10 @@ fn print_problems(report: &TickReport) {
     }
     for app in &report.apps {
         for e in &app.errors {
-            eprintln!("{}: {e}", app.app);
+            // Spec errors are printed above, once.
+            if !report.spec_errors.iter().any(|s| s.to_string() == *e) {
+                eprintln!("{}: {e}", app.app);
+            }
         }
     }
 }
@@ -123,7 +180,7 @@ fn exit_for(report: &TickReport) -> ExitCode {
     ExitCode::from(if bad { PROBLEMS } else { OK })
 }
 
-fn print_table(apps: &[AppReport]) {
+fn print_table(out: &mut Out, apps: &[AppReport]) {
     let dash = || "-".to_string();
     let mut rows = vec![[
         "APP".to_string(),
@@ -177,6 +234,6 @@ fn print_table(apps: &[AppReport]) {
                 line.push_str(&format!("{cell:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", line.trim_end());
+        out.line(line.trim_end());
     }
 }

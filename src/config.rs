@@ -3,7 +3,7 @@
 //! The environment variables, in one list (a flag beats its variable, which beats the
 //! default): WEIR_REPO, WEIR_BRANCH, WEIR_GIT_TOKEN, WEIR_CACHE, WEIR_AUTHOR_NAME,
 //! WEIR_AUTHOR_EMAIL, WEIR_COMMITTER_NAME, WEIR_COMMITTER_EMAIL, WEIR_MESSAGE_PREFIX,
-//! WEIR_PUSH_ATTEMPTS, WEIR_TEMPLATES, WEIR_KUSTOMIZE, WEIR_ROOTS, WEIR_MIN_INTERVAL,
+//! WEIR_PUSH_ATTEMPTS, WEIR_TEMPLATES, WEIR_HISTORY_DEPTH, WEIR_ROOTS, WEIR_MIN_INTERVAL,
 //! WEIR_PROMETHEUS, WEIR_PROMETHEUS_TOKEN, WEIR_PROMETHEUS_USER, WEIR_PROMETHEUS_PASSWORD,
 //! WEIR_PROMETHEUS_HEADERS, WEIR_PROMETHEUS_TIMEOUT, WEIR_EVERY, WEIR_OUTPUT, WEIR_DIR,
 //! WEIR_LOG, WEIR_LOG_FORMAT.
@@ -113,9 +113,9 @@ pub fn reconcile(args: &RepoArgs) -> Result<reconcile::Settings, ConfigError> {
     Ok(reconcile::Settings {
         roots,
         min_interval,
-        kustomize: args.kustomize.clone(),
         max_push_attempts: args.push_attempts,
-        message_prefix: args.message_prefix.clone(),
+        history_depth: args.history_depth,
+        ..reconcile::Settings::default()
     })
 }
 

@@ -1,62 +1,32 @@
-//! Git: a cached bare clone per remote, fetch, commits built in memory (no work tree), and
-//! pushes that never force.
+//! The config repo adapter, on git2: a cached bare clone per remote, fetch, reading trees,
+//! commits built in memory (no work tree) and pushes with a lease.
 //!
-//! A push is a plain fast-forward update of the branch from the head weir planned on; if
-//! anyone else pushed in between, the remote refuses it and the caller re-plans on the new
-//! head. Tokens never appear in logs or errors: URLs are [`SafeUrl`]s and messages from
-//! libgit2 are passed through [`redact_url`].
+//! A push moves the branch only from exactly the head weir planned on. libgit2 tells, before
+//! it sends anything, what the remote's branch points at (push negotiation); if that is not
+//! the planned head (someone pushed, or reset the branch backwards to drop a commit), weir
+//! sends nothing and re-plans on the new head, so nothing anyone dropped comes back. The
+//! update itself names that old value, so a writer in between makes the server refuse it.
+//! Nothing is ever forced.
+//!
+//! Credentials never appear in logs or errors: URLs are [`SafeUrl`]s and libgit2's messages
+//! pass through [`redact_url`]. A refused credential is a permanent error with a hint, never a
+//! race to retry. A cache that looks broken is cloned again, once.
 
+use crate::ports::{ChangeSet, ConfigRepo, PushOutcome, RepoError};
 use crate::secret::{redact_url, SafeUrl, Secret};
+use crate::source::{Entry, SourceError, SourceTree};
+use crate::tree::{Dir, Node, ObjectId};
+use chrono::{DateTime, Utc};
 use git2::{
-    Cred, CredentialType, ErrorCode, FetchOptions, ObjectType, Oid, PushOptions, RemoteCallbacks,
-    Repository, Signature, Tree,
+    Cred, CredentialType, Direction, ErrorClass, ErrorCode, FetchOptions, ObjectType, Oid,
+    PushOptions, RemoteCallbacks, Repository, Signature, Tree,
 };
-use std::collections::BTreeMap;
+use std::cell::RefCell;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
-
-/// A Git failure, with what was tried.
-#[derive(Debug, thiserror::Error)]
-pub enum GitError {
-    /// The cache could not be created or opened.
-    #[error("cannot open the git cache at {path}: {message}")]
-    Cache { path: String, message: String },
-    /// Fetching failed (network, auth, missing repository).
-    #[error("cannot fetch {url}: {message}")]
-    Fetch { url: String, message: String },
-    /// The branch does not exist on the remote.
-    #[error("branch `{branch}` does not exist on {url}")]
-    NoBranch { url: String, branch: String },
-    /// Pushing failed for another reason than a concurrent update.
-    #[error("cannot push to {url} (ref refs/heads/{branch}): {message}")]
-    Push {
-        url: String,
-        branch: String,
-        message: String,
-    },
-    /// Reading or writing objects failed.
-    #[error("git: {0}")]
-    Object(String),
-}
-
-impl GitError {
-    /// Network and server trouble is worth a retry; a missing branch or bad cache is not.
-    pub fn is_transient(&self) -> bool {
-        matches!(self, GitError::Fetch { .. } | GitError::Push { .. })
-    }
-}
-
-fn object_err(e: git2::Error) -> GitError {
-    GitError::Object(redact_url(e.message()))
-}
-
-/// What happened to a push.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PushOutcome {
-    /// The branch now points at the new commit.
-    Pushed,
-    /// Someone else moved the branch first; nothing was overwritten.
-    Rejected(String),
-}
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Where and as whom weir writes.
 #[derive(Debug, Clone)]
@@ -75,196 +45,72 @@ pub struct GitSettings {
     pub committer: (String, String),
 }
 
-/// Fetch and push, behind a trait so tests can put a concurrent writer between the two.
-pub trait Transport: Send {
-    /// Fetches the branch; returns its head.
-    fn fetch(&mut self, repo: &Repository, settings: &GitSettings) -> Result<Oid, GitError>;
-    /// Pushes `new` to the branch, which must still be at `expected_old` (fast-forward only).
-    fn push(
-        &mut self,
-        repo: &Repository,
-        settings: &GitSettings,
-        expected_old: Oid,
-        new: Oid,
-    ) -> Result<PushOutcome, GitError>;
+pub(crate) fn oid(id: ObjectId) -> Oid {
+    Oid::from_bytes(&id.0).expect("20 bytes are an oid")
 }
 
-/// The real transport, through libgit2.
-#[derive(Debug, Default)]
-pub struct Git2Transport;
+pub(crate) fn id(oid: Oid) -> ObjectId {
+    let mut out = [0u8; 20];
+    out.copy_from_slice(oid.as_bytes());
+    ObjectId(out)
+}
 
-fn callbacks(settings: &GitSettings) -> RemoteCallbacks<'static> {
+fn local_err(e: git2::Error) -> RepoError {
+    RepoError::permanent(format!("git: {}", redact_url(e.message())))
+}
+
+/// The cached bare clone of one remote.
+pub struct Git2Repo {
+    repo: Repository,
+    settings: GitSettings,
+    recloned: bool,
+}
+
+/// What the credential callback saw.
+#[derive(Default)]
+struct Auth {
+    /// The remote asked for credentials and weir had none.
+    missing: AtomicBool,
+    /// The remote refused the credentials weir sent.
+    refused: AtomicBool,
+}
+
+fn callbacks(settings: &GitSettings, auth: Arc<Auth>) -> RemoteCallbacks<'static> {
     let mut cb = RemoteCallbacks::new();
     let token = settings.token.clone();
     let mut attempts = 0u32;
     cb.credentials(move |_url, username, allowed| {
         attempts += 1;
-        // libgit2 asks again after a refusal; one refused token will not pass the next time.
+        // libgit2 asks again after a refusal: one refused token will not pass the next time.
         if attempts > 1 {
-            return Err(git2::Error::from_str(
-                "the remote refused the credentials (tried WEIR_GIT_TOKEN once)",
-            ));
+            auth.refused.store(true, Ordering::SeqCst);
+            return Err(git2::Error::from_str("the remote refused the credentials"));
         }
         match &token {
             Some(t) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
                 Cred::userpass_plaintext(username.unwrap_or("x-access-token"), t.expose())
             }
-            _ => Err(git2::Error::from_str(
-                "the remote asks for credentials; set WEIR_GIT_TOKEN",
-            )),
+            _ => {
+                auth.missing.store(true, Ordering::SeqCst);
+                Err(git2::Error::from_str("the remote asks for credentials"))
+            }
         }
     });
     cb
 }
 
-impl Transport for Git2Transport {
-    fn fetch(&mut self, repo: &Repository, settings: &GitSettings) -> Result<Oid, GitError> {
-        let url = settings.url.redacted();
-        let mut remote = repo
-            .remote_anonymous(settings.url.expose())
-            .map_err(object_err)?;
-        let mut opts = FetchOptions::new();
-        opts.remote_callbacks(callbacks(settings));
-        let refspec = format!(
-            "+refs/heads/{b}:refs/remotes/origin/{b}",
-            b = settings.branch
-        );
-        remote
-            .fetch(&[refspec.as_str()], Some(&mut opts), None)
-            .map_err(|e| GitError::Fetch {
-                url: url.clone(),
-                message: redact_url(e.message()),
-            })?;
-        let head = repo
-            .refname_to_id(&format!("refs/remotes/origin/{}", settings.branch))
-            .map_err(|_| GitError::NoBranch {
-                url,
-                branch: settings.branch.clone(),
-            })?;
-        Ok(head)
-    }
-
-    fn push(
-        &mut self,
-        repo: &Repository,
-        settings: &GitSettings,
-        expected_old: Oid,
-        new: Oid,
-    ) -> Result<PushOutcome, GitError> {
-        let url = settings.url.redacted();
-        let push_err = |message: String| GitError::Push {
-            url: url.clone(),
-            branch: settings.branch.clone(),
-            message,
-        };
-        // The new commit must sit on the head we planned on: that is the expected old value.
-        let parent = repo
-            .find_commit(new)
-            .and_then(|c| c.parent_id(0))
-            .map_err(object_err)?;
-        if parent != expected_old {
-            return Err(push_err(format!(
-                "commit {new} is not based on the expected head {expected_old}"
-            )));
-        }
-        repo.reference("refs/weir/push", new, true, "weir push")
-            .map_err(object_err)?;
-        let mut remote = repo
-            .remote_anonymous(settings.url.expose())
-            .map_err(object_err)?;
-        let mut cb = callbacks(settings);
-        let refused = std::sync::Arc::new(std::sync::Mutex::new(None::<String>));
-        let sink = refused.clone();
-        cb.push_update_reference(move |_refname, status| {
-            if let Some(msg) = status {
-                *sink.lock().expect("not poisoned") = Some(msg.to_string());
-            }
-            Ok(())
-        });
-        let mut opts = PushOptions::new();
-        opts.remote_callbacks(cb);
-        // No leading '+': the remote only accepts a fast-forward from its current head.
-        let refspec = format!("refs/weir/push:refs/heads/{}", settings.branch);
-        match remote.push(&[refspec.as_str()], Some(&mut opts)) {
-            Ok(()) => {}
-            Err(e) if e.code() == ErrorCode::NotFastForward => {
-                return Ok(PushOutcome::Rejected(redact_url(e.message())))
-            }
-            Err(e) => {
-                let message = redact_url(e.message());
-                if looks_like_race(&message) {
-                    return Ok(PushOutcome::Rejected(message));
-                }
-                return Err(push_err(message));
-            }
-        }
-        if let Some(msg) = refused.lock().expect("not poisoned").take() {
-            if looks_like_race(&msg) {
-                return Ok(PushOutcome::Rejected(msg));
-            }
-            return Err(push_err(redact_url(&msg)));
-        }
-        repo.reference(
-            &format!("refs/remotes/origin/{}", settings.branch),
-            new,
-            true,
-            "weir push",
-        )
-        .map_err(object_err)?;
-        Ok(PushOutcome::Pushed)
-    }
-}
-
-fn looks_like_race(message: &str) -> bool {
-    let m = message.to_ascii_lowercase();
-    m.contains("non-fast-forward")
-        || m.contains("fast-forward")
-        || m.contains("fetch first")
-        || m.contains("failed to update ref")
-        || m.contains("cannot lock ref")
-        || m.contains("stale info")
-}
-
-/// The cached bare clone of one remote.
-pub struct Cache {
-    repo: Repository,
-    settings: GitSettings,
-    transport: Box<dyn Transport>,
-}
-
-impl Cache {
-    /// Opens (or creates) the cache for `settings.url`, with the real transport.
-    pub fn open(settings: GitSettings) -> Result<Cache, GitError> {
-        Self::with_transport(settings, Box::new(Git2Transport))
-    }
-
-    /// Opens the cache with a given transport.
-    pub fn with_transport(
-        settings: GitSettings,
-        transport: Box<dyn Transport>,
-    ) -> Result<Cache, GitError> {
+impl Git2Repo {
+    /// Opens (or creates) the cache for `settings.url`.
+    pub fn open(settings: GitSettings) -> Result<Git2Repo, RepoError> {
         let path = cache_path(&settings);
         let repo = match Repository::open_bare(&path) {
             Ok(repo) => repo,
-            Err(_) => {
-                // Missing or broken: start over, as cargo does with its git checkouts.
-                if path.exists() {
-                    let _ = std::fs::remove_dir_all(&path);
-                }
-                std::fs::create_dir_all(&path).map_err(|e| GitError::Cache {
-                    path: path.display().to_string(),
-                    message: e.to_string(),
-                })?;
-                Repository::init_bare(&path).map_err(|e| GitError::Cache {
-                    path: path.display().to_string(),
-                    message: e.message().to_string(),
-                })?
-            }
+            Err(_) => init_cache(&path)?,
         };
-        Ok(Cache {
+        Ok(Git2Repo {
             repo,
             settings,
-            transport,
+            recloned: false,
         })
     }
 
@@ -273,75 +119,235 @@ impl Cache {
         &self.settings
     }
 
-    /// The cached repository, to read trees from.
-    pub fn repo(&self) -> &Repository {
+    /// The cached repository.
+    pub fn repository(&self) -> &Repository {
         &self.repo
     }
 
-    /// Fetches the branch and returns its head.
-    pub fn fetch(&mut self) -> Result<Oid, GitError> {
-        self.transport.fetch(&self.repo, &self.settings)
+    fn url(&self) -> String {
+        self.settings.url.redacted()
     }
 
-    /// The tree of a commit.
-    pub fn tree_of(&self, commit: Oid) -> Result<Tree<'_>, GitError> {
+    /// Turns a transport error into a message a user can act on.
+    fn classify(&self, what: &str, e: &git2::Error, auth: &Auth) -> RepoError {
+        let url = self.url();
+        let message = redact_url(e.message());
+        if auth.refused.load(Ordering::SeqCst) || e.code() == ErrorCode::Auth {
+            return RepoError::permanent(format!(
+                "cannot {what} {url}: the remote refused the credentials. Hint: check that WEIR_GIT_TOKEN (--git-token) is set, has not expired, and may read and push to this repository"
+            ));
+        }
+        if auth.missing.load(Ordering::SeqCst) {
+            return RepoError::permanent(format!(
+                "cannot {what} {url}: the remote asks for credentials. Hint: set WEIR_GIT_TOKEN (--git-token) to a token that may read and push to this repository"
+            ));
+        }
+        if e.class() == ErrorClass::Http && (message.contains("403") || message.contains("401")) {
+            return RepoError::permanent(format!(
+                "cannot {what} {url}: permission denied ({message}). Hint: the token needs read and write access to the repository"
+            ));
+        }
+        RepoError::transient(format!("cannot {what} {url}: {message}"))
+    }
+
+    fn fetch_once(&mut self) -> Result<ObjectId, (RepoError, bool)> {
+        let auth = Arc::new(Auth::default());
+        let mut remote = self
+            .repo
+            .remote_anonymous(self.settings.url.expose())
+            .map_err(|e| (local_err(e), true))?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks(&self.settings, auth.clone()));
+        let refspec = format!(
+            "+refs/heads/{b}:refs/remotes/origin/{b}",
+            b = self.settings.branch
+        );
+        if let Err(e) = remote.fetch(&[refspec.as_str()], Some(&mut opts), None) {
+            let local = matches!(
+                e.class(),
+                ErrorClass::Odb
+                    | ErrorClass::Object
+                    | ErrorClass::Reference
+                    | ErrorClass::Repository
+                    | ErrorClass::Zlib
+                    | ErrorClass::Index
+                    | ErrorClass::Tree
+            );
+            return Err((self.classify("fetch", &e, &auth), local));
+        }
+        let head = self
+            .repo
+            .refname_to_id(&format!("refs/remotes/origin/{}", self.settings.branch))
+            .map_err(|_| {
+                (
+                    RepoError::permanent(format!(
+                        "branch `{}` does not exist on {}",
+                        self.settings.branch,
+                        self.url()
+                    )),
+                    false,
+                )
+            })?;
+        // A cache whose objects are damaged fails here rather than mid-tick.
         self.repo
-            .find_commit(commit)
+            .find_commit(head)
             .and_then(|c| c.tree())
-            .map_err(object_err)
+            .map_err(|e| (local_err(e), true))?;
+        Ok(id(head))
     }
 
-    /// Builds a commit on `parent` with `changes` (path -> new bytes, or `None` to delete),
-    /// without a work tree. Returns `None` when the changes leave the tree as it was.
-    pub fn commit(
+    /// What the remote's branch points at now (`None` when it does not exist).
+    fn remote_head(&self) -> Result<Option<ObjectId>, RepoError> {
+        let auth = Arc::new(Auth::default());
+        let mut remote = self
+            .repo
+            .remote_anonymous(self.settings.url.expose())
+            .map_err(local_err)?;
+        let conn = remote
+            .connect_auth(
+                Direction::Push,
+                Some(callbacks(&self.settings, auth.clone())),
+                None,
+            )
+            .map_err(|e| self.classify("read", &e, &auth))?;
+        let want = format!("refs/heads/{}", self.settings.branch);
+        let heads = conn.list().map_err(local_err)?;
+        Ok(heads.iter().find(|h| h.name() == want).map(|h| id(h.oid())))
+    }
+
+    fn write_dir(&self, dir: &Dir) -> Result<Oid, RepoError> {
+        let mut builder = self.repo.treebuilder(None).map_err(local_err)?;
+        for (name, node) in &dir.entries {
+            let (oid, mode) = match node {
+                Node::File(bytes) => (self.repo.blob(bytes).map_err(local_err)?, 0o100644),
+                Node::Dir(d) => (self.write_dir(d)?, 0o040000),
+                Node::Carried { id, is_dir } => {
+                    (oid(*id), if *is_dir { 0o040000 } else { 0o100644 })
+                }
+            };
+            builder.insert(name, oid, mode).map_err(|e| {
+                RepoError::permanent(format!(
+                    "git: cannot write {name}: {}",
+                    redact_url(e.message())
+                ))
+            })?;
+        }
+        builder.write().map_err(local_err)
+    }
+}
+
+fn init_cache(path: &Path) -> Result<Repository, RepoError> {
+    // Missing or broken: start over, as cargo does with its git checkouts.
+    if path.exists() {
+        let _ = std::fs::remove_dir_all(path);
+    }
+    std::fs::create_dir_all(path).map_err(|e| {
+        RepoError::permanent(format!(
+            "cannot create the git cache at {}: {e}",
+            path.display()
+        ))
+    })?;
+    Repository::init_bare(path).map_err(|e| {
+        RepoError::permanent(format!(
+            "cannot create the git cache at {}: {}",
+            path.display(),
+            e.message()
+        ))
+    })
+}
+
+impl ConfigRepo for Git2Repo {
+    fn describe(&self) -> String {
+        format!("{} ({})", self.url(), self.settings.branch)
+    }
+
+    fn fetch(&mut self) -> Result<ObjectId, RepoError> {
+        match self.fetch_once() {
+            Ok(head) => Ok(head),
+            Err((e, true)) if !self.recloned => {
+                // The cache looks broken: clone again, once per process.
+                tracing::warn!("the git cache looks broken ({e}); cloning again");
+                self.recloned = true;
+                self.repo = init_cache(&cache_path(&self.settings))?;
+                self.fetch_once().map_err(|(e, _)| e)
+            }
+            Err((e, _)) => Err(e),
+        }
+    }
+
+    fn tree(&self, commit: ObjectId) -> Result<Box<dyn SourceTree + '_>, RepoError> {
+        let tree = self
+            .repo
+            .find_commit(oid(commit))
+            .and_then(|c| c.tree())
+            .map_err(local_err)?;
+        Ok(Box::new(GitTree::new(&self.repo, tree)))
+    }
+
+    fn first_parents(&self, from: ObjectId, limit: usize) -> Result<Vec<ObjectId>, RepoError> {
+        let mut out = Vec::new();
+        let mut next = Some(oid(from));
+        while let Some(c) = next {
+            if out.len() >= limit {
+                break;
+            }
+            out.push(id(c));
+            next = self
+                .repo
+                .find_commit(c)
+                .ok()
+                .and_then(|c| c.parent_id(0).ok());
+        }
+        Ok(out)
+    }
+
+    fn commit(
         &self,
-        parent: Oid,
-        changes: &BTreeMap<String, Option<Vec<u8>>>,
+        parent: ObjectId,
+        changes: &[ChangeSet],
         message: &str,
-        now: chrono::DateTime<chrono::Utc>,
-    ) -> Result<Option<Oid>, GitError> {
-        let parent_commit = self.repo.find_commit(parent).map_err(object_err)?;
-        let base = parent_commit.tree().map_err(object_err)?;
-        let refs: BTreeMap<&str, Option<&[u8]>> = changes
-            .iter()
-            .map(|(k, v)| (k.as_str(), v.as_deref()))
-            .collect();
+        at: DateTime<Utc>,
+    ) -> Result<Option<ObjectId>, RepoError> {
+        let parent_commit = self.repo.find_commit(oid(parent)).map_err(local_err)?;
+        let base = parent_commit.tree().map_err(local_err)?;
+        let mut updates: BTreeMap<String, Option<(Oid, i32)>> = BTreeMap::new();
+        for c in changes {
+            let value = match &c.tree {
+                Some(dir) => Some((self.write_dir(dir)?, 0o040000)),
+                None => None,
+            };
+            updates.insert(c.dir.clone(), value);
+        }
+        let refs: Updates = updates.iter().map(|(k, v)| (k.as_str(), *v)).collect();
         let tree_id =
-            write_tree(&self.repo, Some(&base), &refs)?.unwrap_or_else(|| empty_tree(&self.repo));
+            update_tree(&self.repo, Some(&base), &refs)?.unwrap_or_else(|| empty_tree(&self.repo));
         if tree_id == base.id() {
             return Ok(None);
         }
-        let tree = self.repo.find_tree(tree_id).map_err(object_err)?;
-        let time = git2::Time::new(now.timestamp(), 0);
-        let author = Signature::new(&self.settings.author.0, &self.settings.author.1, &time)
-            .map_err(object_err)?;
-        let committer = Signature::new(
-            &self.settings.committer.0,
-            &self.settings.committer.1,
-            &time,
-        )
-        .map_err(object_err)?;
-        let oid = self
+        let tree = self.repo.find_tree(tree_id).map_err(local_err)?;
+        let time = git2::Time::new(at.timestamp(), 0);
+        let s = &self.settings;
+        let author = Signature::new(&s.author.0, &s.author.1, &time).map_err(local_err)?;
+        let committer = Signature::new(&s.committer.0, &s.committer.1, &time).map_err(local_err)?;
+        let commit = self
             .repo
             .commit(None, &author, &committer, message, &tree, &[&parent_commit])
-            .map_err(object_err)?;
-        Ok(Some(oid))
+            .map_err(local_err)?;
+        Ok(Some(id(commit)))
     }
 
-    /// Pushes `new` over `expected_old`.
-    pub fn push(&mut self, expected_old: Oid, new: Oid) -> Result<PushOutcome, GitError> {
-        self.transport
-            .push(&self.repo, &self.settings, expected_old, new)
-    }
-
-    /// The unified diff between two commits, as `git diff` prints it.
-    pub fn diff(&self, old: Oid, new: Oid) -> Result<String, GitError> {
-        let a = self.tree_of(old)?;
-        let b = self.tree_of(new)?;
+    fn diff(&self, old: ObjectId, new: ObjectId) -> Result<String, RepoError> {
+        let tree_of = |c: ObjectId| {
+            self.repo
+                .find_commit(oid(c))
+                .and_then(|c| c.tree())
+                .map_err(local_err)
+        };
+        let (a, b) = (tree_of(old)?, tree_of(new)?);
         let diff = self
             .repo
             .diff_tree_to_tree(Some(&a), Some(&b), None)
-            .map_err(object_err)?;
+            .map_err(local_err)?;
         let mut out = String::new();
         diff.print(git2::DiffFormat::Patch, |_delta, _hunk, line| {
             let origin = line.origin();
@@ -351,8 +357,98 @@ impl Cache {
             out.push_str(&String::from_utf8_lossy(line.content()));
             true
         })
-        .map_err(object_err)?;
+        .map_err(local_err)?;
         Ok(out)
+    }
+
+    fn push(&mut self, expected: ObjectId, new: ObjectId) -> Result<PushOutcome, RepoError> {
+        let url = self.url();
+        let branch = self.settings.branch.clone();
+        let target_ref = format!("refs/heads/{branch}");
+        // The new commit must sit on the head we planned on.
+        let parent = self
+            .repo
+            .find_commit(oid(new))
+            .and_then(|c| c.parent_id(0))
+            .map_err(local_err)?;
+        if id(parent) != expected {
+            return Err(RepoError::permanent(format!(
+                "commit {new} is not based on the planned head {expected}"
+            )));
+        }
+        self.repo
+            .reference("refs/weir/push", oid(new), true, "weir push")
+            .map_err(local_err)?;
+        let mut remote = self
+            .repo
+            .remote_anonymous(self.settings.url.expose())
+            .map_err(local_err)?;
+        let auth = Arc::new(Auth::default());
+        let mut cb = callbacks(&self.settings, auth.clone());
+        // The lease: what the remote advertises for the branch must be the planned head.
+        let lease: Arc<Mutex<Option<Option<ObjectId>>>> = Arc::new(Mutex::new(None));
+        let lease_sink = lease.clone();
+        let want_ref = target_ref.clone();
+        cb.push_negotiation(move |updates| {
+            for u in updates {
+                if u.dst_refname() == Ok(want_ref.as_str()) {
+                    let remote = (!u.src().is_zero()).then(|| id(u.src()));
+                    if remote != Some(expected) {
+                        *lease_sink.lock().expect("not poisoned") = Some(remote);
+                        return Err(git2::Error::from_str(
+                            "the branch is not at the planned head",
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        });
+        let refused = Arc::new(Mutex::new(None::<String>));
+        let sink = refused.clone();
+        cb.push_update_reference(move |_refname, status| {
+            if let Some(msg) = status {
+                *sink.lock().expect("not poisoned") = Some(msg.to_string());
+            }
+            Ok(())
+        });
+        let mut opts = PushOptions::new();
+        opts.remote_callbacks(cb);
+        // No leading '+': never forced.
+        let refspec = format!("refs/weir/push:{target_ref}");
+        let pushed = remote.push(&[refspec.as_str()], Some(&mut opts));
+        drop(remote);
+        if let Some(remote) = lease.lock().expect("not poisoned").take() {
+            return Ok(PushOutcome::Raced { remote });
+        }
+        let rejection = match pushed {
+            Ok(()) => refused.lock().expect("not poisoned").take(),
+            Err(e) => {
+                let classified = self.classify("push to", &e, &auth);
+                if !classified.transient {
+                    return Err(classified);
+                }
+                Some(redact_url(e.message()))
+            }
+        };
+        if let Some(message) = rejection {
+            // Decide from what the remote holds now, not from the wording of the refusal.
+            return match self.remote_head()? {
+                Some(now) if now == expected => Err(RepoError::permanent(format!(
+                    "the remote refused the update of {target_ref} on {url}: {}. The branch did not move, so this is not a race; weir will not retry it until something changes (branch protection, a hook or permissions?)",
+                    crate::events::clean(&message, 300)
+                ))),
+                remote => Ok(PushOutcome::Raced { remote }),
+            };
+        }
+        self.repo
+            .reference(
+                &format!("refs/remotes/origin/{branch}"),
+                oid(new),
+                true,
+                "weir push",
+            )
+            .map_err(local_err)?;
+        Ok(PushOutcome::Pushed)
     }
 }
 
@@ -362,24 +458,27 @@ fn empty_tree(repo: &Repository) -> Oid {
         .expect("the empty tree can always be written")
 }
 
-/// Writes `base` with `changes` applied, recursively; `None` when the result is empty.
-fn write_tree(
+/// Objects (with their modes) to put at paths, or `None` to remove what is there.
+type Updates<'a> = BTreeMap<&'a str, Option<(Oid, i32)>>;
+
+/// Writes `base` with objects put at paths (or removed, for `None`), recursively; `None`
+/// when the result is empty.
+fn update_tree(
     repo: &Repository,
     base: Option<&Tree>,
-    changes: &BTreeMap<&str, Option<&[u8]>>,
-) -> Result<Option<Oid>, GitError> {
-    let mut builder = repo.treebuilder(base).map_err(object_err)?;
-    let mut sub: BTreeMap<&str, BTreeMap<&str, Option<&[u8]>>> = BTreeMap::new();
+    changes: &Updates,
+) -> Result<Option<Oid>, RepoError> {
+    let mut builder = repo.treebuilder(base).map_err(local_err)?;
+    let mut sub: BTreeMap<&str, Updates> = BTreeMap::new();
     for (path, content) in changes {
         match path.split_once('/') {
             None => match content {
-                Some(bytes) => {
-                    let blob = repo.blob(bytes).map_err(object_err)?;
-                    builder.insert(path, blob, 0o100644).map_err(object_err)?;
+                Some((oid, mode)) => {
+                    builder.insert(path, *oid, *mode).map_err(local_err)?;
                 }
                 None => {
-                    if builder.get(path).map_err(object_err)?.is_some() {
-                        builder.remove(path).map_err(object_err)?;
+                    if builder.get(path).map_err(local_err)?.is_some() {
+                        builder.remove(path).map_err(local_err)?;
                     }
                 }
             },
@@ -391,20 +490,20 @@ fn write_tree(
     for (dir, changes) in sub {
         let existing = builder
             .get(dir)
-            .map_err(object_err)?
+            .map_err(local_err)?
             .filter(|e| e.kind() == Some(ObjectType::Tree))
             .map(|e| e.id());
         let existing = match existing {
-            Some(id) => Some(repo.find_tree(id).map_err(object_err)?),
+            Some(id) => Some(repo.find_tree(id).map_err(local_err)?),
             None => None,
         };
-        match write_tree(repo, existing.as_ref(), &changes)? {
+        match update_tree(repo, existing.as_ref(), &changes)? {
             Some(id) => {
-                builder.insert(dir, id, 0o040000).map_err(object_err)?;
+                builder.insert(dir, id, 0o040000).map_err(local_err)?;
             }
             None => {
-                if builder.get(dir).map_err(object_err)?.is_some() {
-                    builder.remove(dir).map_err(object_err)?;
+                if builder.get(dir).map_err(local_err)?.is_some() {
+                    builder.remove(dir).map_err(local_err)?;
                 }
             }
         }
@@ -412,14 +511,12 @@ fn write_tree(
     if builder.is_empty() {
         return Ok(None);
     }
-    builder.write().map(Some).map_err(object_err)
+    builder.write().map(Some).map_err(local_err)
 }
 
 /// Where the cache of a remote lives: one folder per URL (credentials excluded from the key).
 pub fn cache_path(settings: &GitSettings) -> PathBuf {
-    let key = Oid::hash_object(ObjectType::Blob, settings.url.redacted().as_bytes())
-        .map(|o| o.to_string())
-        .unwrap_or_default();
+    let key = ObjectId::for_blob(settings.url.redacted().as_bytes()).to_string();
     let tail: String = settings
         .url
         .redacted()
@@ -441,4 +538,109 @@ pub fn default_cache_dir() -> PathBuf {
         return Path::new(&home).join(".cache").join("weir");
     }
     std::env::temp_dir().join("weir-cache")
+}
+
+/// A Git tree. Folder listings are remembered for the life of the value (one tick), because
+/// libgit2 does not cache large tree objects: without this, every lookup under a folder of
+/// thousands of apps would inflate and parse that folder again.
+pub struct GitTree<'r> {
+    repo: &'r Repository,
+    root: Tree<'r>,
+    listings: RefCell<HashMap<String, Rc<Vec<Entry>>>>,
+}
+
+impl<'r> GitTree<'r> {
+    /// Wraps the tree of a commit.
+    pub fn new(repo: &'r Repository, root: Tree<'r>) -> GitTree<'r> {
+        GitTree {
+            repo,
+            root,
+            listings: RefCell::new(HashMap::new()),
+        }
+    }
+
+    fn listing(&self, dir: &str) -> Result<Rc<Vec<Entry>>, SourceError> {
+        if let Some(hit) = self.listings.borrow().get(dir) {
+            return Ok(hit.clone());
+        }
+        let tree = if dir.is_empty() {
+            self.root.clone()
+        } else {
+            let entry = self
+                .entry(dir)
+                .filter(|e| e.is_dir)
+                .ok_or_else(|| SourceError::Missing(dir.to_string()))?;
+            self.repo
+                .find_tree(oid(entry.id))
+                .map_err(|_| SourceError::Missing(dir.to_string()))?
+        };
+        let entries: Vec<Entry> = tree
+            .iter()
+            .filter_map(|e| {
+                let is_dir = match e.kind() {
+                    Some(ObjectType::Tree) => true,
+                    Some(ObjectType::Blob) => false,
+                    _ => return None,
+                };
+                Some(Entry {
+                    name: e.name().ok()?.to_string(),
+                    is_dir,
+                    id: id(e.id()),
+                })
+            })
+            .collect();
+        let entries = Rc::new(entries);
+        self.listings
+            .borrow_mut()
+            .insert(dir.to_string(), entries.clone());
+        Ok(entries)
+    }
+
+    fn entry(&self, path: &str) -> Option<Entry> {
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (d, n),
+            None => ("", path),
+        };
+        let listing = self.listing(dir).ok()?;
+        listing
+            .binary_search_by(|e| e.name.as_str().cmp(name))
+            .ok()
+            .map(|i| listing[i].clone())
+            .or_else(|| listing.iter().find(|e| e.name == name).cloned())
+    }
+}
+
+impl SourceTree for GitTree<'_> {
+    fn list(&self, dir: &str) -> Result<Vec<Entry>, SourceError> {
+        Ok(self.listing(dir)?.as_ref().clone())
+    }
+
+    fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
+        let entry = self
+            .entry(path)
+            .filter(|e| !e.is_dir)
+            .ok_or_else(|| SourceError::Missing(path.to_string()))?;
+        let blob = self
+            .repo
+            .find_blob(oid(entry.id))
+            .map_err(|e| SourceError::Read {
+                path: path.to_string(),
+                message: e.message().to_string(),
+            })?;
+        Ok(blob.content().to_vec())
+    }
+
+    fn dir_id(&self, dir: &str) -> Option<ObjectId> {
+        if dir.is_empty() {
+            return Some(id(self.root.id()));
+        }
+        self.entry(dir).filter(|e| e.is_dir).map(|e| e.id)
+    }
+
+    fn id(&self, path: &str) -> Option<ObjectId> {
+        if path.is_empty() {
+            return Some(id(self.root.id()));
+        }
+        self.entry(path).map(|e| e.id)
+    }
 }

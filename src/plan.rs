@@ -1,8 +1,10 @@
 //! The planner: every rollout decision weir can make, and nothing else.
 //!
-//! One pure function, [`plan`], maps (spec, recorded state, current revision, gate results,
-//! now) to the next step. It reads no clock, file, socket or environment. Semantics follow
-//! Flagger's canary strategy; where weir differs it says so next to the rule.
+//! One pure function, [`plan`], maps (spec, recorded state, current revision, the state of
+//! weir's own files, gate results, now) to the next step: initialise, advance, halt, roll
+//! back, promote, finalise, and repair weir's files from the record. It reads no clock, file,
+//! socket or environment. Semantics follow Flagger's canary strategy; where weir differs it
+//! says so next to the rule.
 
 use crate::spec::{Analysis, Steps, Weight};
 use crate::state::{Phase, State};
@@ -101,6 +103,24 @@ pub struct GateReport {
     pub checks: Vec<CheckResult>,
 }
 
+/// How weir's folder for the app compares with what the record implies.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Owned {
+    /// Exactly what the record implies (or no record yet).
+    Current,
+    /// The record is intact, but other files differ (a hand edit, a deleted file, a changed
+    /// Canary or template). `primary` says whether the primary's part differs.
+    Stale {
+        /// The primary (its kustomization, guards or carried source) differs.
+        primary: bool,
+    },
+    /// The record was missing at the head and was read from this earlier commit instead.
+    Recovered {
+        /// The commit the record was read from.
+        from: String,
+    },
+}
+
 /// What the planner needs to know about the app.
 #[derive(Debug, Clone)]
 pub struct Input<'a> {
@@ -110,10 +130,16 @@ pub struct Input<'a> {
     pub skip_analysis: bool,
     /// `suspend`.
     pub suspend: bool,
-    /// The record in Git; `None` before initialization.
+    /// The record in Git; `None` when the app has never been initialised.
     pub state: Option<&'a State>,
     /// The app's source revision now.
     pub revision: &'a str,
+    /// The commit being planned on; a primary derived now is derived from it.
+    pub head: &'a str,
+    /// The images the app's build gives its target now (for the record of the primary).
+    pub images: &'a [String],
+    /// weir's folder compared with what the record implies.
+    pub owned: &'a Owned,
     /// Gate results, when the caller has gathered them.
     pub gates: Option<&'a GateReport>,
     /// The time of the decision.
@@ -121,6 +147,8 @@ pub struct Input<'a> {
 }
 
 /// The next step.
+// One decision per app per tick, consumed at once: not worth a box.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Nothing to write.
@@ -135,37 +163,79 @@ pub enum Decision {
         /// The weight the checks must observe.
         canary_weight: Weight,
     },
-    /// Write this state (and the routing it implies).
+    /// Write this record, and the routing and primary it implies.
     Write(Step),
 }
 
-/// A step to commit.
+/// A step to commit. The executor renders weir's whole folder from `next`: the routing from
+/// its weights, the primary from the source at `next.promoted_commit`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Step {
     /// The record to write.
     pub next: State,
-    /// True when the primary snapshot must be taken from the current revision.
-    pub snapshot: bool,
-    /// One line, like Flagger's event log: `advance canary weight 10 -> 20`.
+    /// The event, like Flagger's event log: `advance canary weight 10 -> 20`; also the
+    /// record's message.
     pub event: String,
+    /// The event short enough for a commit subject (the same text when it already is).
+    pub summary: String,
     /// Details for the commit body: each check and its value.
     pub details: Vec<String>,
 }
 
 /// Decides the next step of one app.
 pub fn plan(input: &Input) -> Decision {
-    // Flagger checks suspend before anything else, initialization included.
+    // Flagger checks suspend before anything else, initialization included; weir repairs
+    // nothing while suspended either.
     if input.suspend {
         return idle("suspended by spec.suspend", None);
     }
     let Some(state) = input.state else {
+        let mut next = fresh(Phase::Initialized, input.revision, input.now);
+        next.promoted_commit = Some(input.head.to_string());
+        next.primary_images = input.images.to_vec();
         return write(
-            fresh(Phase::Initialized, input.revision, input.now),
-            true,
+            next,
             "initialization done, primary serves all traffic".to_string(),
             Vec::new(),
         );
     };
+    let decision = decide(input, state);
+    // weir's own files are put back before any evidence is gathered against them, from the
+    // record (never from the current tree); a step that writes renders them anyway.
+    match (&decision, input.owned) {
+        (Decision::Write(_), _) | (_, Owned::Current) => decision,
+        (_, Owned::Recovered { from }) => {
+            let next = stepped_keep_time(state);
+            write(
+                next,
+                format!("rollout record restored from commit {}", short(from)),
+                vec![format!(
+                    "{} was missing; the record weir last wrote is restored, and the rollout goes on from it",
+                    crate::render::STATE_FILE
+                )],
+            )
+        }
+        (_, Owned::Stale { primary: true }) => write(
+            stepped_keep_time(state),
+            format!(
+                "primary restored to revision {}",
+                short(&state.promoted_revision)
+            ),
+            vec![
+                "weir's files differed from the rollout record; they are rendered again from it"
+                    .to_string(),
+            ],
+        ),
+        (_, Owned::Stale { primary: false }) => write(
+            stepped_keep_time(state),
+            "routing rendered again from the Canary spec".to_string(),
+            Vec::new(),
+        ),
+    }
+}
+
+/// The rollout decision proper, given a record.
+fn decide(input: &Input, state: &State) -> Decision {
     let rev = input.revision;
     let analysing = state.canary_revision.as_deref();
 
@@ -195,7 +265,7 @@ pub fn plan(input: &Input) -> Decision {
                 short(rev)
             )
         };
-        return write(next, false, event, Vec::new());
+        return write(next, event, Vec::new());
     }
 
     match state.phase {
@@ -227,7 +297,7 @@ pub fn plan(input: &Input) -> Decision {
                     ),
                     images => format!("promotion completed, primary now {}", images.join(", ")),
                 };
-                write(next, false, event, Vec::new())
+                write(next, event, Vec::new())
             }
         },
     }
@@ -240,14 +310,19 @@ fn new_revision(input: &Input, state: &State) -> Decision {
         let mut next = moved(state, Phase::Promoting, input.now);
         next.canary_revision = Some(rev.to_string());
         next.promoted_revision = rev.to_string();
+        next.promoted_commit = Some(input.head.to_string());
+        next.primary_images = input.images.to_vec();
         next.failed_revision = None;
         next.failed_checks = 0;
         next.iterations = 0;
-        return write(
+        return write_short(
             next,
-            true,
             format!(
                 "new revision {} detected, skipping analysis (spec.skipAnalysis), promoting",
+                short(rev)
+            ),
+            format!(
+                "new revision {} detected, skipping analysis, promoting",
                 short(rev)
             ),
             Vec::new(),
@@ -269,7 +344,7 @@ fn new_revision(input: &Input, state: &State) -> Decision {
             short(rev)
         )
     };
-    write(next, false, event, Vec::new())
+    write(next, event, Vec::new())
 }
 
 fn progress(input: &Input, state: &State) -> Decision {
@@ -287,7 +362,6 @@ fn progress(input: &Input, state: &State) -> Decision {
         next.phase = Phase::Progressing;
         return write(
             next,
-            false,
             format!("advance canary weight {weight} -> {to}"),
             Vec::new(),
         );
@@ -308,8 +382,9 @@ fn progress(input: &Input, state: &State) -> Decision {
         .map(|c| c.describe())
         .collect();
     if !failed.is_empty() {
-        let count = state.failed_checks + 1;
+        let count = state.failed_checks.saturating_add(1);
         let threshold = analysis.threshold;
+        let counted = format!("(failed checks {count}/{threshold})");
         if count >= threshold {
             // weir rolls back in the same step that reaches the threshold; Flagger waits
             // one more interval to notice.
@@ -318,37 +393,30 @@ fn progress(input: &Input, state: &State) -> Decision {
             next.failed_checks = count;
             next.failed_revision = Some(input.revision.to_string());
             next.canary_revision = None;
-            return write(
+            return write_short(
                 next,
-                false,
-                format!(
-                    "rolling back, {} (failed checks {count}/{threshold})",
-                    failed.join(", ")
-                ),
+                format!("rolling back, {} {counted}", failed.join(", ")),
+                format!("rolling back {counted}"),
                 details,
             );
         }
         let mut next = stepped(state, input.now);
         next.failed_checks = count;
-        return write(
+        return write_short(
             next,
-            false,
-            format!(
-                "halt advancement, {} (failed checks {count}/{threshold})",
-                failed.join(", ")
-            ),
+            format!("halt advancement, {} {counted}", failed.join(", ")),
+            format!("halt advancement {counted}"),
             details,
         );
     }
     let mut next = stepped(state, input.now);
-    next.iterations = state.iterations + 1;
+    next.iterations = state.iterations.saturating_add(1);
     next.phase = Phase::Progressing;
     if weight < analysis.max_weight {
         let to = next_weight(analysis, weight);
         next.canary_weight = to;
         return write(
             next,
-            false,
             format!("advance canary weight {weight} -> {to}"),
             details,
         );
@@ -357,14 +425,19 @@ fn progress(input: &Input, state: &State) -> Decision {
     // revision. Traffic stays where it is until the primary has had an interval to roll out.
     let mut next = moved(&next, Phase::Promoting, input.now);
     next.promoted_revision = input.revision.to_string();
+    next.promoted_commit = Some(input.head.to_string());
+    next.primary_images = input.images.to_vec();
     // Once something newer is promoted, going back to the failed revision is a change like
     // any other and gets analysed.
     next.failed_revision = None;
-    write(
+    write_short(
         next,
-        true,
         format!(
             "promoting revision {} to the primary, canary weight stays {weight} while it rolls out",
+            short(input.revision)
+        ),
+        format!(
+            "promoting revision {} to the primary",
             short(input.revision)
         ),
         details,
@@ -383,7 +456,6 @@ fn promoting(input: &Input, state: &State) -> Decision {
             next.canary_weight = to;
             return write(
                 next,
-                false,
                 format!(
                     "advance primary weight {} -> {}",
                     weight.complement(),
@@ -397,7 +469,6 @@ fn promoting(input: &Input, state: &State) -> Decision {
     next.canary_weight = Weight::ZERO;
     write(
         next,
-        false,
         "routing all traffic to primary".to_string(),
         Vec::new(),
     )
@@ -453,6 +524,7 @@ fn fresh(phase: Phase, revision: &str, now: DateTime<Utc>) -> State {
         failed_checks: 0,
         canary_revision: None,
         promoted_revision: revision.to_string(),
+        promoted_commit: None,
         failed_revision: None,
         primary_images: Vec::new(),
         last_step_at: now,
@@ -478,14 +550,25 @@ fn stepped(state: &State, now: DateTime<Utc>) -> State {
     next
 }
 
-fn write(mut next: State, snapshot: bool, event: String, details: Vec<String>) -> Decision {
+fn write(next: State, event: String, details: Vec<String>) -> Decision {
+    let summary = event.clone();
+    write_short(next, event, summary, details)
+}
+
+fn write_short(mut next: State, event: String, summary: String, details: Vec<String>) -> Decision {
     next.message = event.clone();
     Decision::Write(Step {
         next,
-        snapshot,
         event,
+        summary,
         details,
     })
+}
+
+/// The record unchanged but for its message: a repair is not a step, so the next step
+/// stays due when it was.
+fn stepped_keep_time(state: &State) -> State {
+    state.clone()
 }
 
 fn idle(reason: &str, wake_at: Option<DateTime<Utc>>) -> Decision {
@@ -495,7 +578,11 @@ fn idle(reason: &str, wake_at: Option<DateTime<Utc>>) -> Decision {
     }
 }
 
-/// The first 7 characters of a revision, as git shows commits.
+/// The first 7 characters of a revision, as git shows commits (by character, so a
+/// hand-edited value cannot split one).
 pub fn short(rev: &str) -> &str {
-    &rev[..rev.len().min(7)]
+    match rev.char_indices().nth(7) {
+        Some((i, _)) => &rev[..i],
+        None => rev,
+    }
 }

@@ -419,24 +419,53 @@ impl Client {
     }
 
     fn transport(&self, address: &str, e: reqwest::Error) -> PromError {
-        if e.is_timeout() {
-            PromError::Timeout {
-                address: address.to_string(),
-                timeout: self.settings.timeout,
-            }
-        } else {
-            let mut message = e.to_string();
-            let mut source = std::error::Error::source(&e);
-            while let Some(s) = source {
-                message.push_str(": ");
-                message.push_str(&s.to_string());
-                source = s.source();
-            }
-            PromError::Transport {
-                address: address.to_string(),
-                message: crate::secret::redact_url(&message),
-            }
-        }
+        transport_error(address, self.settings.timeout, e)
+    }
+}
+
+fn transport_error(address: &str, timeout: Duration, e: reqwest::Error) -> PromError {
+    if e.is_timeout() {
+        return PromError::Timeout {
+            address: address.to_string(),
+            timeout,
+        };
+    }
+    let mut message = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    PromError::Transport {
+        address: address.to_string(),
+        message: crate::secret::redact_url(&message),
+    }
+}
+
+impl crate::ports::MetricSource for Client {
+    fn query<'a>(
+        &'a self,
+        address: Option<&'a str>,
+        query: &'a str,
+    ) -> crate::ports::BoxFuture<'a, Result<f64, crate::ports::MetricError>> {
+        Box::pin(async move {
+            let address = address
+                .map(str::to_string)
+                .or_else(|| self.settings.default_address.clone());
+            let Some(address) = address else {
+                return Err(crate::ports::MetricError {
+                    message: "no Prometheus address: set --prometheus (WEIR_PROMETHEUS) or the MetricTemplate's provider.address".into(),
+                    no_data: false,
+                });
+            };
+            Client::query(self, &address, query)
+                .await
+                .map_err(|e| crate::ports::MetricError {
+                    message: crate::events::clean(&e.to_string(), 300),
+                    no_data: e == PromError::NoData,
+                })
+        })
     }
 }
 

@@ -1,60 +1,141 @@
-//! One tick: gather every app's inputs through the adapters, ask the planner, carry out its
-//! decisions as one commit, push it, and re-plan on the new head if someone pushed first.
+//! One tick, through the ports only:
 //!
-//! Decisions are made only in `plan.rs`; this module reads, queries, renders and writes.
+//! 1. **snapshot**: fetch the branch (the config repo port);
+//! 2. **gather** per app: its Canary, source revision, the record weir keeps in Git (from
+//!    history when it is missing at the head), the source its primary comes from, and how
+//!    weir's folder compares with what the record implies;
+//! 3. **plan**: ask the planner (`plan.rs`);
+//! 4. **evidence**: run the gates it asks for, every app's at once with a bound, and ask again;
+//! 5. **execute**: render each decided step as the app's change set (its whole folder, the
+//!    primary carried by id);
+//! 6. **publish**: hand the change sets to the publisher with the head they were planned on;
+//!    if the branch moved, plan again on the new head;
+//! 7. **tell**: events go to the log and the notifier; idle memos are kept only now.
+//!
+//! Decisions are made only in `plan.rs`; this module reads, queries, renders and hands over.
+//! One app's problem (a broken spec, record or render) stops that app only.
 
 use crate::app::{self, AppSource, Gate, Resolver};
-use crate::git::{Cache, GitError, PushOutcome};
-use crate::plan::{self, CheckResult, Decision, GateReport, Input};
-use crate::prometheus;
-use crate::render::{primary, Templates, PRIMARY_FILE, STATE_FILE};
-use crate::source::{owned_dir, GitTree, Scanner, SourceError, SourceTree};
+use crate::events::Event;
+use crate::plan::{self, CheckResult, Decision, GateReport, Input, Owned};
+use crate::ports::{
+    AppRef, ChangeSet, Clock, ConfigRepo, MetricSource, Publication, Publisher, RepoError,
+};
+use crate::render::{Templates, GUARDS_DIR, PRIMARY_DIR, STATE_FILE};
+use crate::source::{owned_dir, Scanner, SourceError, SourceTree};
 use crate::spec::{Canary, SpecError};
 use crate::state::{self, State};
+use crate::tree::{Dir, ObjectId};
 use chrono::{DateTime, Utc};
-use git2::Oid;
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, info_span, warn, Instrument};
 
-/// What the tick needs besides the adapters.
+/// What the tick needs besides the ports.
 #[derive(Debug, Clone)]
 pub struct Settings {
     /// Folders scanned for specs.
     pub roots: Vec<String>,
     /// Smallest analysis interval accepted.
     pub min_interval: Duration,
-    /// The kustomize command (e.g. `kubectl kustomize`).
-    pub kustomize: String,
     /// Push attempts before giving up on a tick.
     pub max_push_attempts: u32,
-    /// Prepended to every commit subject.
-    pub message_prefix: String,
+    /// Commits searched for a record that is missing at the head.
+    pub history_depth: usize,
+    /// Gate queries run at once, over all apps.
+    pub gate_concurrency: usize,
 }
 
-/// Whether the tick pushes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mode {
-    /// Commit and push.
-    Push,
-    /// Build the commit and show it; push nothing.
-    DryRun,
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            roots: vec![".".into()],
+            min_interval: Duration::from_secs(10),
+            max_push_attempts: 5,
+            history_depth: 200,
+            gate_concurrency: 16,
+        }
+    }
+}
+
+/// The adapters the engine runs on, wired in one place (`commands.rs`, or a test).
+pub struct Ports {
+    /// The config repository.
+    pub repo: Box<dyn ConfigRepo>,
+    /// How change sets are published.
+    pub publisher: Box<dyn Publisher>,
+    /// Where metric gates are queried.
+    pub metrics: Arc<dyn MetricSource>,
+    /// The time of decisions.
+    pub clock: Arc<dyn Clock>,
+    /// Who hears about what moved.
+    pub notifier: Arc<dyn crate::ports::Notifier>,
 }
 
 /// A tick that could not run at all (one app's problems never end up here).
 #[derive(Debug, thiserror::Error)]
 pub enum TickError {
-    /// Git failed.
+    /// The repository could not be fetched, read or written.
     #[error(transparent)]
-    Git(#[from] GitError),
+    Repo(#[from] RepoError),
     /// The tree could not be read.
     #[error(transparent)]
     Source(#[from] SourceError),
-    /// Every push attempt was rejected.
-    #[error("gave up after {attempts} push attempts: the branch kept moving under weir ({last}); nothing was overwritten, the next tick re-plans")]
-    PushRace { attempts: u32, last: String },
+    /// Every push attempt found the branch moved.
+    #[error("gave up after {attempts} push attempts: the branch kept moving under weir; nothing was overwritten, the next tick re-plans")]
+    PushRace {
+        /// Attempts made.
+        attempts: u32,
+    },
+}
+
+impl TickError {
+    /// Worth retrying soon (network trouble, a busy branch); false when something must be
+    /// fixed first (credentials, a missing branch, a refused push).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            TickError::Repo(e) => e.transient,
+            TickError::Source(_) => false,
+            TickError::PushRace { .. } => true,
+        }
+    }
+}
+
+/// Why weir did not act on one app this tick.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum AppError {
+    /// The app's files are invalid (spec, kustomization, references, a rule across apps).
+    #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
+    Spec(Vec<SpecError>),
+    /// weir's record of the app cannot be used.
+    #[error("{0}")]
+    Record(String),
+    /// The source of the primary cannot be found, or does not match the record.
+    #[error("{0}")]
+    Source(String),
+    /// A template failed.
+    #[error("{0}")]
+    Render(String),
+    /// Reading the repository failed.
+    #[error(transparent)]
+    Repo(RepoError),
+}
+
+impl AppError {
+    /// Worth retrying without any change to the repository.
+    pub fn is_transient(&self) -> bool {
+        matches!(self, AppError::Repo(e) if e.transient)
+    }
+
+    /// One line per problem.
+    pub fn lines(&self) -> Vec<String> {
+        match self {
+            AppError::Spec(errors) => errors.iter().map(|e| e.to_string()).collect(),
+            other => vec![other.to_string()],
+        }
+    }
 }
 
 /// One app's line in a report.
@@ -92,9 +173,9 @@ pub struct AppReport {
 #[derive(Debug, Clone, Default)]
 pub struct TickReport {
     /// The head the final plan was made on.
-    pub head: Option<Oid>,
+    pub head: Option<ObjectId>,
     /// The commit made, if any.
-    pub commit: Option<Oid>,
+    pub commit: Option<ObjectId>,
     /// The commit message.
     pub message: Option<String>,
     /// Unified diff of the commit (dry runs).
@@ -105,169 +186,222 @@ pub struct TickReport {
     pub apps: Vec<AppReport>,
     /// Spec errors and warnings found in the repository.
     pub spec_errors: Vec<SpecError>,
+    /// What moved.
+    pub events: Vec<Event>,
 }
 
-struct AppEvent {
-    line: String,
-    details: Vec<String>,
-}
+/// The inputs an idle decision read: while they stay the same, the app stays idle.
+type IdleKey = (Option<ObjectId>, String, Option<ObjectId>);
 
-/// The wired engine: adapters plus the caches that make idle ticks cheap.
-pub struct Engine {
-    cache: Cache,
-    prom: prometheus::Client,
-    templates: Templates,
-    scanner: Scanner,
+/// What the engine remembers between ticks to make idle ones cheap.
+#[derive(Default)]
+struct Caches {
+    scanner: Option<Scanner>,
     resolver: Resolver,
+    /// Apps seen idle, by Canary file.
+    idle: HashMap<String, IdleKey>,
+    /// A head at which every app was idle with nothing due.
+    quiet_head: Option<ObjectId>,
+}
+
+/// The wired engine: ports plus the caches that make idle ticks cheap.
+pub struct Engine {
+    ports: Ports,
+    templates: Templates,
     settings: Settings,
-    /// Apps seen idle, by Canary file: the ids that must change before weir looks again.
-    idle: HashMap<String, (Option<Oid>, String, Option<Oid>)>,
-    /// A head at which every app was idle with nothing due: the next tick at the same head
-    /// has nothing to do, however many apps there are.
-    quiet_head: Option<Oid>,
+    caches: Caches,
 }
 
 struct Pending {
     canary: Canary,
+    app: AppRef,
     source: Arc<AppSource>,
     gates: Vec<Gate>,
     state: Option<State>,
+    recovered: Option<ObjectId>,
+    owned_id: Option<ObjectId>,
+    primary: Option<Arc<AppSource>>,
+    idle_key: IdleKey,
     decision: Decision,
-    /// Index of the app's line in the report.
+    owned: Owned,
+    /// Set when gathering found a reason to leave the app alone.
+    blocked: bool,
     line: usize,
 }
 
+/// What planning on one head produced.
+struct Planned {
+    changes: Vec<ChangeSet>,
+    report: TickReport,
+    quiet: bool,
+    memos: Vec<(String, IdleKey)>,
+}
+
 impl Engine {
-    /// Wires the adapters.
-    pub fn new(
-        cache: Cache,
-        prom: prometheus::Client,
-        templates: Templates,
-        settings: Settings,
-    ) -> Engine {
-        let scanner = Scanner::new(&settings.roots, settings.min_interval);
+    /// Wires the engine.
+    pub fn new(ports: Ports, templates: Templates, settings: Settings) -> Engine {
+        let caches = Caches {
+            scanner: Some(Scanner::new(&settings.roots, settings.min_interval)),
+            ..Caches::default()
+        };
         Engine {
-            cache,
-            prom,
+            ports,
             templates,
-            scanner,
-            resolver: Resolver::default(),
             settings,
-            idle: HashMap::new(),
-            quiet_head: None,
+            caches,
         }
     }
 
-    /// Runs one tick: fetch, plan every app, commit, push; on a rejected push, fetch and
-    /// plan again on the new head, up to the configured number of attempts.
-    pub async fn tick(
-        &mut self,
-        mode: Mode,
-        clock: &(dyn Fn() -> DateTime<Utc> + Sync),
-    ) -> Result<TickReport, TickError> {
-        let mut last_rejection = String::new();
-        for attempt in 1..=self.settings.max_push_attempts.max(1) {
-            let head = self.cache.fetch()?;
-            let span = info_span!("tick", head = %short_oid(head), attempt);
-            let _enter = span.enter();
-            if self.quiet_head == Some(head) {
-                debug!("head unchanged and nothing in flight");
+    /// Runs one tick; on a push race, plans again on the new head, up to the configured
+    /// number of attempts.
+    pub async fn tick(&mut self) -> Result<TickReport, TickError> {
+        let attempts = self.settings.max_push_attempts.max(1);
+        for attempt in 1..=attempts {
+            let head = self.ports.repo.fetch()?;
+            let span = info_span!("tick", head = %head.short(7), attempt);
+            if self.caches.quiet_head == Some(head) {
+                debug!(parent: &span, "head unchanged and nothing in flight");
                 return Ok(TickReport {
                     head: Some(head),
                     attempts: attempt,
                     ..TickReport::default()
                 });
             }
-            let (changes, events, mut report, quiet) = self.plan_head(head, clock).await?;
+            let planned = self.plan_head(head).instrument(span.clone()).await?;
+            let mut report = planned.report;
             report.head = Some(head);
             report.attempts = attempt;
-            if changes.is_empty() {
-                debug!("nothing to commit");
-                self.quiet_head = quiet.then_some(head);
-                return Ok(report);
-            }
-            self.quiet_head = None;
-            let message = self.message(&events);
-            let now = clock();
-            let Some(commit) = self.cache.commit(head, &changes, &message, now)? else {
-                return Ok(report);
-            };
-            report.commit = Some(commit);
-            report.message = Some(message.clone());
-            if mode == Mode::DryRun {
-                report.diff = Some(self.cache.diff(head, commit)?);
-                return Ok(report);
-            }
-            match self.cache.push(head, commit)? {
-                PushOutcome::Pushed => {
-                    info!(commit = %short_oid(commit), subject = message.lines().next().unwrap_or(""), "pushed");
+            let now = self.ports.clock.now();
+            let publication = span.in_scope(|| {
+                self.ports
+                    .publisher
+                    .publish(self.ports.repo.as_mut(), head, &planned.changes, now)
+            })?;
+            match publication {
+                Publication::Nothing => {
+                    debug!(parent: &span, "nothing to commit");
+                    self.keep_memos(planned.memos);
+                    self.caches.quiet_head = planned.quiet.then_some(head);
                     return Ok(report);
                 }
-                PushOutcome::Rejected(why) => {
-                    warn!(attempt, reason = %why, "push rejected: the branch moved; fetching and re-planning on the new head");
-                    last_rejection = why;
-                    // Gate results and idle memos were for the old head: forget them.
-                    self.idle.clear();
-                    let backoff = Duration::from_millis(200u64 << attempt.min(5));
+                Publication::DryRun {
+                    commit,
+                    message,
+                    diff,
+                } => {
+                    report.commit = Some(commit);
+                    report.message = Some(message);
+                    report.diff = Some(diff);
+                    report.events = planned
+                        .changes
+                        .iter()
+                        .flat_map(|c| c.events.clone())
+                        .collect();
+                    return Ok(report);
+                }
+                Publication::Committed { commit, message } => {
+                    info!(parent: &span, commit = %commit.short(7), subject = message.lines().next().unwrap_or(""), "pushed");
+                    self.keep_memos(planned.memos);
+                    self.caches.quiet_head = None;
+                    report.commit = Some(commit);
+                    report.message = Some(message);
+                    report.events = planned
+                        .changes
+                        .iter()
+                        .flat_map(|c| c.events.clone())
+                        .collect();
+                    self.tell(&report.events).await;
+                    return Ok(report);
+                }
+                Publication::Raced { remote } => {
+                    warn!(
+                        parent: &span,
+                        attempt,
+                        remote = remote.map(|r| r.short(7)).unwrap_or_else(|| "none".into()),
+                        "the branch moved (a push, or a reset); nothing was written; planning again on the new head"
+                    );
+                    self.caches.quiet_head = None;
+                    let backoff = Duration::from_millis(100u64 << attempt.min(5));
                     tokio::time::sleep(backoff).await;
                 }
             }
         }
-        Err(TickError::PushRace {
-            attempts: self.settings.max_push_attempts,
-            last: last_rejection,
-        })
+        Err(TickError::PushRace { attempts })
+    }
+
+    fn keep_memos(&mut self, memos: Vec<(String, IdleKey)>) {
+        for (file, key) in memos {
+            self.caches.idle.insert(file, key);
+        }
+    }
+
+    /// Delivers events; a slow or failing notifier never holds a tick for long.
+    async fn tell(&self, events: &[Event]) {
+        for e in events {
+            let delivered =
+                tokio::time::timeout(Duration::from_secs(10), self.ports.notifier.notify(e)).await;
+            if delivered.is_err() {
+                warn!(app = %e.app, "the notifier did not answer within 10s; the event is in the log and the commit");
+            }
+        }
     }
 
     /// Every app's state as recorded at the head of the branch, without deciding anything.
     pub fn status(&mut self) -> Result<TickReport, TickError> {
-        let head = self.cache.fetch()?;
-        let repo = self.cache.repo();
-        let tree = GitTree::new(repo, self.cache.tree_of(head)?);
-        let catalog = self.scanner.scan(&tree)?;
+        let head = self.ports.repo.fetch()?;
+        let tree = self.ports.repo.tree(head)?;
+        let tree = tree.as_ref();
+        let scanner = self.caches.scanner.as_mut().expect("made in new");
+        let catalog = scanner.scan(tree)?;
         let mut report = TickReport {
             head: Some(head),
             spec_errors: catalog.errors.clone(),
             ..TickReport::default()
         };
+        let canaries: Vec<&Canary> = catalog.canaries.iter().map(|(c, _)| c).collect();
+        let rule_errors = crate::rules::check(&canaries);
         for (canary, _) in &catalog.canaries {
             let mut line = base_report(canary);
-            match self.resolver.resolve(&tree, canary) {
+            if let Some(errors) = rule_errors.get(&canary.file) {
+                line.errors.extend(errors.iter().map(|e| e.to_string()));
+                report.apps.push(line);
+                continue;
+            }
+            match self.caches.resolver.resolve(tree, canary) {
                 Ok(source) => {
                     line.dir = source.dir.clone();
-                    match read_state(&tree, &source.dir) {
+                    if let Err(errors) = app::gates(canary, &catalog.templates) {
+                        line.errors.extend(errors.iter().map(|e| e.to_string()));
+                    }
+                    match read_state(tree, &source.dir, canary) {
                         Ok(Some(s)) => {
                             fill(&mut line, canary, &s);
                             line.message = s.message.clone();
                         }
                         Ok(None) => line.message = "not initialized yet".into(),
-                        Err(e) => line.errors.push(e),
+                        Err(e) => line.errors.extend(e.lines()),
                     }
                 }
                 Err(errors) => line.errors.extend(errors.iter().map(|e| e.to_string())),
             }
             report.apps.push(line);
         }
-        report.apps.sort_by(|a, b| a.dir.cmp(&b.dir));
+        report.apps.extend(invalid_lines(&catalog));
+        report
+            .apps
+            .sort_by(|a, b| a.dir.cmp(&b.dir).then(a.app.cmp(&b.app)));
         Ok(report)
     }
 
-    async fn plan_head(
-        &mut self,
-        head: Oid,
-        clock: &(dyn Fn() -> DateTime<Utc> + Sync),
-    ) -> Result<
-        (
-            BTreeMap<String, Option<Vec<u8>>>,
-            Vec<AppEvent>,
-            TickReport,
-            bool,
-        ),
-        TickError,
-    > {
-        let repo = self.cache.repo();
-        let tree = GitTree::new(repo, self.cache.tree_of(head)?);
-        let catalog = self.scanner.scan(&tree)?;
+    async fn plan_head(&mut self, head: ObjectId) -> Result<Planned, TickError> {
+        let repo: &dyn ConfigRepo = self.ports.repo.as_ref();
+        let caches = &mut self.caches;
+        let settings = &self.settings;
+        let templates = &self.templates;
+        let tree_box = repo.tree(head)?;
+        let tree = tree_box.as_ref();
+        let scanner = caches.scanner.as_mut().expect("made in new");
+        let catalog = scanner.scan(tree)?;
         let mut report = TickReport {
             spec_errors: catalog.errors.clone(),
             ..TickReport::default()
@@ -275,32 +409,26 @@ impl Engine {
         for e in &catalog.errors {
             warn!(file = %e.file, line = e.line, field = %e.field, "{}", e.message);
         }
+        let canaries: Vec<&Canary> = catalog.canaries.iter().map(|(c, _)| c).collect();
+        let rule_errors = crate::rules::check(&canaries);
+        let now = self.ports.clock.now();
+        let head_hex = head.to_string();
 
-        // Two Canaries in one folder would fight over one owned folder.
-        let mut per_dir: HashMap<String, usize> = HashMap::new();
-        for (c, _) in &catalog.canaries {
-            *per_dir
-                .entry(crate::source::parent(&c.file).to_string())
-                .or_default() += 1;
-        }
-
-        let now = clock();
-        let mut pending = Vec::new();
+        // Gather.
+        let mut pending: Vec<Pending> = Vec::new();
         for (canary, _warnings) in &catalog.canaries {
             let span = info_span!("app", app = %canary.name, namespace = %canary.namespace);
             let _enter = span.enter();
             let mut line = base_report(canary);
-            let dir = crate::source::parent(&canary.file).to_string();
-            line.dir = dir.clone();
-            if per_dir.get(&dir).copied().unwrap_or(0) > 1 {
-                line.errors.push(format!(
-                    "{}: more than one Canary in {dir}; weir needs one folder per app",
-                    canary.file
-                ));
+            if let Some(errors) = rule_errors.get(&canary.file) {
+                for e in errors {
+                    warn!(file = %e.file, line = e.line, field = %e.field, "{}", e.message);
+                }
+                line.errors.extend(errors.iter().map(|e| e.to_string()));
                 report.apps.push(line);
                 continue;
             }
-            let source = match self.resolver.resolve(&tree, canary) {
+            let source = match caches.resolver.resolve(tree, canary) {
                 Ok(s) => s,
                 Err(errors) => {
                     for e in &errors {
@@ -311,13 +439,10 @@ impl Engine {
                     continue;
                 }
             };
-            let owned = owned_dir(&source.dir);
-            let idle_key = (
-                tree.id(&canary.file),
-                source.revision.clone(),
-                tree.id(&owned),
-            );
-            if self.idle.get(&canary.file) == Some(&idle_key) {
+            let dir = owned_dir(&source.dir);
+            let owned_id = tree.id(&dir);
+            let idle_key = (tree.id(&canary.file), source.revision.clone(), owned_id);
+            if caches.idle.get(&canary.file) == Some(&idle_key) {
                 line.message = "unchanged since the last tick".into();
                 report.apps.push(line);
                 continue;
@@ -330,47 +455,124 @@ impl Engine {
                     continue;
                 }
             };
-            let state = match read_state(&tree, &source.dir) {
+            let state = match read_state(tree, &source.dir, canary) {
                 Ok(s) => s,
                 Err(e) => {
                     warn!("{e}");
-                    line.errors.push(e);
+                    line.errors.extend(e.lines());
                     report.apps.push(line);
                     continue;
                 }
             };
-            let decision = plan::plan(&Input {
-                analysis: &canary.analysis,
-                skip_analysis: canary.skip_analysis,
-                suspend: canary.suspend,
-                state: state.as_ref(),
-                revision: &source.revision,
-                gates: None,
-                now,
-            });
-            if let Decision::Idle { wake_at: None, .. } = &decision {
-                self.idle.insert(canary.file.clone(), idle_key);
-            } else {
-                self.idle.remove(&canary.file);
-            }
             report.apps.push(line);
             pending.push(Pending {
+                app: AppRef {
+                    namespace: canary.namespace.clone(),
+                    name: canary.name.clone(),
+                    dir: source.dir.clone(),
+                },
                 canary: canary.clone(),
                 source,
                 gates,
                 state,
-                decision,
+                recovered: None,
+                owned_id,
+                primary: None,
+                idle_key,
+                decision: Decision::Idle {
+                    reason: String::new(),
+                    wake_at: None,
+                },
+                owned: Owned::Current,
+                blocked: false,
                 line: report.apps.len() - 1,
             });
         }
 
-        // Run every due check at once, then decide again with the evidence.
+        // Records missing at the head are read from history: deleting weir's files does not
+        // make an app new again.
+        recover_records(
+            repo,
+            head,
+            settings.history_depth,
+            &mut pending,
+            &mut report,
+        )?;
+
+        // The source each primary comes from, and how weir's folder compares with it.
+        let mut ready = Vec::new();
+        for mut p in pending {
+            let span = info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
+            let _enter = span.enter();
+            if p.blocked {
+                continue;
+            }
+            if let Some(state) = p.state.as_mut() {
+                let found = primary_source(
+                    repo,
+                    &mut caches.resolver,
+                    head,
+                    &p.canary,
+                    &p.source,
+                    state,
+                    settings.history_depth,
+                );
+                let primary = match found {
+                    Ok(s) => s,
+                    Err(e) => {
+                        warn!("{e}");
+                        report.apps[p.line].errors.extend(e.lines());
+                        continue;
+                    }
+                };
+                p.owned = match p.recovered {
+                    Some(from) => Owned::Recovered {
+                        from: from.to_string(),
+                    },
+                    None => {
+                        match templates.render_owned(&p.canary, &p.source.selector, state, &primary)
+                        {
+                            Ok(expected) => {
+                                compare(tree, &owned_dir(&p.source.dir), &expected, p.owned_id)
+                            }
+                            Err(e) => {
+                                report.apps[p.line]
+                                    .errors
+                                    .push(AppError::Render(e.to_string()).to_string());
+                                continue;
+                            }
+                        }
+                    }
+                };
+                p.primary = Some(primary);
+            }
+            p.decision = plan::plan(&Input {
+                analysis: &p.canary.analysis,
+                skip_analysis: p.canary.skip_analysis,
+                suspend: p.canary.suspend,
+                state: p.state.as_ref(),
+                revision: &p.source.revision,
+                head: &head_hex,
+                images: &p.source.images,
+                owned: &p.owned,
+                gates: None,
+                now,
+            });
+            ready.push(p);
+        }
+        let mut pending = ready;
+
+        // Evidence: every due gate at once, bounded, then decide again with it.
+        let limit = Arc::new(tokio::sync::Semaphore::new(
+            settings.gate_concurrency.max(1),
+        ));
         let mut jobs = tokio::task::JoinSet::new();
         for (i, p) in pending.iter().enumerate() {
             if let Decision::NeedGates { canary_weight } = p.decision {
-                let client = self.prom.clone();
+                let metrics = self.ports.metrics.clone();
                 let gates = p.gates.clone();
                 let canary = p.canary.clone();
+                let limit = limit.clone();
                 let revision = p
                     .state
                     .as_ref()
@@ -379,7 +581,7 @@ impl Engine {
                 let span = info_span!("app", app = %canary.name, namespace = %canary.namespace);
                 jobs.spawn(
                     async move {
-                        let checks = run_gates(&client, &canary, &gates).await;
+                        let checks = run_gates(metrics.as_ref(), &limit, &canary, &gates).await;
                         (i, revision, canary_weight, checks)
                     }
                     .instrument(span),
@@ -392,7 +594,7 @@ impl Engine {
                 results.push(r);
             }
         }
-        let gathered_at = clock();
+        let gathered_at = self.ports.clock.now();
         for (i, revision, canary_weight, checks) in results {
             let p = &mut pending[i];
             let gate_report = GateReport {
@@ -407,200 +609,257 @@ impl Engine {
                 suspend: p.canary.suspend,
                 state: p.state.as_ref(),
                 revision: &p.source.revision,
+                head: &head_hex,
+                images: &p.source.images,
+                owned: &p.owned,
                 gates: Some(&gate_report),
                 now: gathered_at,
             });
         }
 
+        // Execute: each decided step becomes the app's change set.
         let quiet = pending
             .iter()
             .all(|p| matches!(p.decision, Decision::Idle { wake_at: None, .. }));
-        let mut changes = BTreeMap::new();
-        let mut events = Vec::new();
+        let mut changes = Vec::new();
+        let mut memos = Vec::new();
         for p in pending {
             let span = info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
             let _enter = span.enter();
             let line = &mut report.apps[p.line];
-            match self.carry_out(&tree, &p, line) {
-                Ok(Some((files, event))) => {
-                    changes.extend(files);
-                    events.push(event);
+            match &p.decision {
+                Decision::Idle { reason, wake_at } => {
+                    line.message = reason.clone();
+                    if let Some(s) = &p.state {
+                        fill(line, &p.canary, s);
+                    }
+                    line.next_step_at = wake_at.map(fmt_time);
+                    if wake_at.is_none() && p.owned == Owned::Current && p.state.is_some() {
+                        memos.push((p.canary.file.clone(), p.idle_key.clone()));
+                    }
                 }
-                Ok(None) => {}
-                Err(e) => {
-                    warn!("{e}");
-                    line.errors.push(e);
+                Decision::NeedGates { .. } => {
+                    line.message = "checks could not be run".into();
+                    if let Some(s) = &p.state {
+                        fill(line, &p.canary, s);
+                    }
+                }
+                Decision::Write(step) => {
+                    let primary = if step.next.promoted_revision == p.source.revision {
+                        p.source.clone()
+                    } else {
+                        match &p.primary {
+                            Some(primary) => primary.clone(),
+                            None => {
+                                line.errors.push("no source for the primary".into());
+                                continue;
+                            }
+                        }
+                    };
+                    let rendered =
+                        templates.render_owned(&p.canary, &p.source.selector, &step.next, &primary);
+                    let dir = match rendered {
+                        Ok(d) => d,
+                        Err(e) => {
+                            let e = AppError::Render(e.to_string());
+                            warn!("{e}");
+                            line.errors.push(e.to_string());
+                            continue;
+                        }
+                    };
+                    fill(line, &p.canary, &step.next);
+                    line.message = step.event.clone();
+                    if Some(dir.id()) == p.owned_id {
+                        continue;
+                    }
+                    info!(
+                        phase = %step.next.phase,
+                        weight = step.next.canary_weight.get(),
+                        failed_checks = step.next.failed_checks,
+                        "{}",
+                        step.event
+                    );
+                    changes.push(ChangeSet {
+                        dir: owned_dir(&p.source.dir),
+                        tree: Some(dir),
+                        events: vec![Event {
+                            app: p.app.clone(),
+                            phase: step.next.phase,
+                            weight: step.next.canary_weight,
+                            summary: step.summary.clone(),
+                            details: if step.summary == step.event {
+                                step.details.clone()
+                            } else {
+                                std::iter::once(step.event.clone())
+                                    .chain(step.details.iter().cloned())
+                                    .collect()
+                            },
+                        }],
+                        app: p.app,
+                    });
                 }
             }
         }
-        report.apps.sort_by(|a, b| a.dir.cmp(&b.dir));
-        Ok((changes, events, report, quiet))
-    }
-
-    /// Renders the files of one decision; returns the changed files and the event.
-    #[allow(clippy::type_complexity)]
-    fn carry_out(
-        &self,
-        tree: &GitTree,
-        p: &Pending,
-        line: &mut AppReport,
-    ) -> Result<Option<(BTreeMap<String, Option<Vec<u8>>>, AppEvent)>, String> {
-        let owned = owned_dir(&p.source.dir);
-        let existing_primary = tree
-            .read(&format!("{owned}/{PRIMARY_FILE}"))
-            .ok()
-            .map(|b| String::from_utf8_lossy(&b).to_string());
-        let (next, event, details, snapshot) = match &p.decision {
-            Decision::Write(step) => (
-                step.next.clone(),
-                Some(step.event.clone()),
-                step.details.clone(),
-                step.snapshot,
-            ),
-            Decision::Idle { reason, wake_at } => {
-                line.message = reason.clone();
-                if let Some(s) = &p.state {
-                    fill(line, &p.canary, s);
-                }
-                line.next_step_at = wake_at.map(fmt_time);
-                match &p.state {
-                    // Re-render in place: a changed Canary (hosts, retries...) or template
-                    // shows up as a routing update without moving the rollout.
-                    Some(s) => (s.clone(), None, Vec::new(), existing_primary.is_none()),
-                    None => return Ok(None),
-                }
-            }
-            Decision::NeedGates { .. } => {
-                line.message = "checks could not be run".into();
-                return Ok(None);
-            }
-        };
-        let mut next = next;
-        let primary_text = if snapshot {
-            let snap = self.snapshot(tree, &p.canary, &p.source, &next)?;
-            next.primary_images = snap.images.clone();
-            snap.text
-        } else {
-            existing_primary.unwrap_or_default()
-        };
-        let files = self
-            .templates
-            .render_app(&p.canary, &p.source.selector, &next, &primary_text)
-            .map_err(|e| e.to_string())?;
-        let mut changes = BTreeMap::new();
-        for (name, text) in files {
-            let path = format!("{owned}/{name}");
-            let current = tree.read(&path).ok();
-            if current.as_deref() != Some(text.as_bytes()) {
-                changes.insert(path, Some(text.into_bytes()));
-            }
-        }
-        fill(line, &p.canary, &next);
-        if changes.is_empty() {
-            return Ok(None);
-        }
-        let event = match event {
-            Some(e) => e,
-            None => {
-                // Only the rendering changed; the record stays as it was.
-                changes.remove(&format!("{owned}/{STATE_FILE}"));
-                if changes.is_empty() {
-                    return Ok(None);
-                }
-                "routing updated to match the Canary spec".to_string()
-            }
-        };
-        line.message = event.clone();
-        info!(
-            phase = %next.phase,
-            weight = next.canary_weight.get(),
-            failed_checks = next.failed_checks,
-            "{event}"
-        );
-        Ok(Some((
+        report.apps.extend(invalid_lines(&catalog));
+        report
+            .apps
+            .sort_by(|a, b| a.dir.cmp(&b.dir).then(a.app.cmp(&b.app)));
+        Ok(Planned {
             changes,
-            AppEvent {
-                line: format!("{}: {event}", p.canary.name),
-                details,
-            },
-        )))
-    }
-
-    fn snapshot(
-        &self,
-        tree: &GitTree,
-        canary: &Canary,
-        source: &AppSource,
-        next: &State,
-    ) -> Result<primary::Snapshot, String> {
-        let dir =
-            tempfile::tempdir().map_err(|e| format!("cannot create a temporary folder: {e}"))?;
-        app::materialize(tree, &source.closure, dir.path()).map_err(|e| e.to_string())?;
-        let built = crate::kustomize::build(&self.settings.kustomize, dir.path(), &source.dir)
-            .map_err(|e| e.to_string())?;
-        primary::snapshot(&built, canary, &source.dir, &next.promoted_revision)
-            .map_err(|e| e.to_string())
-    }
-
-    fn message(&self, events: &[AppEvent]) -> String {
-        let prefix = &self.settings.message_prefix;
-        let mut msg = String::new();
-        match events {
-            [one] => {
-                msg.push_str(&format!("{prefix}{}\n", one.line));
-                if !one.details.is_empty() {
-                    msg.push('\n');
-                    for d in &one.details {
-                        msg.push_str(&format!("  {d}\n"));
-                    }
-                }
-            }
-            many => {
-                msg.push_str(&format!("{prefix}weir: {} rollouts moved\n\n", many.len()));
-                for e in many {
-                    msg.push_str(&format!("{}\n", e.line));
-                    for d in &e.details {
-                        msg.push_str(&format!("  {d}\n"));
-                    }
-                }
-            }
-        }
-        msg
+            report,
+            quiet,
+            memos,
+        })
     }
 }
 
+/// How weir's folder at the head compares with the one the record implies.
+fn compare(tree: &dyn SourceTree, dir: &str, expected: &Dir, actual: Option<ObjectId>) -> Owned {
+    if Some(expected.id()) == actual {
+        return Owned::Current;
+    }
+    let part = |name: &str| {
+        expected
+            .get(name)
+            .map(|n| n.id())
+            .filter(|id| Some(*id) == tree.id(&format!("{dir}/{name}")))
+            .is_none()
+    };
+    Owned::Stale {
+        primary: part(PRIMARY_DIR) || part(GUARDS_DIR),
+    }
+}
+
+/// Reads the records missing at the head from the newest earlier commit that has them.
+fn recover_records(
+    repo: &dyn ConfigRepo,
+    head: ObjectId,
+    depth: usize,
+    pending: &mut [Pending],
+    report: &mut TickReport,
+) -> Result<(), TickError> {
+    let mut missing: Vec<usize> = (0..pending.len())
+        .filter(|i| pending[*i].state.is_none())
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let commits = repo.first_parents(head, depth.saturating_add(1))?;
+    for commit in commits.into_iter().skip(1) {
+        if missing.is_empty() {
+            break;
+        }
+        let tree = repo.tree(commit)?;
+        missing.retain(|&i| {
+            let p = &mut pending[i];
+            let path = format!("{}/{STATE_FILE}", owned_dir(&p.source.dir));
+            let Ok(bytes) = tree.read(&path) else {
+                return true;
+            };
+            match state::parse(&path, &bytes) {
+                Ok(record) if record.metadata.name == p.canary.name
+                    && record.metadata.namespace == p.canary.namespace =>
+                {
+                    info!(app = %p.app, commit = %commit.short(7), "the rollout record is missing at the head; using the one weir wrote last");
+                    p.state = Some(record.status);
+                    p.recovered = Some(commit);
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    p.blocked = true;
+                    report.apps[p.line].errors.push(format!(
+                        "{e} (in commit {}, where weir looked for the record missing at the head); weir leaves the app alone",
+                        commit.short(7)
+                    ));
+                }
+            }
+            false
+        });
+    }
+    // An app whose record could not be read from history is left alone.
+    Ok(())
+}
+
+/// The app's source at the commit its primary comes from, checked against the record.
+fn primary_source(
+    repo: &dyn ConfigRepo,
+    resolver: &mut Resolver,
+    head: ObjectId,
+    canary: &Canary,
+    current: &Arc<AppSource>,
+    state: &mut State,
+    depth: usize,
+) -> Result<Arc<AppSource>, AppError> {
+    // The same revision has the same files: the head's source serves.
+    if state.promoted_revision == current.revision {
+        if state.promoted_commit.is_none() {
+            state.promoted_commit = Some(head.to_string());
+        }
+        return Ok(current.clone());
+    }
+    let at = |resolver: &mut Resolver, commit: ObjectId| -> Option<Arc<AppSource>> {
+        let tree = repo.tree(commit).ok()?;
+        resolver.resolve_at(commit, tree.as_ref(), canary).ok()
+    };
+    if let Some(commit) = state
+        .promoted_commit
+        .as_deref()
+        .and_then(ObjectId::from_hex)
+    {
+        if let Some(source) = at(resolver, commit) {
+            if source.revision == state.promoted_revision {
+                return Ok(source);
+            }
+            return Err(AppError::Source(format!(
+                "the rollout record says the primary is revision {} from commit {}, but that commit holds revision {} of {}; weir leaves the app alone until the record is fixed",
+                plan::short(&state.promoted_revision),
+                commit.short(7),
+                plan::short(&source.revision),
+                current.dir
+            )));
+        }
+    }
+    // An older record, or a commit that is gone: find the revision in the history.
+    let commits = repo.first_parents(head, depth).map_err(AppError::Repo)?;
+    for commit in commits {
+        if let Some(source) = at(resolver, commit) {
+            if source.revision == state.promoted_revision {
+                state.promoted_commit = Some(commit.to_string());
+                return Ok(source);
+            }
+        }
+    }
+    Err(AppError::Source(format!(
+        "the primary's revision {} is not in the last {depth} commits of the branch, so weir cannot derive the primary of {}; weir leaves the app alone",
+        plan::short(&state.promoted_revision),
+        current.dir
+    )))
+}
+
 async fn run_gates(
-    client: &prometheus::Client,
+    metrics: &dyn MetricSource,
+    limit: &tokio::sync::Semaphore,
     canary: &Canary,
     gates: &[Gate],
 ) -> Vec<CheckResult> {
-    let mut out = Vec::new();
-    for gate in gates {
-        let vars = prometheus::QueryVars {
+    let queries = gates.iter().map(|gate| async move {
+        let vars = crate::prometheus::QueryVars {
             namespace: &canary.namespace,
             target: &canary.target,
             interval: &gate.interval,
             variables: &gate.variables,
         };
-        let value = match prometheus::render(&gate.template, &vars) {
+        let value = match crate::prometheus::render(&gate.template, &vars) {
             Err(e) => Err(e.to_string()),
             Ok(query) => {
-                let address = gate
-                    .address
-                    .clone()
-                    .or_else(|| client.settings().default_address.clone());
-                match address {
-                    None => Err("no Prometheus address: set --prometheus (WEIR_PROMETHEUS) or the MetricTemplate's provider.address".to_string()),
-                    Some(address) => match client.query(&address, &query).await {
-                        Ok(v) => Ok(v),
-                        Err(e) => {
-                            warn!(metric = %gate.name, query = %query, "{e}");
-                            Err(match e {
-                                prometheus::PromError::NoData => "no data".to_string(),
-                                other => format!("error: {other}"),
-                            })
-                        }
-                    },
+                let _permit = limit.acquire().await;
+                match metrics.query(gate.address.as_deref(), &query).await {
+                    Ok(v) => Ok(v),
+                    Err(e) if e.no_data => Err("no data".to_string()),
+                    Err(e) => {
+                        warn!(metric = %gate.name, "{e}");
+                        Err(format!("error: {e}"))
+                    }
                 }
             }
         };
@@ -611,21 +870,66 @@ async fn run_gates(
             max: gate.max,
         };
         info!(metric = %gate.name, passed = check.passed(), "{}", check.describe());
-        out.push(check);
-    }
-    out
+        check
+    });
+    futures_join_all(queries).await
 }
 
-fn read_state(tree: &dyn SourceTree, app_dir: &str) -> Result<Option<State>, String> {
+/// Runs futures concurrently and keeps their order.
+async fn futures_join_all<F: std::future::Future>(
+    futures: impl IntoIterator<Item = F>,
+) -> Vec<F::Output> {
+    let mut handles: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = (0..handles.len()).map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, h) in handles.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match h.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future finished"))
+        .collect()
+}
+
+fn read_state(
+    tree: &dyn SourceTree,
+    app_dir: &str,
+    canary: &Canary,
+) -> Result<Option<State>, AppError> {
     let path = format!("{}/{STATE_FILE}", owned_dir(app_dir));
     match tree.read(&path) {
-        Ok(bytes) => state::parse(&path, &bytes)
-            .map(|r| Some(r.status))
-            .map_err(|e| {
-                format!("{e}; weir leaves the app alone until the record is fixed or removed")
-            }),
+        Ok(bytes) => {
+            let record = state::parse(&path, &bytes).map_err(|e| {
+                AppError::Record(format!(
+                    "{e}; weir leaves the app alone until the record is fixed or removed"
+                ))
+            })?;
+            if record.metadata.name != canary.name || record.metadata.namespace != canary.namespace
+            {
+                return Err(AppError::Record(format!(
+                    "{path}: the rollout record belongs to {}/{}, not to {}/{}; weir leaves the app alone until it is fixed",
+                    record.metadata.namespace,
+                    record.metadata.name,
+                    canary.namespace,
+                    canary.name
+                )));
+            }
+            Ok(Some(record.status))
+        }
         Err(SourceError::Missing(_)) => Ok(None),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(AppError::Record(e.to_string())),
     }
 }
 
@@ -647,6 +951,29 @@ fn base_report(canary: &Canary) -> AppReport {
     }
 }
 
+/// Lines for Canary documents that could not be read: every app found is reported.
+fn invalid_lines(catalog: &crate::source::Catalog) -> Vec<AppReport> {
+    catalog
+        .invalid
+        .iter()
+        .map(|bad| AppReport {
+            app: bad.display_name(),
+            dir: crate::source::parent(&bad.file).to_string(),
+            phase: None,
+            canary_weight: None,
+            primary_weight: None,
+            failed_checks: None,
+            threshold: 0,
+            canary_revision: None,
+            primary_revision: None,
+            primary_images: Vec::new(),
+            next_step_at: None,
+            message: String::new(),
+            errors: bad.errors.iter().map(|e| e.to_string()).collect(),
+        })
+        .collect()
+}
+
 fn fill(line: &mut AppReport, canary: &Canary, s: &State) {
     line.phase = Some(s.phase.to_string());
     line.canary_weight = Some(s.canary_weight.get());
@@ -665,8 +992,4 @@ fn fill(line: &mut AppReport, canary: &Canary, s: &State) {
 
 fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
-
-fn short_oid(oid: Oid) -> String {
-    oid.to_string()[..7].to_string()
 }

@@ -1,16 +1,15 @@
-//! Reading the config repo: a tree of folders and files, from a Git commit or a checkout on
-//! disk, and the scan that finds every Canary and MetricTemplate in it.
+//! Reading the config repo: a tree of folders and files (from a Git commit, through the
+//! config repo port, or a checkout on disk), and the scan that finds every Canary and
+//! MetricTemplate in it.
 //!
-//! Scans are remembered by Git object id (a folder by its tree id, a file by its blob id), so
-//! a tick on a repository of thousands of apps re-reads only what changed since the last
-//! one. Owns no decisions and writes nothing.
+//! Scans are remembered by object id (a folder by its tree id, a file by its blob id), so a
+//! tick on a repository of thousands of apps re-reads only what changed since the last one.
+//! Owns no decisions and writes nothing.
 
 use crate::spec::{self, Canary, SpecError, TemplateIndex};
-use git2::{ObjectType, Oid, Repository, Tree};
-use std::cell::RefCell;
+use crate::tree::ObjectId;
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -24,8 +23,9 @@ pub struct Entry {
     pub name: String,
     /// Folder or file.
     pub is_dir: bool,
-    /// Git object id (for files on disk: the blob id their content would have).
-    pub id: Oid,
+    /// Object id (for files on disk: the blob id their content would have; folders on disk:
+    /// zero).
+    pub id: ObjectId,
 }
 
 /// A failure to read the source.
@@ -47,114 +47,9 @@ pub trait SourceTree {
     /// The bytes of a file.
     fn read(&self, path: &str) -> Result<Vec<u8>, SourceError>;
     /// The id of a folder when the tree has stable ids (Git); `None` on disk.
-    fn dir_id(&self, dir: &str) -> Option<Oid>;
+    fn dir_id(&self, dir: &str) -> Option<ObjectId>;
     /// The id of a file or folder at `path`, if it exists.
-    fn id(&self, path: &str) -> Option<Oid>;
-}
-
-/// A Git tree. Folder listings are remembered for the life of the value (one tick), because
-/// libgit2 does not cache large tree objects: without this, every lookup under a folder of
-/// thousands of apps would inflate and parse that folder again.
-pub struct GitTree<'r> {
-    repo: &'r Repository,
-    root: Tree<'r>,
-    listings: RefCell<HashMap<String, Rc<Vec<Entry>>>>,
-}
-
-impl<'r> GitTree<'r> {
-    /// Wraps the tree of a commit.
-    pub fn new(repo: &'r Repository, root: Tree<'r>) -> GitTree<'r> {
-        GitTree {
-            repo,
-            root,
-            listings: RefCell::new(HashMap::new()),
-        }
-    }
-
-    fn listing(&self, dir: &str) -> Result<Rc<Vec<Entry>>, SourceError> {
-        if let Some(hit) = self.listings.borrow().get(dir) {
-            return Ok(hit.clone());
-        }
-        let tree = if dir.is_empty() {
-            self.root.clone()
-        } else {
-            let entry = self
-                .entry(dir)
-                .filter(|e| e.is_dir)
-                .ok_or_else(|| SourceError::Missing(dir.to_string()))?;
-            self.repo
-                .find_tree(entry.id)
-                .map_err(|_| SourceError::Missing(dir.to_string()))?
-        };
-        let entries: Vec<Entry> = tree
-            .iter()
-            .filter_map(|e| {
-                let is_dir = match e.kind() {
-                    Some(ObjectType::Tree) => true,
-                    Some(ObjectType::Blob) => false,
-                    _ => return None,
-                };
-                Some(Entry {
-                    name: e.name().ok()?.to_string(),
-                    is_dir,
-                    id: e.id(),
-                })
-            })
-            .collect();
-        let entries = Rc::new(entries);
-        self.listings
-            .borrow_mut()
-            .insert(dir.to_string(), entries.clone());
-        Ok(entries)
-    }
-
-    fn entry(&self, path: &str) -> Option<Entry> {
-        let (dir, name) = match path.rsplit_once('/') {
-            Some((d, n)) => (d, n),
-            None => ("", path),
-        };
-        let listing = self.listing(dir).ok()?;
-        listing
-            .binary_search_by(|e| e.name.as_str().cmp(name))
-            .ok()
-            .map(|i| listing[i].clone())
-            .or_else(|| listing.iter().find(|e| e.name == name).cloned())
-    }
-}
-
-impl SourceTree for GitTree<'_> {
-    fn list(&self, dir: &str) -> Result<Vec<Entry>, SourceError> {
-        Ok(self.listing(dir)?.as_ref().clone())
-    }
-
-    fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
-        let entry = self
-            .entry(path)
-            .filter(|e| !e.is_dir)
-            .ok_or_else(|| SourceError::Missing(path.to_string()))?;
-        let blob = self
-            .repo
-            .find_blob(entry.id)
-            .map_err(|e| SourceError::Read {
-                path: path.to_string(),
-                message: e.message().to_string(),
-            })?;
-        Ok(blob.content().to_vec())
-    }
-
-    fn dir_id(&self, dir: &str) -> Option<Oid> {
-        if dir.is_empty() {
-            return Some(self.root.id());
-        }
-        self.entry(dir).filter(|e| e.is_dir).map(|e| e.id)
-    }
-
-    fn id(&self, path: &str) -> Option<Oid> {
-        if path.is_empty() {
-            return Some(self.root.id());
-        }
-        self.entry(path).map(|e| e.id)
-    }
+    fn id(&self, path: &str) -> Option<ObjectId>;
 }
 
 /// A folder on disk (a checkout, for `weir validate`).
@@ -190,9 +85,9 @@ impl SourceTree for DiskTree {
             let Ok(meta) = item.metadata() else { continue };
             let id = if meta.is_file() {
                 let bytes = std::fs::read(item.path()).unwrap_or_default();
-                Oid::hash_object(ObjectType::Blob, &bytes).unwrap_or(Oid::ZERO_SHA1)
+                ObjectId::for_blob(&bytes)
             } else {
-                Oid::ZERO_SHA1
+                ObjectId::ZERO
             };
             out.push(Entry {
                 name,
@@ -214,18 +109,18 @@ impl SourceTree for DiskTree {
         })
     }
 
-    fn dir_id(&self, _dir: &str) -> Option<Oid> {
+    fn dir_id(&self, _dir: &str) -> Option<ObjectId> {
         None
     }
 
-    fn id(&self, path: &str) -> Option<Oid> {
+    fn id(&self, path: &str) -> Option<ObjectId> {
         let full = self.full(path);
         let meta = std::fs::metadata(&full).ok()?;
         if meta.is_dir() {
-            return Some(Oid::ZERO_SHA1);
+            return Some(ObjectId::ZERO);
         }
         let bytes = std::fs::read(full).ok()?;
-        Oid::hash_object(ObjectType::Blob, &bytes).ok()
+        Some(ObjectId::for_blob(&bytes))
     }
 }
 
@@ -254,6 +149,8 @@ pub fn owned_dir(app_dir: &str) -> String {
 pub struct Catalog {
     /// Valid Canaries with their warnings, sorted by file.
     pub canaries: Vec<(Canary, Vec<SpecError>)>,
+    /// Canary documents that are not valid (their errors are in `errors` too).
+    pub invalid: Vec<spec::InvalidCanary>,
     /// All MetricTemplates.
     pub templates: TemplateIndex,
     /// Every error (and the warnings of invalid specs), sorted by file and line.
@@ -264,20 +161,20 @@ pub struct Catalog {
 struct DirScan {
     files: Vec<Arc<(String, spec::FileScan)>>,
     /// Memo keys of the folders and files directly inside, to keep them when this hits.
-    child_dirs: Vec<(String, Oid)>,
-    child_files: Vec<(String, Oid)>,
+    child_dirs: Vec<(String, ObjectId)>,
+    child_files: Vec<(String, ObjectId)>,
 }
 
 /// Finds specs under the configured roots, remembering what it read by object id.
 pub struct Scanner {
     roots: Vec<String>,
     min_interval: Duration,
-    dirs: HashMap<(String, Oid), Arc<DirScan>>,
-    files: HashMap<(String, Oid), Arc<(String, spec::FileScan)>>,
+    dirs: HashMap<(String, ObjectId), Arc<DirScan>>,
+    files: HashMap<(String, ObjectId), Arc<(String, spec::FileScan)>>,
     /// Keys used by the scan in progress; the rest is dropped afterwards so a long-running
     /// weir keeps only what the current head needs.
-    used_dirs: std::collections::HashSet<(String, Oid)>,
-    used_files: std::collections::HashSet<(String, Oid)>,
+    used_dirs: std::collections::HashSet<(String, ObjectId)>,
+    used_files: std::collections::HashSet<(String, ObjectId)>,
 }
 
 impl Scanner {
@@ -319,7 +216,7 @@ impl Scanner {
         // An idle tick (every root a hit) has nothing to forget and stays O(roots).
         if !used_files.is_empty() || used_dirs.len() > self.roots.len() {
             let mut keep_dirs = used_dirs;
-            let mut stack: Vec<(String, Oid)> = keep_dirs.iter().cloned().collect();
+            let mut stack: Vec<(String, ObjectId)> = keep_dirs.iter().cloned().collect();
             let mut keep_files = used_files;
             while let Some(key) = stack.pop() {
                 if let Some(d) = self.dirs.get(&key) {
@@ -345,7 +242,10 @@ impl Scanner {
                     Ok((canary, warnings)) => {
                         catalog.canaries.push((canary.clone(), warnings.clone()))
                     }
-                    Err(errors) => catalog.errors.extend(errors.iter().cloned()),
+                    Err(bad) => {
+                        catalog.errors.extend(bad.errors.iter().cloned());
+                        catalog.invalid.push(bad.clone());
+                    }
                 }
             }
             for t in &scan.templates {

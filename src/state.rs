@@ -72,6 +72,10 @@ pub struct State {
     pub canary_revision: Option<String>,
     /// The source revision the primary is a snapshot of.
     pub promoted_revision: String,
+    /// The commit whose tree the primary is derived from (its source at
+    /// `promoted_revision`). Older records lack it; weir then finds that commit in history.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub promoted_commit: Option<String>,
     /// The last revision that was rolled back; it is not analysed again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub failed_revision: Option<String>,
@@ -200,6 +204,7 @@ mod tests {
             failed_checks: 0,
             canary_revision: Some("abc".into()),
             promoted_revision: "def".into(),
+            promoted_commit: Some("0123456789012345678901234567890123456789".into()),
             failed_revision: None,
             primary_images: vec!["ghcr.io/acme/backend:6.0.0".into()],
             last_step_at: t,

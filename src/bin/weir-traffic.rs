@@ -2,13 +2,15 @@
 //!
 //! With no cluster, something has to play the mesh: this program follows the routing that weir
 //! commits to the config repository (the canary tag from the app's `kustomization.yaml`, the
-//! primary tag from weir's `primary.yaml`, the weights from weir's VirtualService), generates
+//! primary tag from the app source weir carries under `primary/`, the weights from weir's
+//! VirtualService), generates
 //! synthetic requests split by those weights, and serves them as Istio's destination proxies
 //! would report them, so a real Prometheus can scrape `istio_requests_total` and
 //! `istio_request_duration_milliseconds`. Tags listed as bad answer part of their requests with
 //! HTTP 500; tags listed as slow answer in about a second.
 //!
-//! It only reads the repository (with the `git` CLI) and never writes to it. Output is
+//! It only reads the repository (through git2) and never writes to it. It is built only with
+//! the `traffic-sim` feature, for the demo and the tests; `cargo install weir` leaves it out. Output is
 //! deterministic: a fixed-seed xorshift, fractional request accounting, fixed series order.
 //!
 //! Endpoints: `GET /metrics` (Prometheus text format 0.0.4) and `GET /state` (one line of JSON).
@@ -18,7 +20,6 @@ use std::fmt::Write as _;
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
@@ -312,31 +313,34 @@ impl Follower {
 
 fn read_routing(repo: &Repo, commit: &str, target: &Target) -> Result<Routing> {
     let kustomization = format!("{}/kustomization.yaml", target.app_dir);
-    let primary = format!("{}/primary.yaml", target.weir_dir);
+    let primary = format!("{}/primary/kustomization.yaml", target.weir_dir);
     let virtualservice = format!("{}/virtualservice.yaml", target.weir_dir);
-    let paths = [
-        kustomization.clone(),
-        primary.clone(),
-        virtualservice.clone(),
-    ];
-    let [kustomization_src, primary_src, virtualservice_src]: [Option<String>; 3] = repo
-        .read_blobs(commit, &paths)?
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("git cat-file answered the wrong number of objects"))?;
-
-    let mut canary_tag = match kustomization_src {
+    let mut canary_tag = match repo.read(commit, &kustomization)? {
         Some(src) => kustomization_tag(&src).with_context(|| kustomization.clone())?,
         None => None,
     };
     if canary_tag.is_none() {
         canary_tag = find_deployment_tag(repo, commit, &target.app_dir, &target.app)?;
     }
-    let primary_tag = match primary_src {
-        Some(src) => deployment_tag(&src, &format!("{}-primary", target.app))
-            .with_context(|| primary.clone())?,
+    // The primary is the app's source carried under primary/: its first resource.
+    let primary_tag = match repo.read(commit, &primary)? {
+        Some(src) => match first_resource(&src).with_context(|| primary.clone())? {
+            Some(source) => {
+                let dir = format!("{}/primary/{}", target.weir_dir, normalise_dir(&source));
+                let tag = match repo.read(commit, &format!("{dir}/kustomization.yaml"))? {
+                    Some(k) => kustomization_tag(&k)?,
+                    None => None,
+                };
+                match tag {
+                    Some(t) => Some(t),
+                    None => find_deployment_tag(repo, commit, &dir, &target.app)?,
+                }
+            }
+            None => None,
+        },
         None => None,
     };
-    let weights = match virtualservice_src {
+    let weights = match repo.read(commit, &virtualservice)? {
         Some(src) => {
             Some(virtualservice_weights(&src, &target.app).with_context(|| virtualservice)?)
         }
@@ -352,18 +356,30 @@ fn read_routing(repo: &Repo, commit: &str, target: &Target) -> Result<Routing> {
 /// The tag of the Deployment `app` in any YAML file of the app folder, for apps whose
 /// `kustomization.yaml` sets no `images:` tag.
 fn find_deployment_tag(repo: &Repo, commit: &str, dir: &str, app: &str) -> Result<Option<String>> {
-    let files: Vec<String> = repo
-        .list_dir(commit, dir)?
-        .into_iter()
-        .filter(|p| p.ends_with(".yaml") || p.ends_with(".yml"))
-        .collect();
-    for src in repo.read_blobs(commit, &files)?.into_iter().flatten() {
-        // Files that are not Kubernetes YAML are not ours to judge; skip them.
-        if let Ok(Some(tag)) = deployment_tag(&src, app) {
-            return Ok(Some(tag));
+    for path in repo.list_dir(commit, dir)? {
+        if !(path.ends_with(".yaml") || path.ends_with(".yml")) {
+            continue;
+        }
+        if let Some(src) = repo.read(commit, &path)? {
+            // Files that are not Kubernetes YAML are not ours to judge; skip them.
+            if let Ok(Some(tag)) = deployment_tag(&src, app) {
+                return Ok(Some(tag));
+            }
         }
     }
     Ok(None)
+}
+
+/// The first entry of `resources:` of a kustomization.
+fn first_resource(src: &str) -> Result<Option<String>> {
+    let docs = documents(src)?;
+    Ok(docs
+        .first()
+        .and_then(|d| d.get("resources"))
+        .and_then(Value::as_sequence)
+        .and_then(|r| r.first())
+        .and_then(Value::as_str)
+        .map(str::to_string))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -487,7 +503,7 @@ fn virtualservice_weights(src: &str, app: &str) -> Result<(u32, u32)> {
 }
 
 // ---------------------------------------------------------------------------------------------
-// Git: the branch head and file contents, through the `git` CLI.
+// Git: the branch head and file contents, through git2.
 // ---------------------------------------------------------------------------------------------
 
 struct Repo {
@@ -497,142 +513,60 @@ struct Repo {
 
 impl Repo {
     fn open(path: &Path, branch: &str) -> Repo {
-        // A working tree keeps its repository in `.git`; a bare repository is the path itself.
-        let dot_git = path.join(".git");
-        let git_dir = if dot_git.is_dir() {
-            dot_git
-        } else {
-            path.to_owned()
-        };
         Repo {
-            git_dir,
+            git_dir: path.to_owned(),
             branch: branch.to_owned(),
         }
     }
 
-    fn git(&self) -> Command {
-        let mut cmd = Command::new("git");
-        cmd.arg("--git-dir").arg(&self.git_dir).env("LC_ALL", "C");
-        cmd
+    /// Opened anew on each read, so that objects pushed meanwhile are seen.
+    fn repository(&self) -> Result<git2::Repository> {
+        git2::Repository::open(&self.git_dir)
+            .with_context(|| format!("opening {}", self.git_dir.display()))
     }
 
     /// The commit at the branch head, or `None` when the branch does not exist.
     fn head(&self) -> Result<Option<String>> {
-        let out = self
-            .git()
-            .args(["rev-parse", "--verify", "--quiet"])
-            .arg(format!("{}^{{commit}}", self.branch))
-            .stdin(Stdio::null())
-            .output()
-            .context("running git rev-parse")?;
-        match out.status.code() {
-            Some(0) => Ok(Some(String::from_utf8_lossy(&out.stdout).trim().to_owned())),
-            Some(1) => Ok(None),
-            _ => bail!(
-                "git rev-parse {} in {} failed: {}",
-                self.branch,
-                self.git_dir.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ),
-        }
+        let repo = self.repository()?;
+        let found = repo.refname_to_id(&format!("refs/heads/{}", self.branch));
+        Ok(found.ok().map(|oid| oid.to_string()))
     }
 
-    /// The files at `commit`, `None` for each one that does not exist.
-    fn read_blobs(&self, commit: &str, paths: &[String]) -> Result<Vec<Option<String>>> {
-        let mut input = String::new();
-        for path in paths {
-            ensure!(!path.contains('\n'), "path {path:?} contains a newline");
-            let _ = writeln!(input, "{commit}:{path}");
+    fn tree<'r>(&self, repo: &'r git2::Repository, commit: &str) -> Result<git2::Tree<'r>> {
+        let oid = git2::Oid::from_str(commit).context("reading a commit id")?;
+        Ok(repo.find_commit(oid)?.tree()?)
+    }
+
+    /// The file at `commit`, `None` when it does not exist (or is a folder).
+    fn read(&self, commit: &str, path: &str) -> Result<Option<String>> {
+        let repo = self.repository()?;
+        let tree = self.tree(&repo, commit)?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Ok(None);
         }
-        let mut child = self
-            .git()
-            .args(["cat-file", "--batch"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .context("running git cat-file")?;
-        // The request is a few lines: it fits in the pipe, so writing before reading is safe.
-        child
-            .stdin
-            .take()
-            .context("git cat-file has no stdin")?
-            .write_all(input.as_bytes())
-            .context("writing to git cat-file")?;
-        let out = child.wait_with_output().context("running git cat-file")?;
-        ensure!(
-            out.status.success(),
-            "git cat-file in {} failed: {}",
-            self.git_dir.display(),
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        let blobs = parse_cat_file_batch(&out.stdout)?;
-        ensure!(
-            blobs.len() == paths.len(),
-            "git cat-file answered {} of {} objects",
-            blobs.len(),
-            paths.len()
-        );
-        Ok(blobs)
+        let blob = repo.find_blob(entry.id())?;
+        Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
     }
 
     /// Paths of the files directly inside `dir` at `commit` (none if it does not exist).
     fn list_dir(&self, commit: &str, dir: &str) -> Result<Vec<String>> {
-        let out = self
-            .git()
-            .args(["ls-tree", "-z", "--name-only", commit, "--"])
-            .arg(format!("{dir}/"))
-            .stdin(Stdio::null())
-            .output()
-            .context("running git ls-tree")?;
-        ensure!(
-            out.status.success(),
-            "git ls-tree {commit} {dir} failed: {}",
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-        Ok(out
-            .stdout
-            .split(|b| *b == 0)
-            .filter(|p| !p.is_empty())
-            .map(|p| String::from_utf8_lossy(p).into_owned())
+        let repo = self.repository()?;
+        let tree = self.tree(&repo, commit)?;
+        let Ok(entry) = tree.get_path(Path::new(dir)) else {
+            return Ok(Vec::new());
+        };
+        let Ok(sub) = repo.find_tree(entry.id()) else {
+            return Ok(Vec::new());
+        };
+        Ok(sub
+            .iter()
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+            .filter_map(|e| e.name().ok().map(|n| format!("{dir}/{n}")))
             .collect())
     }
-}
-
-/// Parses `git cat-file --batch` output: `<oid> <type> <size>\n<content>\n` per object, or
-/// `<name> missing\n`. Anything but a blob (a folder at that path) counts as missing.
-fn parse_cat_file_batch(mut out: &[u8]) -> Result<Vec<Option<String>>> {
-    let mut blobs = Vec::new();
-    while !out.is_empty() {
-        let eol = out
-            .iter()
-            .position(|b| *b == b'\n')
-            .context("git cat-file: truncated header")?;
-        let header = String::from_utf8_lossy(&out[..eol]).into_owned();
-        out = &out[eol + 1..];
-        if header.ends_with(" missing") || header.ends_with(" ambiguous") {
-            blobs.push(None);
-            continue;
-        }
-        let mut fields = header.split(' ');
-        let (Some(_oid), Some(kind), Some(size), None) =
-            (fields.next(), fields.next(), fields.next(), fields.next())
-        else {
-            bail!("git cat-file: unexpected header {header:?}");
-        };
-        let size: usize = size
-            .parse()
-            .with_context(|| format!("git cat-file: bad size in {header:?}"))?;
-        ensure!(out.len() > size, "git cat-file: truncated object");
-        let content = &out[..size];
-        out = &out[size + 1..];
-        blobs.push(if kind == "blob" {
-            Some(String::from_utf8_lossy(content).into_owned())
-        } else {
-            None
-        });
-    }
-    Ok(blobs)
 }
 
 fn normalise_dir(dir: &str) -> String {
@@ -974,13 +908,13 @@ spec:
     }
 
     #[test]
-    fn cat_file_batch_output() {
-        let out = b"abc blob 5\nhello\nHEAD:x missing\ndef tree 3\nxyz\n";
+    fn the_primary_source_is_the_first_resource() {
+        let src = "resources:\n  - \"source/backend\"\nnameSuffix: -primary\n";
         assert_eq!(
-            parse_cat_file_batch(out).unwrap(),
-            vec![Some("hello".to_owned()), None, None]
+            first_resource(src).unwrap().as_deref(),
+            Some("source/backend")
         );
-        assert!(parse_cat_file_batch(b"abc blob 9\nhello\n").is_err());
+        assert_eq!(first_resource("kind: Kustomization\n").unwrap(), None);
     }
 
     #[test]

@@ -1,16 +1,19 @@
-//! Renders the files weir owns for an app, from the templates in `templates/` (embedded in
-//! the binary; a user may point weir at a folder of their own with the same file names).
+//! Renders the folder weir owns for an app: the routing from the templates in `templates/`
+//! (embedded in the binary; a user may point weir at a folder of their own with the same file
+//! names), the primary derived from the promoted source (`primary.rs`), and the record.
 //!
-//! Output is a pure function of (Canary, state, primary snapshot): same input, same bytes,
-//! so an unchanged step shows no diff. It never reads the repo or decides anything.
+//! Output is a pure function of (Canary, record, promoted source): same input, same bytes
+//! and the same tree id, so an unchanged step shows no diff. It never reads the repository
+//! or decides anything.
 
 pub mod primary;
 
+use crate::app::AppSource;
 use crate::spec::Canary;
 use crate::state::State;
+use crate::tree::{Dir, Node};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
+use serde::Serialize;
 use std::path::Path;
 
 /// Template files weir renders, in the order they are written.
@@ -23,8 +26,10 @@ pub const TEMPLATE_FILES: [&str; 4] = [
 
 /// The record file name in the owned folder.
 pub const STATE_FILE: &str = "state.yaml";
-/// The primary snapshot file name in the owned folder.
-pub const PRIMARY_FILE: &str = "primary.yaml";
+/// The folder of the primary in the owned folder.
+pub const PRIMARY_DIR: &str = "primary";
+/// The folder of the name guards in the owned folder.
+pub const GUARDS_DIR: &str = "guards";
 
 const EMBEDDED: [(&str, &str); 4] = [
     (
@@ -65,9 +70,6 @@ pub enum RenderError {
         app: String,
         message: String,
     },
-    /// The built app has no Deployment to snapshot, or its shape is unusable.
-    #[error("{0}")]
-    Snapshot(String),
 }
 
 /// The loaded templates.
@@ -118,14 +120,15 @@ impl Templates {
         Ok(Templates { env })
     }
 
-    /// Renders every owned file of one app, keyed by file name (state and primary included).
-    pub fn render_app(
+    /// Renders weir's whole folder for one app: routing for `state`, the primary from
+    /// `primary` (the app's source at `state.promoted_commit`), guards and the record.
+    pub fn render_owned(
         &self,
         canary: &Canary,
         selector: &Selector,
         state: &State,
-        primary: &str,
-    ) -> Result<BTreeMap<String, String>, RenderError> {
+        primary: &AppSource,
+    ) -> Result<Dir, RenderError> {
         let ctx = Context {
             name: &canary.name,
             namespace: &canary.namespace,
@@ -137,7 +140,7 @@ impl Templates {
             canary_weight: state.canary_weight.get(),
             primary_weight: state.canary_weight.complement().get(),
         };
-        let mut files = BTreeMap::new();
+        let mut dir = Dir::default();
         for file in TEMPLATE_FILES {
             let tmpl = self
                 .env
@@ -156,14 +159,19 @@ impl Templates {
                 app: format!("{}/{}", canary.namespace, canary.name),
                 message,
             })?;
-            files.insert(file.to_string(), text);
+            dir.file(file, text);
         }
-        files.insert(PRIMARY_FILE.to_string(), primary.to_string());
-        files.insert(
-            STATE_FILE.to_string(),
+        let commit = state.promoted_commit.as_deref().unwrap_or("");
+        dir.insert(
+            PRIMARY_DIR,
+            Node::Dir(primary::primary_dir(canary, selector, primary, commit)),
+        );
+        dir.insert(GUARDS_DIR, Node::Dir(primary::guards_dir(canary, primary)));
+        dir.file(
+            STATE_FILE,
             crate::state::render(&canary.name, &canary.namespace, state),
         );
-        Ok(files)
+        Ok(dir)
     }
 }
 
@@ -277,8 +285,7 @@ fn normalise(text: &str) -> String {
 }
 
 fn check_yaml(text: &str) -> Result<(), String> {
-    for doc in serde_yaml::Deserializer::from_str(text) {
-        serde_yaml::Value::deserialize(doc).map_err(|e| e.to_string())?;
-    }
-    Ok(())
+    crate::yaml::documents(text)
+        .map(|_| ())
+        .map_err(|e| e.to_string())
 }

@@ -1,334 +1,231 @@
-//! The primary snapshot: the app as Flux would apply it at the promoted revision, with the
-//! target Deployment, its HPA and the ConfigMaps and Secrets its pods use copied under
-//! `-primary` names, as Flagger copies them inside the cluster.
+//! The primary, derived in Git and built by Flux: weir never runs kustomize.
 //!
-//! The input is the already built manifests of the app (`kustomize build` output), so the
-//! user's `images:` tags and patches are baked in and cannot leak into a later primary.
+//! The app's source at the promoted commit (its folder and everything its kustomizations
+//! read) is carried under `primary/source/` as the same Git objects, at the same relative
+//! places, so every relative reference still resolves. `primary/kustomization.yaml` builds it
+//! as Flux would and then, with kustomize's own transformers: keeps the target Deployment (with
+//! the primary's selector label), its HPA (pointed at the primary) and the ConfigMaps and
+//! Secrets of the build that its pods use; drops everything else (the Canary, Services, any
+//! other object); and renames what is kept with `nameSuffix: -primary`, so kustomize's name
+//! references follow (the HPA target, the pods' ConfigMaps and Secrets). References to
+//! objects outside the app's build (Istio's `istio-ca-root-cert`, an operator's Secret) keep
+//! their names.
+//!
+//! kustomize fixes name references once, over the whole of Flux's build, and remembers every
+//! earlier name of a renamed object. Without help it would point the user's own HPA, or the
+//! user's own pods, at the primary's copies whenever the user's objects were never renamed.
+//! `guards/` holds one local-config object per renamed name: kustomize drops them from the
+//! output, but while it fixes references they stand for the user's objects under their own
+//! names, so references from outside the primary resolve to the user's objects. The README
+//! ("How the primary is derived") explains it with an example.
+//!
+//! Pure: same inputs, same bytes.
 
-use super::{RenderError, Selector};
+use crate::app::{AppSource, ConfigKind};
+use crate::render::Selector;
 use crate::spec::Canary;
-use serde::Deserialize;
-use serde_yaml::{Mapping, Value};
-use std::collections::BTreeSet;
+use crate::tree::{Dir, Node};
 
-/// A rendered primary snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Snapshot {
-    /// The `primary.yaml` file.
-    pub text: String,
-    /// Container images of the primary Deployment, in order.
-    pub images: Vec<String>,
+/// The annotation on every object of the primary, naming the Canary it belongs to.
+pub const PRIMARY_ANNOTATION: &str = "weir.dev/primary-of";
+
+/// A scalar for YAML: JSON's quoting is valid YAML and cannot be broken out of.
+fn q(text: &str) -> String {
+    serde_json::to_string(text).expect("a string always serializes")
 }
 
-/// Labels Flagger accepts as the pod selector, in its order of preference.
-pub const SELECTOR_LABELS: [&str; 3] = ["app", "name", "app.kubernetes.io/name"];
-
-/// Finds the selector label of a Deployment manifest.
-pub fn selector_of(deployment: &Value) -> Option<Selector> {
-    let labels = deployment
-        .get("spec")?
-        .get("selector")?
-        .get("matchLabels")?
-        .as_mapping()?;
-    SELECTOR_LABELS.iter().find_map(|label| {
-        let value = labels.get(*label)?.as_str()?;
-        Some(Selector {
-            label: (*label).to_string(),
-            value: value.to_string(),
-        })
-    })
-}
-
-/// Builds the primary snapshot from the built manifests of the app at `revision`.
-pub fn snapshot(
-    built: &str,
-    canary: &Canary,
-    app_dir: &str,
-    revision: &str,
-) -> Result<Snapshot, RenderError> {
-    let mut docs = Vec::new();
-    for de in serde_yaml::Deserializer::from_str(built) {
-        let v = Value::deserialize(de).map_err(|e| {
-            RenderError::Snapshot(format!("cannot read the build of {app_dir}: {e}"))
-        })?;
-        if !v.is_null() {
-            docs.push(v);
-        }
-    }
-    let is = |v: &Value, kind: &str, name: &str| {
-        v.get("kind").and_then(Value::as_str) == Some(kind)
-            && v.get("metadata")
-                .and_then(|m| m.get("name"))
-                .and_then(Value::as_str)
-                == Some(name)
+/// The path of a repository path under `source/`, relative to the mirror root.
+pub fn carried_path(root: &str, path: &str) -> String {
+    let rel = if root.is_empty() {
+        path
+    } else {
+        path.strip_prefix(root)
+            .map(|p| p.trim_start_matches('/'))
+            .unwrap_or(path)
     };
-    let target = &canary.target;
-    let mut deployment = docs
-        .iter()
-        .find(|v| is(v, "Deployment", target))
-        .cloned()
-        .ok_or_else(|| {
-            RenderError::Snapshot(format!(
-                "{}: targetRef Deployment `{target}` is not in the build of {app_dir}",
-                canary.file
-            ))
-        })?;
-    let selector = selector_of(&deployment).ok_or_else(|| {
-        RenderError::Snapshot(format!(
-            "Deployment `{target}` in {app_dir} has none of the selector labels {} in spec.selector.matchLabels",
-            SELECTOR_LABELS.join(", ")
-        ))
-    })?;
-    let primary_name = format!("{target}-primary");
-    let primary_value = format!("{}-primary", selector.value);
+    format!("source/{rel}")
+}
 
-    // Config the pods use is copied too, so a config change is promoted with the revision.
-    let (config_maps, secrets) = referenced_config(&deployment);
-    let mut out = Vec::new();
-    for doc in &docs {
-        let kind = doc.get("kind").and_then(Value::as_str).unwrap_or("");
-        let name = doc
-            .get("metadata")
-            .and_then(|m| m.get("name"))
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        let copy = match kind {
-            "ConfigMap" => config_maps.contains(name),
-            "Secret" => secrets.contains(name),
-            _ => false,
-        };
-        if copy {
-            let mut c = doc.clone();
-            set_path(&mut c, &["metadata", "name"], format!("{name}-primary"));
-            strip_server_fields(&mut c);
-            out.push(c);
-        }
-    }
-    rename_config_refs(&mut deployment, &config_maps, &secrets);
-    set_path(&mut deployment, &["metadata", "name"], primary_name.clone());
-    set_path(
-        &mut deployment,
-        &["spec", "selector", "matchLabels", &selector.label],
-        primary_value.clone(),
-    );
-    set_path(
-        &mut deployment,
-        &["spec", "template", "metadata", "labels", &selector.label],
-        primary_value.clone(),
-    );
-    if deployment
-        .get("metadata")
-        .and_then(|m| m.get("labels"))
-        .and_then(|l| l.get(selector.label.as_str()))
-        .is_some()
-    {
-        set_path(
-            &mut deployment,
-            &["metadata", "labels", &selector.label],
-            primary_value,
-        );
-    }
-    strip_server_fields(&mut deployment);
-    let images = images_of(&deployment);
-    out.insert(0, deployment);
-
-    let hpa = docs.iter().find(|v| {
-        v.get("kind").and_then(Value::as_str) == Some("HorizontalPodAutoscaler")
-            && match &canary.autoscaler {
-                Some(name) => is(v, "HorizontalPodAutoscaler", name),
-                None => {
-                    v.get("spec")
-                        .and_then(|s| s.get("scaleTargetRef"))
-                        .and_then(|r| r.get("name"))
-                        .and_then(Value::as_str)
-                        == Some(target.as_str())
+/// The `primary/` folder: the carried source and the kustomization over it.
+pub fn primary_dir(
+    canary: &Canary,
+    selector: &Selector,
+    source: &AppSource,
+    promoted_commit: &str,
+) -> Dir {
+    let mut dir = Dir::default();
+    for e in &source.closure {
+        let at = carried_path(&source.mirror_root, &e.path);
+        match &source.canary_alone {
+            // The app folder without its Canary, so that the primary does not change when
+            // only the rollout spec does.
+            Some(file) if e.is_dir && e.path == source.dir => {
+                let mut app = Dir::default();
+                for entry in &source.app_listing {
+                    if crate::source::join(&source.dir, &entry.name) == *file {
+                        app.file(&entry.name, crate::app::CANARY_PLACEHOLDER);
+                    } else {
+                        app.insert(
+                            &entry.name,
+                            Node::Carried {
+                                id: entry.id,
+                                is_dir: entry.is_dir,
+                            },
+                        );
+                    }
                 }
+                dir.insert(&at, Node::Dir(app));
             }
-    });
-    match (hpa, &canary.autoscaler) {
-        (Some(hpa), _) => {
-            let mut h = hpa.clone();
-            let name = h["metadata"]["name"].as_str().unwrap_or(target).to_string();
-            set_path(&mut h, &["metadata", "name"], format!("{name}-primary"));
-            set_path(
-                &mut h,
-                &["spec", "scaleTargetRef", "name"],
-                primary_name.clone(),
-            );
-            strip_server_fields(&mut h);
-            out.insert(1, h);
+            _ => dir.insert(
+                &at,
+                Node::Carried {
+                    id: e.id,
+                    is_dir: e.is_dir,
+                },
+            ),
         }
-        (None, Some(name)) => {
-            return Err(RenderError::Snapshot(format!(
-            "{}: autoscalerRef HorizontalPodAutoscaler `{name}` is not in the build of {app_dir}",
-            canary.file
-        )))
-        }
-        (None, None) => {}
     }
+    dir.file(
+        "kustomization.yaml",
+        kustomization(canary, selector, source, promoted_commit),
+    );
+    dir
+}
 
-    let mut text = format!(
-        "# Primary of {}/{}: a snapshot of {app_dir} at revision {revision}, written by weir.\n# Do not edit; weir replaces it when a canary is promoted.\n",
+fn kustomization(
+    canary: &Canary,
+    selector: &Selector,
+    source: &AppSource,
+    promoted_commit: &str,
+) -> String {
+    let owner = format!("{}/{}", canary.namespace, canary.name);
+    let label = q(&selector.label);
+    let value = q(&format!("{}-primary", selector.value));
+    let marker = format!("          {}: {}\n", q(PRIMARY_ANNOTATION), q(&owner));
+    let mut k = format!(
+        "# Primary of {owner}: the app's source at revision {rev} (commit {commit}),\n\
+         # carried from Git under source/ and built by Flux. Written by weir; do not edit.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         resources:\n  - {resource}\n\
+         nameSuffix: -primary\n\
+         patches:\n",
+        rev = crate::plan::short(&source.revision),
+        commit = crate::plan::short(promoted_commit),
+        resource = q(&carried_path(&source.mirror_root, &source.dir)),
+    );
+    // The target Deployment, with the primary's selector label.
+    k.push_str(&format!(
+        "  - target:\n      group: apps\n      kind: Deployment\n      name: {pattern}\n    patch: |-\n      apiVersion: apps/v1\n      kind: Deployment\n      metadata:\n        name: {name}\n        annotations:\n{marker}        labels:\n          {label}: {value}\n      spec:\n        selector:\n          matchLabels:\n            {label}: {value}\n        template:\n          metadata:\n            labels:\n              {label}: {value}\n",
+        pattern = q(&regex_escape(&canary.target)),
+        name = q(&canary.target),
+    ));
+    // Its HPA, pointed at the target; kustomize renames both.
+    if let Some(hpa) = &canary.autoscaler {
+        k.push_str(&format!(
+            "  - target:\n      group: autoscaling\n      kind: HorizontalPodAutoscaler\n      name: {pattern}\n    patch: |-\n      apiVersion: autoscaling/v2\n      kind: HorizontalPodAutoscaler\n      metadata:\n        name: {name}\n        annotations:\n{marker}      spec:\n        scaleTargetRef:\n          name: {target}\n",
+            pattern = q(&regex_escape(hpa)),
+            name = q(hpa),
+            target = q(&canary.target),
+        ));
+    }
+    // The ConfigMaps and Secrets of the build that its pods use.
+    for c in &source.config {
+        k.push_str(&format!(
+            "  - target:\n      version: v1\n      kind: {kind}\n      name: {pattern}\n    patch: |-\n      apiVersion: v1\n      kind: {kind}\n      metadata:\n        name: {name}\n        annotations:\n{marker}",
+            kind = c.kind.kind(),
+            pattern = q(&regex_escape(&c.name)),
+            name = q(&c.name),
+        ));
+    }
+    // Everything else of the app's build is not part of the primary.
+    k.push_str(&format!(
+        "  - target:\n      annotationSelector: {sel}\n    patch: |-\n      $patch: delete\n      apiVersion: v1\n      kind: Drop\n      metadata:\n        name: drop\n",
+        sel = q(&format!("!{PRIMARY_ANNOTATION}")),
+    ));
+    k
+}
+
+/// kustomize matches patch target names as anchored regular expressions.
+fn regex_escape(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for c in name.chars() {
+        if "\\.+*?()|[]{}^$".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The `guards/` folder: one local-config object per name the primary renames, standing for
+/// the user's object while kustomize fixes name references.
+pub fn guards_dir(canary: &Canary, source: &AppSource) -> Dir {
+    let ns = |n: &Option<String>| n.clone().unwrap_or_else(|| canary.namespace.clone());
+    // (guard kind, original apiVersion, original kind, name, namespace)
+    let mut guards = vec![(
+        "WeirGuardDeployment",
+        "apps/v1",
+        "Deployment",
+        canary.target.clone(),
+        ns(&source.namespace),
+    )];
+    for c in source.config.iter().filter(|c| !c.hashed) {
+        let guard = match c.kind {
+            ConfigKind::ConfigMap => "WeirGuardConfigMap",
+            ConfigKind::Secret => "WeirGuardSecret",
+        };
+        guards.push((guard, "v1", c.kind.kind(), c.name.clone(), ns(&c.namespace)));
+    }
+    let mut objects = String::from(
+        "# Never applied: kustomize uses these while it fixes name references, then drops them\n\
+         # (local-config). See kustomization.yaml. Written by weir; do not edit.\n",
+    );
+    let mut kinds: Vec<(&str, &str, &str)> = Vec::new();
+    for (guard, api, kind, name, namespace) in &guards {
+        objects.push_str(&format!(
+            "---\napiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {}\n  namespace: {}\n",
+            q(name),
+            q(namespace)
+        ));
+        if !kinds.iter().any(|(g, _, _)| g == guard) {
+            kinds.push((guard, api, kind));
+        }
+    }
+    let mut k = format!(
+        "# Name guards of {}/{}: objects named as the user's objects that the primary renames.\n\
+         # kustomize fixes name references once over Flux's whole build; a guard makes a\n\
+         # reference from outside the primary (your HPA, your pods) keep its name instead of\n\
+         # following the primary's copy. Written by weir; do not edit.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         resources:\n  - guards.yaml\n\
+         commonAnnotations:\n  config.kubernetes.io/local-config: \"true\"\n\
+         patches:\n",
         canary.namespace, canary.name
     );
-    for doc in &out {
-        text.push_str("---\n");
-        text.push_str(
-            &serde_yaml::to_string(doc).map_err(|e| RenderError::Snapshot(e.to_string()))?,
+    for (guard, api, kind) in kinds {
+        k.push_str(&format!(
+            "  - target:\n      kind: {kind}\n    options:\n      allowKindChange: true\n    patch: |-\n      apiVersion: {api}\n      kind: {guard}\n      metadata:\n        name: guard\n"
+        ));
+    }
+    let mut dir = Dir::default();
+    dir.file("kustomization.yaml", k);
+    dir.file("guards.yaml", objects);
+    dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn carried_paths_keep_their_place_under_the_root() {
+        assert_eq!(carried_path("apps", "apps/backend"), "source/backend");
+        assert_eq!(
+            carried_path("", "apps/base/p.yaml"),
+            "source/apps/base/p.yaml"
         );
-    }
-    Ok(Snapshot { text, images })
-}
-
-/// Images of every container of a Deployment manifest (init containers first).
-pub fn images_of(deployment: &Value) -> Vec<String> {
-    let spec = &deployment["spec"]["template"]["spec"];
-    ["initContainers", "containers"]
-        .iter()
-        .filter_map(|k| spec.get(*k).and_then(Value::as_sequence))
-        .flatten()
-        .filter_map(|c| c.get("image").and_then(Value::as_str).map(str::to_string))
-        .collect()
-}
-
-fn referenced_config(deployment: &Value) -> (BTreeSet<String>, BTreeSet<String>) {
-    let mut cms = BTreeSet::new();
-    let mut secrets = BTreeSet::new();
-    let pod = &deployment["spec"]["template"]["spec"];
-    let add = |set: &mut BTreeSet<String>, v: &Value| {
-        if let Some(name) = v.as_str() {
-            set.insert(name.to_string());
-        }
-    };
-    for vol in pod
-        .get("volumes")
-        .and_then(Value::as_sequence)
-        .into_iter()
-        .flatten()
-    {
-        add(&mut cms, &vol["configMap"]["name"]);
-        add(&mut secrets, &vol["secret"]["secretName"]);
-        for src in vol["projected"]["sources"]
-            .as_sequence()
-            .into_iter()
-            .flatten()
-        {
-            add(&mut cms, &src["configMap"]["name"]);
-            add(&mut secrets, &src["secret"]["name"]);
-        }
-    }
-    for key in ["initContainers", "containers"] {
-        for c in pod
-            .get(key)
-            .and_then(Value::as_sequence)
-            .into_iter()
-            .flatten()
-        {
-            for from in c
-                .get("envFrom")
-                .and_then(Value::as_sequence)
-                .into_iter()
-                .flatten()
-            {
-                add(&mut cms, &from["configMapRef"]["name"]);
-                add(&mut secrets, &from["secretRef"]["name"]);
-            }
-            for env in c
-                .get("env")
-                .and_then(Value::as_sequence)
-                .into_iter()
-                .flatten()
-            {
-                add(&mut cms, &env["valueFrom"]["configMapKeyRef"]["name"]);
-                add(&mut secrets, &env["valueFrom"]["secretKeyRef"]["name"]);
-            }
-        }
-    }
-    (cms, secrets)
-}
-
-fn rename_config_refs(deployment: &mut Value, cms: &BTreeSet<String>, secrets: &BTreeSet<String>) {
-    fn rename(v: &mut Value, set: &BTreeSet<String>) {
-        if let Some(name) = v.as_str() {
-            if set.contains(name) {
-                *v = Value::String(format!("{name}-primary"));
-            }
-        }
-    }
-    fn walk(v: &mut Value, path: &[&str], set: &BTreeSet<String>) {
-        match path.split_first() {
-            None => rename(v, set),
-            Some((first, rest)) => {
-                if let Some(child) = v.get_mut(*first) {
-                    walk(child, rest, set);
-                }
-            }
-        }
-    }
-    let Some(pod) = deployment
-        .get_mut("spec")
-        .and_then(|s| s.get_mut("template"))
-        .and_then(|t| t.get_mut("spec"))
-    else {
-        return;
-    };
-    if let Some(vols) = pod.get_mut("volumes").and_then(Value::as_sequence_mut) {
-        for vol in vols {
-            walk(vol, &["configMap", "name"], cms);
-            walk(vol, &["secret", "secretName"], secrets);
-            if let Some(srcs) = vol
-                .get_mut("projected")
-                .and_then(|p| p.get_mut("sources"))
-                .and_then(Value::as_sequence_mut)
-            {
-                for src in srcs {
-                    walk(src, &["configMap", "name"], cms);
-                    walk(src, &["secret", "name"], secrets);
-                }
-            }
-        }
-    }
-    for key in ["initContainers", "containers"] {
-        let Some(containers) = pod.get_mut(key).and_then(Value::as_sequence_mut) else {
-            continue;
-        };
-        for c in containers {
-            if let Some(froms) = c.get_mut("envFrom").and_then(Value::as_sequence_mut) {
-                for from in froms {
-                    walk(from, &["configMapRef", "name"], cms);
-                    walk(from, &["secretRef", "name"], secrets);
-                }
-            }
-            if let Some(envs) = c.get_mut("env").and_then(Value::as_sequence_mut) {
-                for env in envs {
-                    walk(env, &["valueFrom", "configMapKeyRef", "name"], cms);
-                    walk(env, &["valueFrom", "secretKeyRef", "name"], secrets);
-                }
-            }
-        }
-    }
-}
-
-fn strip_server_fields(v: &mut Value) {
-    if let Some(map) = v.as_mapping_mut() {
-        map.remove("status");
-    }
-}
-
-/// Sets a string at a mapping path, creating mappings on the way.
-fn set_path(v: &mut Value, path: &[&str], value: String) {
-    let mut cur = v;
-    for (i, key) in path.iter().enumerate() {
-        if !cur.is_mapping() {
-            *cur = Value::Mapping(Mapping::new());
-        }
-        let map = cur.as_mapping_mut().expect("just made a mapping");
-        if i == path.len() - 1 {
-            map.insert(Value::String((*key).to_string()), Value::String(value));
-            return;
-        }
-        cur = map
-            .entry(Value::String((*key).to_string()))
-            .or_insert_with(|| Value::Mapping(Mapping::new()));
+        assert_eq!(regex_escape("a.b-c"), "a\\.b-c");
     }
 }

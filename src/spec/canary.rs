@@ -150,14 +150,20 @@ pub struct Canary {
     pub file: String,
     /// `metadata.name`.
     pub name: String,
+    /// Line and column of `metadata.name`.
+    pub name_at: (usize, usize),
     /// `metadata.namespace`.
     pub namespace: String,
+    /// Line and column of `spec.service.name` (or `spec.service` when it has no name).
+    pub service_at: (usize, usize),
     /// The Deployment under test (`targetRef.name`).
     pub target: String,
     /// Line and column of `targetRef.name`.
     pub target_at: (usize, usize),
     /// The HPA of the target, if any (`autoscalerRef.name`).
     pub autoscaler: Option<String>,
+    /// Line and column of `autoscalerRef.name`.
+    pub autoscaler_at: (usize, usize),
     /// Routing settings.
     pub service: Service,
     /// Analysis settings.
@@ -235,6 +241,20 @@ pub(super) fn validate(
             .map(|i| i.locate(at.doc, &p(&["spec", "targetRef", "name"])));
         l.map(|l| (l.line, l.col)).unwrap_or((1, 1))
     };
+    let position = |path: &[&str]| {
+        at.index
+            .map(|i| i.locate(at.doc, &p(path)))
+            .map(|l| (l.line, l.col))
+            .unwrap_or((1, 1))
+    };
+    let name_at = position(&["metadata", "name"]);
+    let service_at = position(&["spec", "service", "name"]);
+    let autoscaler_at = {
+        let l = at
+            .index
+            .map(|i| i.locate(at.doc, &p(&["spec", "autoscalerRef", "name"])));
+        l.map(|l| (l.line, l.col)).unwrap_or((1, 1))
+    };
     let autoscaler = match spec.autoscaler_ref {
         Some(r) if r.kind == "HorizontalPodAutoscaler" => Some(r.name),
         Some(r) => {
@@ -307,10 +327,13 @@ pub(super) fn validate(
         Canary {
             file: at.file().to_string(),
             name: raw.metadata.name,
+            name_at,
             namespace,
+            service_at,
             target: spec.target_ref.name,
             target_at,
             autoscaler,
+            autoscaler_at,
             service: service.expect("no errors means the service was built"),
             analysis: analysis.expect("no errors means the analysis was built"),
             skip_analysis: spec.skip_analysis.unwrap_or(false),

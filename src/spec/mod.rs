@@ -114,8 +114,32 @@ pub fn p(keys: &[&str]) -> Vec<Seg> {
     keys.iter().map(|k| Seg::Key((*k).to_string())).collect()
 }
 
+/// A Canary document that could not be validated: who it seems to be, and why.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InvalidCanary {
+    /// Repository-relative path of its file.
+    pub file: String,
+    /// `metadata.name`, when readable.
+    pub name: Option<String>,
+    /// `metadata.namespace`, when readable.
+    pub namespace: Option<String>,
+    /// Every error found in it.
+    pub errors: Vec<SpecError>,
+}
+
+impl InvalidCanary {
+    /// `namespace/name` as far as known, for reports.
+    pub fn display_name(&self) -> String {
+        format!(
+            "{}/{}",
+            self.namespace.as_deref().unwrap_or("?"),
+            self.name.as_deref().unwrap_or("?")
+        )
+    }
+}
+
 /// A validated Canary with its warnings, or every error found in it.
-pub type CanaryResult = Result<(Canary, Vec<SpecError>), Vec<SpecError>>;
+pub type CanaryResult = Result<(Canary, Vec<SpecError>), InvalidCanary>;
 
 /// What a YAML file holds that weir cares about.
 #[derive(Debug, Default)]
@@ -200,8 +224,21 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
         }
         match kind {
             Some("Canary") => {
+                let text = |field: &str| {
+                    meta.metadata
+                        .as_ref()
+                        .and_then(|m| m.get(field))
+                        .and_then(|v| v.as_str())
+                        .map(|s| crate::events::clean(s, 253))
+                };
                 let parsed = strict::<raw::Canary>(src, doc, &at)
-                    .and_then(|raw| canary::validate(raw, &at, min_interval));
+                    .and_then(|raw| canary::validate(raw, &at, min_interval))
+                    .map_err(|errors| InvalidCanary {
+                        file: file.to_string(),
+                        name: text("name"),
+                        namespace: text("namespace"),
+                        errors,
+                    });
                 scan.canaries.push(parsed);
             }
             _ => {

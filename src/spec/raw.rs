@@ -19,6 +19,8 @@ pub struct TypeMeta {
     pub api_version: Option<Value>,
     #[serde(default)]
     pub kind: Option<Value>,
+    #[serde(default)]
+    pub metadata: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -27,7 +27,10 @@ fn plan_shows_the_diff_and_pushes_nothing_then_step_pushes_it() {
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("weir: 2 rollouts moved\n"), "{stdout}");
     for file in [
-        "primary.yaml",
+        "primary/kustomization.yaml",
+        "primary/source/backend/deployment.yaml",
+        "guards/kustomization.yaml",
+        "guards/guards.yaml",
         "services.yaml",
         "destinationrules.yaml",
         "virtualservice.yaml",

@@ -3,10 +3,8 @@
 //! go on.
 
 use crate::support::repo::{edit, Fixture, FIXTURE};
-use chrono::Utc;
 use std::path::Path;
 use std::process::Command;
-use weir::reconcile::Mode;
 
 fn canary(name: &str, target: &str, threshold: &str, step: &str) -> String {
     format!(
@@ -98,9 +96,9 @@ apps/c/canary.yaml:13:11: error: (syntax): broken YAML: illegal placement of ':'
 apps/g/canary.yaml:16:5: error: spec.analysis.stepWieght: unknown field `stepWieght`, expected one of `interval`, `iterations`, `mirror`, `mirrorWeight`, `maxWeight`, `stepWeight`, `stepWeights`, `stepWeightPromotion`, `threshold`, `primaryReadyThreshold`, `canaryReadyThreshold`, `alerts`, `metrics`, `webhooks`, `match`, `sessionAffinity`
 apps/h/canary.yaml:14:15: error: spec.analysis.interval: 5s is below the minimum of 10s; use at least that
 apps/d/canary.yaml:21:9: error: spec.analysis.metrics[1].templateRef: MetricTemplate istio-system/error-rate is not in the repository; known templates: none
-apps/e/canary.yaml:10:11: error: spec.targetRef.name: Deployment `missing` is not among the manifests of apps/e (looked in 3 YAML files)
+apps/e/canary.yaml:10:11: error: spec.targetRef.name: Deployment `missing` is not among the manifests of apps/e (looked in 1 files)
 apps/f/kustomization.yaml:3:5: error: resources[1]: `../../../outside` points outside the repository
-4 Canary, 0 MetricTemplate, 8 error(s), 0 warning(s)
+8 Canary, 0 MetricTemplate, 8 error(s), 0 warning(s)
 ";
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 
@@ -127,7 +125,7 @@ async fn a_broken_app_gets_nothing_committed_while_the_others_go_on() {
         );
     });
     let mut engine = fixture.engine(None);
-    let report = engine.tick(Mode::Push, &Utc::now).await.unwrap();
+    let report = engine.tick().await.unwrap();
     assert_eq!(
         report.message.as_deref(),
         Some("backend: initialization done, primary serves all traffic\n")
@@ -161,7 +159,7 @@ async fn a_broken_app_gets_nothing_committed_while_the_others_go_on() {
         &["commit", "-qam", "fix frontend, break backend record"],
     );
     crate::support::repo::git(&fixture.work, &["push", "-q", "origin", "main"]);
-    let report = engine.tick(Mode::Push, &Utc::now).await.unwrap();
+    let report = engine.tick().await.unwrap();
     assert_eq!(
         report.message.as_deref(),
         Some("frontend: initialization done, primary serves all traffic\n")

@@ -9,7 +9,7 @@ use proptest::prelude::*;
 use std::time::Duration;
 use weir::duration::GoDuration;
 use weir::plan::{
-    due_at, next_weight, plan, short, CheckResult, Decision, GateReport, Input, Step,
+    due_at, next_weight, plan, short, CheckResult, Decision, GateReport, Input, Owned, Step,
 };
 use weir::spec::{Analysis, MetricCheck, MetricSource, Steps, Weight};
 use weir::state::{Phase, State};
@@ -22,6 +22,16 @@ const PRIMARY: &str = "0ff1ce0cafe";
 /// A revision pushed after [`REV`].
 const NEWER: &str = "fedcba9876543";
 const IMAGE: &str = "ghcr.io/acme/backend:6.0.0";
+/// The commit every case is planned on; a primary taken now comes from it.
+const HEAD: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+
+/// The images the app's build gives its target at `HEAD`.
+fn images_now() -> Vec<String> {
+    vec!["ghcr.io/acme/backend:6.1.0".to_string()]
+}
+
+/// Weir's folder as the record implies it, the usual case.
+const CURRENT: Owned = Owned::Current;
 
 /// 10:00:00, when the recorded state's last step was committed.
 fn t0() -> DateTime<Utc> {
@@ -101,6 +111,7 @@ fn state(phase: Phase, weight: u32) -> State {
         failed_checks: 0,
         canary_revision: Some(REV.to_string()),
         promoted_revision: PRIMARY.to_string(),
+        promoted_commit: None,
         failed_revision: None,
         primary_images: vec![IMAGE.to_string()],
         last_step_at: t0(),
@@ -337,12 +348,16 @@ impl Case {
     }
 
     fn check(&self) {
+        let images = images_now();
         let input = Input {
             analysis: &self.analysis,
             skip_analysis: self.skip,
             suspend: self.suspend,
             state: self.state.as_ref(),
             revision: self.revision,
+            head: HEAD,
+            images: &images,
+            owned: &CURRENT,
             gates: self.gates.as_ref(),
             now: self.now,
         };
@@ -368,6 +383,7 @@ impl Case {
                     failed_checks: 0,
                     canary_revision: None,
                     promoted_revision: self.revision.to_string(),
+                    promoted_commit: None,
                     failed_revision: None,
                     primary_images: Vec::new(),
                     last_step_at: self.now,
@@ -386,16 +402,36 @@ impl Case {
                     (true, Some(report)) => report.checks.iter().map(|c| c.describe()).collect(),
                     (true, None) => panic!("case {}: a judged step needs gates", self.name),
                 };
+                if *snapshot {
+                    next.promoted_commit = Some(HEAD.to_string());
+                    next.primary_images = images_now();
+                }
                 Decision::Write(Step {
                     next,
-                    snapshot: *snapshot,
                     event: event.clone(),
+                    summary: summary_of(event),
                     details,
                 })
             }
         };
         assert_eq!(got, want, "case: {}", self.name);
     }
+}
+
+/// The event as a commit subject shows it: the failing checks and the promotion's wait go
+/// to the body.
+fn summary_of(event: &str) -> String {
+    if let Some(at) = event.find(" (failed checks") {
+        if let Some((head, _)) = event.split_once(", ") {
+            return format!("{head}{}", &event[at..]);
+        }
+    }
+    if let Some(head) = event.strip_suffix(" while it rolls out") {
+        if let Some((head, _)) = head.split_once(", canary weight stays") {
+            return head.to_string();
+        }
+    }
+    event.replace(" (spec.skipAnalysis)", "")
 }
 
 fn check_all(cases: impl IntoIterator<Item = Case>) {
@@ -927,6 +963,9 @@ fn huge_intervals_do_not_panic() {
         suspend: false,
         state: Some(&state),
         revision: REV,
+        head: HEAD,
+        images: &[],
+        owned: &CURRENT,
         gates: None,
         now: t(60),
     });
@@ -1092,6 +1131,11 @@ fn value(m: &MetricCheck, a: Answer) -> Result<f64, String> {
     }
 }
 
+/// True when the step derives the primary from the head being planned on.
+fn takes_primary(step: &Step, head: &str) -> bool {
+    step.next.promoted_commit.as_deref() == Some(head)
+}
+
 /// Calls the planner twice and insists on the same answer.
 fn decide(input: &Input) -> Decision {
     let first = plan(input);
@@ -1139,19 +1183,24 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
     let mut now = t0();
     let mut revision = "rev-0".to_string();
     let mut revisions = 0;
+    let images = images_now();
+    let mut head = "head-0".to_string();
     let init = decide(&Input {
         analysis: a,
         skip_analysis: false,
         suspend: false,
         state: None,
         revision: &revision,
+        head: &head,
+        images: &images,
+        owned: &CURRENT,
         gates: None,
         now,
     });
     let Decision::Write(step) = init else {
         return Err(TestCaseError::fail(format!("no initialization: {init:?}")));
     };
-    prop_assert!(step.snapshot);
+    prop_assert!(takes_primary(&step, &head));
     let mut state = step.next;
     prop_assert_eq!(state.phase, Phase::Initialized);
 
@@ -1164,6 +1213,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
     };
     let mut pending_revision = true;
     for i in 0..20_000 {
+        head = format!("head-{}", i + 1);
         let tick = &script[i % script.len()];
         now += TimeDelta::milliseconds((tick.advance * interval_ms as f64) as i64);
         if pending_revision || (tick.new_revision && revisions < 3 && state.phase.in_flight()) {
@@ -1176,13 +1226,16 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                 suspend: false,
                 state: Some(&state),
                 revision: &revision,
+                head: &head,
+                images: &images,
+                owned: &CURRENT,
                 gates: None,
                 now,
             });
             let Decision::Write(step) = d else {
                 return Err(TestCaseError::fail(format!("new revision ignored: {d:?}")));
             };
-            prop_assert!(!step.snapshot);
+            prop_assert!(!takes_primary(&step, &head));
             prop_assert_eq!(step.next.phase, Phase::Progressing);
             prop_assert_eq!(step.next.canary_weight, Weight::ZERO);
             prop_assert_eq!(step.next.failed_checks, 0);
@@ -1211,6 +1264,9 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
             suspend: false,
             state: Some(&state),
             revision: &revision,
+            head: &head,
+            images: &images,
+            owned: &CURRENT,
             gates: None,
             now,
         };
@@ -1327,7 +1383,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                     to
                 );
                 prop_assert_eq!(next.failed_checks, before.failed_checks + 1);
-                prop_assert!(!step.snapshot);
+                prop_assert!(!takes_primary(&step, &head));
                 if next.failed_checks >= a.threshold {
                     prop_assert_eq!(next.phase, Phase::Failed);
                     prop_assert_eq!(to, Weight::ZERO);
@@ -1352,16 +1408,16 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                     prop_assert_eq!(next.phase, Phase::Progressing);
                     prop_assert_eq!(to, next_weight(a, from));
                     prop_assert!(to > from);
-                    prop_assert!(!step.snapshot);
+                    prop_assert!(!takes_primary(&step, &head));
                 } else {
                     prop_assert_eq!(next.phase, Phase::Promoting);
                     prop_assert_eq!(to, from);
-                    prop_assert!(step.snapshot);
+                    prop_assert!(takes_primary(&step, &head));
                     prop_assert_eq!(&next.promoted_revision, &revision);
                 }
             }
             None => {
-                prop_assert!(!step.snapshot);
+                prop_assert!(!takes_primary(&step, &head));
                 match before.phase {
                     // The only ungated step of an analysis opens the route.
                     Phase::Progressing => {

@@ -2,29 +2,30 @@
 //! weir re-plans on the new head, and both changes are in the history. Nothing is forced.
 
 use crate::support::repo::{edit, git, Fixture};
-use chrono::Utc;
-use git2::{Oid, Repository};
-use std::path::{Path, PathBuf};
+use chrono::{DateTime, Utc};
+use std::path::Path;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use weir::git::{Git2Transport, GitError, GitSettings, PushOutcome, Transport};
-use weir::reconcile::Mode;
+use weir::git::Git2Repo;
+use weir::ports::{ChangeSet, ConfigRepo, PushOutcome, RepoError};
+use weir::source::SourceTree;
+use weir::tree::ObjectId;
 
-/// The real transport, with another writer pushing right before the first `races` of
-/// weir's pushes. `pushes` counts weir's push attempts.
-struct Racing {
-    inner: Git2Transport,
-    work: PathBuf,
-    races: u32,
-    pushes: Arc<AtomicU32>,
-    write: fn(&Path, u32),
+/// The real config repo, with another writer changing the remote right before the first
+/// `races` of weir's pushes. `pushes` counts weir's push attempts.
+pub struct Racing {
+    pub inner: Git2Repo,
+    pub work: std::path::PathBuf,
+    pub races: u32,
+    pub pushes: Arc<AtomicU32>,
+    pub write: fn(&Path, u32),
 }
 
 impl Racing {
-    fn new(fixture: &Fixture, races: u32, write: fn(&Path, u32)) -> (Racing, Arc<AtomicU32>) {
+    pub fn new(fixture: &Fixture, races: u32, write: fn(&Path, u32)) -> (Racing, Arc<AtomicU32>) {
         let pushes = Arc::new(AtomicU32::new(0));
         let racing = Racing {
-            inner: Git2Transport,
+            inner: fixture.repo(),
             work: fixture.work.clone(),
             races,
             pushes: pushes.clone(),
@@ -34,24 +35,37 @@ impl Racing {
     }
 }
 
-impl Transport for Racing {
-    fn fetch(&mut self, repo: &Repository, s: &GitSettings) -> Result<Oid, GitError> {
-        self.inner.fetch(repo, s)
+impl ConfigRepo for Racing {
+    fn describe(&self) -> String {
+        self.inner.describe()
     }
-
-    fn push(
-        &mut self,
-        repo: &Repository,
-        s: &GitSettings,
-        old: Oid,
-        new: Oid,
-    ) -> Result<PushOutcome, GitError> {
+    fn fetch(&mut self) -> Result<ObjectId, RepoError> {
+        self.inner.fetch()
+    }
+    fn tree(&self, commit: ObjectId) -> Result<Box<dyn SourceTree + '_>, RepoError> {
+        self.inner.tree(commit)
+    }
+    fn first_parents(&self, from: ObjectId, limit: usize) -> Result<Vec<ObjectId>, RepoError> {
+        self.inner.first_parents(from, limit)
+    }
+    fn commit(
+        &self,
+        parent: ObjectId,
+        changes: &[ChangeSet],
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ObjectId>, RepoError> {
+        self.inner.commit(parent, changes, message, at)
+    }
+    fn diff(&self, old: ObjectId, new: ObjectId) -> Result<String, RepoError> {
+        self.inner.diff(old, new)
+    }
+    fn push(&mut self, expected: ObjectId, new: ObjectId) -> Result<PushOutcome, RepoError> {
         let n = self.pushes.fetch_add(1, Ordering::SeqCst) + 1;
         if n <= self.races {
             (self.write)(&self.work, n);
-            git(&self.work, &["push", "-q", "origin", "main"]);
         }
-        self.inner.push(repo, s, old, new)
+        self.inner.push(expected, new)
     }
 }
 
@@ -64,6 +78,7 @@ fn bump_frontend(work: &Path, _: u32) {
         "6.1.5",
     );
     git(work, &["commit", "-qam", "frontend: bump to 6.1.5"]);
+    git(work, &["push", "-q", "origin", "main"]);
 }
 
 /// Someone adds a note.
@@ -71,6 +86,7 @@ fn add_note(work: &Path, n: u32) {
     std::fs::write(work.join(format!("note-{n}.txt")), "x").unwrap();
     git(work, &["add", "-A"]);
     git(work, &["commit", "-qm", &format!("writer {n}")]);
+    git(work, &["push", "-q", "origin", "main"]);
 }
 
 #[tokio::test]
@@ -78,7 +94,7 @@ async fn a_push_race_is_replanned_on_the_new_head_and_both_changes_survive() {
     let fixture = Fixture::new();
     let (racing, pushes) = Racing::new(&fixture, 1, bump_frontend);
     let mut engine = fixture.engine_with(None, Box::new(racing));
-    let report = engine.tick(Mode::Push, &Utc::now).await.unwrap();
+    let report = engine.tick().await.unwrap();
     assert_eq!(pushes.load(Ordering::SeqCst), 2);
     assert_eq!(report.attempts, 2, "first push refused, second one lands");
 
@@ -113,7 +129,7 @@ async fn a_remote_that_keeps_moving_is_never_forced() {
     let fixture = Fixture::new();
     let (racing, _) = Racing::new(&fixture, u32::MAX, add_note);
     let mut engine = fixture.engine_with(None, Box::new(racing));
-    let err = engine.tick(Mode::Push, &Utc::now).await.unwrap_err();
+    let err = engine.tick().await.unwrap_err();
     assert!(
         err.to_string().starts_with("gave up after 5 push attempts"),
         "{err}"

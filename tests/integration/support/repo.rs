@@ -3,12 +3,14 @@
 //! commit the way Flux builds `./apps`.
 #![allow(dead_code)]
 
-use chrono::Utc;
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::git::{Cache, Git2Transport, GitSettings, Transport};
-use weir::reconcile::{Engine, Mode, Settings, TickReport};
+use weir::git::{Git2Repo, GitSettings};
+use weir::ports::{ConfigRepo, MetricSource, NoNotifier, SystemClock};
+use weir::publish::DirectCommit;
+use weir::reconcile::{Engine, Ports, Settings, TickReport};
 use weir::render::Templates;
 use weir::secret::SafeUrl;
 use weir::state::State;
@@ -176,6 +178,17 @@ impl Fixture {
         self.state_at("main", app)
     }
 
+    /// The full message of a commit of the remote.
+    pub fn message(&self, rev: &str) -> String {
+        let out = Command::new("git")
+            .arg("--git-dir")
+            .arg(&self.remote)
+            .args(["log", "-1", "--format=%B", rev])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    }
+
     /// The remote's commits, oldest first: (sha, subject).
     pub fn log(&self) -> Vec<(String, String)> {
         let out = Command::new("git")
@@ -213,30 +226,56 @@ impl Fixture {
         }
     }
 
-    pub fn engine(&self, prometheus: Option<String>) -> Engine {
-        self.engine_with(prometheus, Box::new(Git2Transport))
+    /// The real config repo adapter on this fixture's remote.
+    pub fn repo(&self) -> Git2Repo {
+        Git2Repo::open(self.settings()).unwrap()
     }
 
-    pub fn engine_with(&self, prometheus: Option<String>, transport: Box<dyn Transport>) -> Engine {
-        let cache = Cache::with_transport(self.settings(), transport).unwrap();
+    pub fn engine(&self, prometheus: Option<String>) -> Engine {
+        self.engine_with(prometheus, Box::new(self.repo()))
+    }
+
+    pub fn engine_with(&self, prometheus: Option<String>, repo: Box<dyn ConfigRepo>) -> Engine {
         let prom = weir::prometheus::Client::new(weir::prometheus::Settings {
             default_address: prometheus,
             timeout: Duration::from_secs(5),
             ..Default::default()
         })
         .unwrap();
+        self.engine_on(repo, Arc::new(prom), Arc::new(SystemClock))
+    }
+
+    /// An engine on any metric source and clock (fakes in executor tests).
+    pub fn engine_on(
+        &self,
+        repo: Box<dyn ConfigRepo>,
+        metrics: Arc<dyn MetricSource>,
+        clock: Arc<dyn weir::ports::Clock>,
+    ) -> Engine {
         Engine::new(
-            cache,
-            prom,
+            Ports {
+                repo,
+                publisher: Box::new(DirectCommit::default()),
+                metrics,
+                clock,
+                notifier: Arc::new(NoNotifier),
+            },
             Templates::embedded().unwrap(),
             Settings {
                 roots: vec![".".into()],
                 min_interval: Duration::from_secs(1),
-                kustomize: "kubectl kustomize".into(),
-                max_push_attempts: 5,
-                message_prefix: String::new(),
+                ..Settings::default()
             },
         )
+    }
+
+    /// Runs a command in the work tree, as a person would, and pushes the result.
+    pub fn push_change(&self, message: &str, change: impl FnOnce(&Path)) {
+        git(&self.work, &["pull", "-q", "--rebase", "origin", "main"]);
+        change(&self.work);
+        git(&self.work, &["add", "-A"]);
+        git(&self.work, &["commit", "-qm", message]);
+        git(&self.work, &["push", "-q", "origin", "main"]);
     }
 }
 
@@ -250,7 +289,7 @@ pub async fn drive(
     let start = Instant::now();
     let mut reports = Vec::new();
     loop {
-        let report = engine.tick(Mode::Push, &Utc::now).await.expect("tick runs");
+        let report = engine.tick().await.expect("tick runs");
         reports.push(report);
         if done(fixture) {
             return reports;

@@ -1,0 +1,75 @@
+//! Publishers: how a tick's per-app change sets reach the repository.
+//!
+//! [`DirectCommit`] makes one commit for every app that moved and pushes it with a lease;
+//! [`DryRun`] builds the same commit and shows it without pushing. A pull-request publisher
+//! (one branch and PR per app) plugs in behind the same port.
+
+use crate::events::{commit_message, Event};
+use crate::ports::{ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError};
+use crate::tree::ObjectId;
+use chrono::{DateTime, Utc};
+
+fn message(prefix: &str, changes: &[ChangeSet]) -> String {
+    let events: Vec<Event> = changes.iter().flat_map(|c| c.events.clone()).collect();
+    commit_message(prefix, &events)
+}
+
+/// One commit per tick on the branch itself, pushed only over the planned head.
+#[derive(Debug, Clone, Default)]
+pub struct DirectCommit {
+    /// Prepended to every commit subject.
+    pub prefix: String,
+}
+
+impl Publisher for DirectCommit {
+    fn publish(
+        &mut self,
+        repo: &mut dyn ConfigRepo,
+        head: ObjectId,
+        changes: &[ChangeSet],
+        at: DateTime<Utc>,
+    ) -> Result<Publication, RepoError> {
+        if changes.is_empty() {
+            return Ok(Publication::Nothing);
+        }
+        let message = message(&self.prefix, changes);
+        let Some(commit) = repo.commit(head, changes, &message, at)? else {
+            return Ok(Publication::Nothing);
+        };
+        match repo.push(head, commit)? {
+            PushOutcome::Pushed => Ok(Publication::Committed { commit, message }),
+            PushOutcome::Raced { remote } => Ok(Publication::Raced { remote }),
+        }
+    }
+}
+
+/// Builds the commit and shows its diff; pushes nothing.
+#[derive(Debug, Clone, Default)]
+pub struct DryRun {
+    /// Prepended to every commit subject.
+    pub prefix: String,
+}
+
+impl Publisher for DryRun {
+    fn publish(
+        &mut self,
+        repo: &mut dyn ConfigRepo,
+        head: ObjectId,
+        changes: &[ChangeSet],
+        at: DateTime<Utc>,
+    ) -> Result<Publication, RepoError> {
+        if changes.is_empty() {
+            return Ok(Publication::Nothing);
+        }
+        let message = message(&self.prefix, changes);
+        let Some(commit) = repo.commit(head, changes, &message, at)? else {
+            return Ok(Publication::Nothing);
+        };
+        let diff = repo.diff(head, commit)?;
+        Ok(Publication::DryRun {
+            commit,
+            message,
+            diff,
+        })
+    }
+}
