@@ -275,6 +275,16 @@ impl ConfigRepo for Git2Repo {
         }
     }
 
+    fn start_over(&mut self) -> Result<bool, RepoError> {
+        if self.recloned {
+            return Ok(false);
+        }
+        tracing::warn!("the git cache could not be read; cloning again");
+        self.recloned = true;
+        self.repo = init_cache(&cache_path(&self.settings))?;
+        Ok(true)
+    }
+
     fn tree(&self, commit: ObjectId) -> Result<Box<dyn SourceTree + '_>, RepoError> {
         let tree = self
             .repo

@@ -325,7 +325,7 @@ fn new_revision(input: &Input, state: &State) -> Decision {
                 "new revision {} detected, skipping analysis, promoting",
                 short(rev)
             ),
-            Vec::new(),
+            vec!["spec.skipAnalysis is true: the revision is promoted without checks".to_string()],
         );
     }
     let mut next = moved(state, Phase::Progressing, input.now);
@@ -430,6 +430,11 @@ fn progress(input: &Input, state: &State) -> Decision {
     // Once something newer is promoted, going back to the failed revision is a change like
     // any other and gets analysed.
     next.failed_revision = None;
+    let details = std::iter::once(format!(
+        "canary weight stays {weight} while the primary rolls out"
+    ))
+    .chain(details)
+    .collect();
     write_short(
         next,
         format!(

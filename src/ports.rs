@@ -87,6 +87,11 @@ pub trait ConfigRepo: Send {
     fn diff(&self, old: ObjectId, new: ObjectId) -> Result<String, RepoError>;
     /// Moves the branch from exactly `expected` to `new`; never forces.
     fn push(&mut self, expected: ObjectId, new: ObjectId) -> Result<PushOutcome, RepoError>;
+    /// The local copy could not be read: start it over. Returns false when that was already
+    /// done once (then the problem is not the copy).
+    fn start_over(&mut self) -> Result<bool, RepoError> {
+        Ok(false)
+    }
 }
 
 /// The app a change set or event is about.

@@ -253,8 +253,24 @@ impl Engine {
     }
 
     /// Runs one tick; on a push race, plans again on the new head, up to the configured
-    /// number of attempts.
+    /// number of attempts. A local copy of the repository that cannot be read is started
+    /// over once.
     pub async fn tick(&mut self) -> Result<TickReport, TickError> {
+        match self.tick_once().await {
+            Err(TickError::Source(e @ SourceError::Read { .. })) => {
+                if self.ports.repo.start_over()? {
+                    warn!("{e}; the local copy of the repository was cloned again");
+                    self.caches.quiet_head = None;
+                    self.tick_once().await
+                } else {
+                    Err(TickError::Source(e))
+                }
+            }
+            other => other,
+        }
+    }
+
+    async fn tick_once(&mut self) -> Result<TickReport, TickError> {
         let attempts = self.settings.max_push_attempts.max(1);
         for attempt in 1..=attempts {
             let head = self.ports.repo.fetch()?;
@@ -687,13 +703,7 @@ impl Engine {
                             phase: step.next.phase,
                             weight: step.next.canary_weight,
                             summary: step.summary.clone(),
-                            details: if step.summary == step.event {
-                                step.details.clone()
-                            } else {
-                                std::iter::once(step.event.clone())
-                                    .chain(step.details.iter().cloned())
-                                    .collect()
-                            },
+                            details: step.details.clone(),
                         }],
                         app: p.app,
                     });

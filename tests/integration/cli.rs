@@ -111,3 +111,20 @@ fn tokens_never_reach_the_output() {
     );
     assert!(!all.contains("s3cr3t"), "{all}");
 }
+
+/// `weir validate | head -1`: a reader that goes away ends the output quietly, with the
+/// command's own exit code, never a panic.
+#[test]
+fn a_closed_stdout_ends_the_output_quietly() {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["validate", "--dir", crate::support::repo::FIXTURE])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = text(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+}

@@ -2,9 +2,13 @@
 //! Prometheus and `kubectl kustomize`.
 
 mod cli;
+mod executor;
 mod invalid;
 mod planner;
+mod primary;
 mod race;
+mod repair;
 mod restart;
 mod rollout;
+mod snapshots;
 mod support;

@@ -397,11 +397,29 @@ impl Case {
                 if next.phase != before.phase {
                     next.last_transition_at = self.now;
                 }
-                let details = match (judged, &self.gates) {
+                let mut details: Vec<String> = match (judged, &self.gates) {
                     (false, _) => Vec::new(),
                     (true, Some(report)) => report.checks.iter().map(|c| c.describe()).collect(),
                     (true, None) => panic!("case {}: a judged step needs gates", self.name),
                 };
+                // The body says what the subject leaves out.
+                if let Some(w) = event
+                    .strip_suffix(" while it rolls out")
+                    .and_then(|e| e.rsplit_once("canary weight stays "))
+                    .map(|(_, w)| w.to_string())
+                {
+                    details.insert(
+                        0,
+                        format!("canary weight stays {w} while the primary rolls out"),
+                    );
+                }
+                if event.contains("(spec.skipAnalysis)") {
+                    details.insert(
+                        0,
+                        "spec.skipAnalysis is true: the revision is promoted without checks"
+                            .to_string(),
+                    );
+                }
                 if *snapshot {
                     next.promoted_commit = Some(HEAD.to_string());
                     next.primary_images = images_now();

@@ -1,76 +1,13 @@
 //! A concurrent writer pushes between weir's fetch and its push: weir's push is refused,
 //! weir re-plans on the new head, and both changes are in the history. Nothing is forced.
 
+use crate::support::racing::Racing;
 use crate::support::repo::{edit, git, Fixture};
-use chrono::{DateTime, Utc};
 use std::path::Path;
-use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Arc;
-use weir::git::Git2Repo;
-use weir::ports::{ChangeSet, ConfigRepo, PushOutcome, RepoError};
-use weir::source::SourceTree;
-use weir::tree::ObjectId;
-
-/// The real config repo, with another writer changing the remote right before the first
-/// `races` of weir's pushes. `pushes` counts weir's push attempts.
-pub struct Racing {
-    pub inner: Git2Repo,
-    pub work: std::path::PathBuf,
-    pub races: u32,
-    pub pushes: Arc<AtomicU32>,
-    pub write: fn(&Path, u32),
-}
-
-impl Racing {
-    pub fn new(fixture: &Fixture, races: u32, write: fn(&Path, u32)) -> (Racing, Arc<AtomicU32>) {
-        let pushes = Arc::new(AtomicU32::new(0));
-        let racing = Racing {
-            inner: fixture.repo(),
-            work: fixture.work.clone(),
-            races,
-            pushes: pushes.clone(),
-            write,
-        };
-        (racing, pushes)
-    }
-}
-
-impl ConfigRepo for Racing {
-    fn describe(&self) -> String {
-        self.inner.describe()
-    }
-    fn fetch(&mut self) -> Result<ObjectId, RepoError> {
-        self.inner.fetch()
-    }
-    fn tree(&self, commit: ObjectId) -> Result<Box<dyn SourceTree + '_>, RepoError> {
-        self.inner.tree(commit)
-    }
-    fn first_parents(&self, from: ObjectId, limit: usize) -> Result<Vec<ObjectId>, RepoError> {
-        self.inner.first_parents(from, limit)
-    }
-    fn commit(
-        &self,
-        parent: ObjectId,
-        changes: &[ChangeSet],
-        message: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Option<ObjectId>, RepoError> {
-        self.inner.commit(parent, changes, message, at)
-    }
-    fn diff(&self, old: ObjectId, new: ObjectId) -> Result<String, RepoError> {
-        self.inner.diff(old, new)
-    }
-    fn push(&mut self, expected: ObjectId, new: ObjectId) -> Result<PushOutcome, RepoError> {
-        let n = self.pushes.fetch_add(1, Ordering::SeqCst) + 1;
-        if n <= self.races {
-            (self.write)(&self.work, n);
-        }
-        self.inner.push(expected, new)
-    }
-}
+use std::sync::atomic::Ordering;
 
 /// CI bumps the frontend's tag.
-fn bump_frontend(work: &Path, _: u32) {
+fn bump_frontend(work: &Path) {
     edit(
         &work.join("apps/frontend/kustomization.yaml"),
         0,
@@ -92,7 +29,8 @@ fn add_note(work: &Path, n: u32) {
 #[tokio::test]
 async fn a_push_race_is_replanned_on_the_new_head_and_both_changes_survive() {
     let fixture = Fixture::new();
-    let (racing, pushes) = Racing::new(&fixture, 1, bump_frontend);
+    let work = fixture.work.clone();
+    let (racing, pushes) = Racing::new(fixture.repo(), 1, Box::new(move |_| bump_frontend(&work)));
     let mut engine = fixture.engine_with(None, Box::new(racing));
     let report = engine.tick().await.unwrap();
     assert_eq!(pushes.load(Ordering::SeqCst), 2);
@@ -127,7 +65,12 @@ async fn a_push_race_is_replanned_on_the_new_head_and_both_changes_survive() {
 #[tokio::test]
 async fn a_remote_that_keeps_moving_is_never_forced() {
     let fixture = Fixture::new();
-    let (racing, _) = Racing::new(&fixture, u32::MAX, add_note);
+    let work = fixture.work.clone();
+    let (racing, _) = Racing::new(
+        fixture.repo(),
+        u32::MAX,
+        Box::new(move |n| add_note(&work, n)),
+    );
     let mut engine = fixture.engine_with(None, Box::new(racing));
     let err = engine.tick().await.unwrap_err();
     assert!(
@@ -137,4 +80,57 @@ async fn a_remote_that_keeps_moving_is_never_forced() {
     let log = fixture.log();
     assert_eq!(log.len(), 6, "every writer commit survives: {log:?}");
     assert!(log.iter().all(|(_, s)| !s.contains("rollouts moved")));
+}
+
+/// A person drops a bad commit by resetting the branch to the commit before it, right
+/// between weir's fetch and its push. weir's push must not fast-forward over the reset (that
+/// would bring the dropped commit back): the lease sees the branch is not where weir planned,
+/// weir plans again on the reset branch, and the dropped commit stays dropped.
+#[tokio::test]
+async fn a_branch_reset_backwards_is_a_race_and_the_dropped_commit_never_comes_back() {
+    let fixture = Fixture::new();
+    fixture.engine(None).tick().await.unwrap();
+    let good = git(&fixture.remote, &["rev-parse", "main"])
+        .trim()
+        .to_string();
+    fixture.bump("backend", "6.6.6");
+    let dropped = git(&fixture.remote, &["rev-parse", "main"])
+        .trim()
+        .to_string();
+
+    let remote = fixture.remote.clone();
+    let reset_to = good.clone();
+    let (racing, pushes) = Racing::new(
+        fixture.repo(),
+        1,
+        Box::new(move |_| {
+            git(&remote, &["update-ref", "refs/heads/main", &reset_to]);
+        }),
+    );
+    let mut engine = fixture.engine_with(None, Box::new(racing));
+    let report = engine.tick().await.unwrap();
+    assert_eq!(
+        pushes.load(Ordering::SeqCst),
+        1,
+        "one push, refused by the lease"
+    );
+    assert_eq!(report.attempts, 2, "planned again on the reset branch");
+    assert_eq!(report.commit, None, "nothing to do at the reset head");
+    assert_eq!(
+        git(&fixture.remote, &["rev-parse", "main"]).trim(),
+        good,
+        "the branch stays where the person put it"
+    );
+    let is_ancestor = std::process::Command::new("git")
+        .arg("--git-dir")
+        .arg(&fixture.remote)
+        .args(["merge-base", "--is-ancestor", &dropped, "main"])
+        .status()
+        .unwrap();
+    assert!(!is_ancestor.success(), "the dropped commit came back");
+    assert!(!fixture
+        .show("main", "apps/backend/kustomization.yaml")
+        .unwrap()
+        .contains("6.6.6"));
+    assert!(fixture.log().iter().all(|(_, s)| !s.contains("6.6.6")));
 }

@@ -2,6 +2,7 @@
 //! Flux-like `kubectl kustomize` build of any commit.
 
 pub mod prometheus;
+pub mod racing;
 pub mod repo;
 pub mod traffic;
 pub mod wait;

@@ -1,0 +1,250 @@
+//! Executor paths with fake metrics and a fake clock: each runs in a fraction of a second
+//! against a real bare repository, with time moved by the test.
+
+use crate::primary::fake_engine;
+use crate::support::racing::Racing;
+use crate::support::repo::{edit, git, Fixture};
+use std::sync::Arc;
+use std::time::Duration;
+use weir::fakes::{FakeClock, FakeMetrics};
+use weir::ports::NoNotifier;
+use weir::publish::DirectCommit;
+use weir::reconcile::{Engine, Ports, Settings};
+use weir::render::Templates;
+
+fn changed_files(fixture: &Fixture) -> Vec<String> {
+    git(&fixture.remote, &["diff", "--name-only", "main~1", "main"])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+fn last_subject(fixture: &Fixture) -> String {
+    fixture.log().last().unwrap().1.clone()
+}
+
+#[tokio::test]
+async fn steps_come_when_due_on_the_clock_and_not_before() {
+    let fixture = Fixture::new();
+    let (mut engine, clock, metrics) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    fixture.bump("backend", "6.1.1");
+    engine.tick().await.unwrap();
+    let commits = fixture.log().len();
+    // The interval is 3s: at 2.999s nothing moves.
+    clock.advance(Duration::from_millis(2999));
+    assert_eq!(engine.tick().await.unwrap().commit, None);
+    assert_eq!(fixture.log().len(), commits);
+    clock.advance(Duration::from_millis(1));
+    engine.tick().await.unwrap();
+    assert_eq!(
+        last_subject(&fixture),
+        "backend: advance canary weight 0 -> 25"
+    );
+    // The first step opened the route without checks; the next one needs them.
+    assert_eq!(metrics.queries(), 0);
+    clock.advance(Duration::from_secs(3));
+    engine.tick().await.unwrap();
+    assert_eq!(
+        last_subject(&fixture),
+        "backend: advance canary weight 25 -> 50"
+    );
+    assert_eq!(metrics.queries(), 3, "one query per metric of the backend");
+}
+
+#[tokio::test]
+async fn a_changed_canary_rerenders_the_routing_without_moving_the_rollout() {
+    let fixture = Fixture::new();
+    let (mut engine, _clock, _) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    let before = fixture.state("backend").unwrap();
+    fixture.push_change("backend: new host", |work| {
+        edit(
+            &work.join("apps/backend/canary.yaml"),
+            0,
+            "spec.service.hosts[0]",
+            "api.example.com",
+        );
+    });
+    engine.tick().await.unwrap();
+    assert_eq!(
+        last_subject(&fixture),
+        "backend: routing rendered again from the Canary spec"
+    );
+    assert_eq!(
+        changed_files(&fixture),
+        [
+            "apps/backend.weir/state.yaml",
+            "apps/backend.weir/virtualservice.yaml"
+        ]
+    );
+    let after = fixture.state("backend").unwrap();
+    assert_eq!(
+        (after.phase, after.canary_weight, &after.promoted_revision),
+        (
+            before.phase,
+            before.canary_weight,
+            &before.promoted_revision
+        )
+    );
+    assert!(fixture
+        .show("main", "apps/backend.weir/virtualservice.yaml")
+        .unwrap()
+        .contains("\"api.example.com\""));
+}
+
+#[tokio::test]
+async fn an_idle_app_is_looked_at_again_when_weirs_files_change() {
+    let fixture = Fixture::new();
+    let (mut engine, _clock, _) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    // Idle twice: the second tick is answered from the memo.
+    engine.tick().await.unwrap();
+    let report = engine.tick().await.unwrap();
+    assert_eq!(report.commit, None);
+    fixture.push_change("hand edit", |work| {
+        let k = work.join("apps/frontend.weir/primary/kustomization.yaml");
+        let text = std::fs::read_to_string(&k).unwrap();
+        std::fs::write(
+            &k,
+            text.replace("nameSuffix: -primary", "nameSuffix: -copy"),
+        )
+        .unwrap();
+    });
+    engine.tick().await.unwrap();
+    assert!(
+        last_subject(&fixture).starts_with("frontend: primary restored to revision "),
+        "{}",
+        last_subject(&fixture)
+    );
+    assert!(fixture
+        .show("main", "apps/frontend.weir/primary/kustomization.yaml")
+        .unwrap()
+        .contains("nameSuffix: -primary"));
+}
+
+/// A tick that could not publish remembers nothing: the repair it planned happens on the
+/// next tick.
+#[tokio::test]
+async fn nothing_is_remembered_from_a_tick_that_did_not_publish() {
+    let fixture = Fixture::new();
+    let (mut engine, _clock, _) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    fixture.push_change("oops", |work| {
+        std::fs::remove_file(work.join("apps/backend.weir/guards/guards.yaml")).unwrap();
+    });
+    let work = fixture.work.clone();
+    let (racing, _) = Racing::new(
+        fixture.repo(),
+        u32::MAX,
+        Box::new(move |n| {
+            std::fs::write(work.join(format!("note-{n}")), "x").unwrap();
+            git(&work, &["add", "-A"]);
+            git(&work, &["commit", "-qm", &format!("writer {n}")]);
+            git(&work, &["push", "-q", "origin", "main"]);
+        }),
+    );
+    let clock = FakeClock::at(chrono::Utc::now());
+    let mut racing_engine = fixture.engine_on(
+        Box::new(racing),
+        Arc::new(FakeMetrics::constant(100.0)),
+        Arc::new(clock),
+    );
+    assert!(racing_engine.tick().await.is_err(), "every push raced");
+    // The same engine, the remote quiet again: the repair is still due.
+    let report = racing_engine.tick().await;
+    assert!(report.is_err(), "still racing: the writer never stops");
+    engine.tick().await.unwrap();
+    assert!(
+        last_subject(&fixture).starts_with("backend: primary restored to revision "),
+        "{}",
+        last_subject(&fixture)
+    );
+    assert!(fixture
+        .show("main", "apps/backend.weir/guards/guards.yaml")
+        .is_some());
+}
+
+#[tokio::test]
+async fn a_template_that_fails_for_one_app_stops_only_that_app() {
+    let fixture = Fixture::new();
+    let dir = tempfile::tempdir().unwrap();
+    for file in weir::render::TEMPLATE_FILES {
+        let text =
+            std::fs::read_to_string(format!("{}/templates/{file}", env!("CARGO_MANIFEST_DIR")))
+                .unwrap();
+        let text = if file == "virtualservice.yaml" {
+            format!("{{% if name == \"frontend\" %}}{{{{ no_such_value.x }}}}{{% endif %}}\n{text}")
+        } else {
+            text
+        };
+        std::fs::write(dir.path().join(file), text).unwrap();
+    }
+    let mut engine = Engine::new(
+        Ports {
+            repo: Box::new(fixture.repo()),
+            publisher: Box::new(DirectCommit::default()),
+            metrics: Arc::new(FakeMetrics::constant(100.0)),
+            clock: Arc::new(FakeClock::at(chrono::Utc::now())),
+            notifier: Arc::new(NoNotifier),
+        },
+        Templates::from_dir(dir.path()).unwrap(),
+        Settings {
+            min_interval: Duration::from_secs(1),
+            ..Settings::default()
+        },
+    );
+    let report = engine.tick().await.unwrap();
+    assert_eq!(
+        report.message.as_deref(),
+        Some("backend: initialization done, primary serves all traffic\n")
+    );
+    let frontend = report
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/frontend")
+        .unwrap();
+    assert!(
+        frontend.errors[0].starts_with("template virtualservice.yaml:"),
+        "{:?}",
+        frontend.errors
+    );
+    assert!(fixture
+        .show("main", "apps/frontend.weir/state.yaml")
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_broken_cache_is_cloned_again() {
+    let fixture = Fixture::new();
+    let (mut engine, _clock, _) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    drop(engine);
+    // Damage every object of the cache.
+    let cache = weir::git::cache_path(&fixture.settings());
+    let objects = cache.join("objects");
+    for entry in walk(&objects) {
+        std::fs::write(&entry, b"garbage").unwrap();
+    }
+    let (mut engine, _clock, _) = fake_engine(&fixture);
+    fixture.bump("backend", "6.1.1");
+    engine.tick().await.expect("the cache is cloned again");
+    assert!(
+        last_subject(&fixture).starts_with("backend: new revision "),
+        "{}",
+        last_subject(&fixture)
+    );
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

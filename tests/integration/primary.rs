@@ -1,0 +1,260 @@
+//! The primary as Flux builds it from what weir commits, with no kustomize run by weir: the
+//! ConfigMaps and Secrets of the app's build are copied and renamed with it, objects outside
+//! the build keep their names, the user's own objects keep pointing at the user's objects, and
+//! a config change reaches the primary only when it is promoted.
+//!
+//! Gates answer from a fake metric source and time moves on a fake clock, so these run in
+//! seconds; Git is real and every commit is built with `kubectl kustomize`.
+
+use crate::support::repo::{docs, find, flux_build, Fixture};
+use chrono::{TimeZone, Utc};
+use serde_yaml::Value;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+use weir::fakes::{FakeClock, FakeMetrics};
+use weir::reconcile::Engine;
+use weir::state::Phase;
+
+pub fn fake_engine(fixture: &Fixture) -> (Engine, FakeClock, FakeMetrics) {
+    let clock = FakeClock::at(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap());
+    let metrics = FakeMetrics::constant(0.1);
+    // Success rate 100 passes; the error rate and latency templates read 0.1.
+    metrics.answer(|q| {
+        Ok(
+            if q.contains("response_code!~") && !q.starts_with("100 -") {
+                100.0
+            } else {
+                0.1
+            },
+        )
+    });
+    let engine = fixture.engine_on(
+        Box::new(fixture.repo()),
+        Arc::new(metrics.clone()),
+        Arc::new(clock.clone()),
+    );
+    (engine, clock, metrics)
+}
+
+/// Ticks, moving the fake clock one interval (3s) before each, until `done`.
+pub async fn drive_fake(
+    engine: &mut Engine,
+    clock: &FakeClock,
+    fixture: &Fixture,
+    done: impl Fn(&Fixture) -> bool,
+) {
+    for _ in 0..40 {
+        clock.advance(Duration::from_secs(3));
+        engine.tick().await.expect("tick runs");
+        if done(fixture) {
+            return;
+        }
+    }
+    panic!("not done after 40 steps: {:#?}", fixture.log());
+}
+
+const KUSTOMIZATION: &str = "apiVersion: kustomize.config.k8s.io/v1beta1
+kind: Kustomization
+resources:
+  - canary.yaml
+  - deployment.yaml
+  - hpa.yaml
+  - settings.yaml
+  - token.yaml
+  - headless.yaml
+images:
+  - name: ghcr.io/acme/backend
+    newName: ghcr.io/acme/backend
+    newTag: 6.1.0 # bumped by CI
+configMapGenerator:
+  - name: backend-env
+    namespace: prod
+    literals:
+      - LEVEL=info
+patches:
+  - path: deployment.patch.yaml
+    target:
+      kind: Deployment
+      name: backend
+";
+
+const PATCH: &str = "- op: add
+  path: /spec/template/spec/volumes
+  value:
+    - name: settings
+      configMap: {name: backend-settings}
+    - name: token
+      secret: {secretName: backend-token}
+    - name: istio-ca
+      configMap: {name: istio-ca-root-cert}
+    - name: operator
+      secret: {secretName: operator-made-secret}
+- op: add
+  path: /spec/template/spec/containers/0/envFrom
+  value:
+    - configMapRef: {name: backend-env}
+";
+
+fn settings(color: &str) -> String {
+    format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: backend-settings\n  namespace: prod\ndata:\n  color: {color}\n")
+}
+
+const TOKEN: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: backend-token\n  namespace: prod\nstringData:\n  token: not-a-real-one\n";
+const HEADLESS: &str = "apiVersion: v1\nkind: Service\nmetadata:\n  name: backend-headless\n  namespace: prod\nspec:\n  clusterIP: None\n  selector:\n    app: backend\n  ports:\n    - port: 9898\n";
+
+fn with_config(work: &Path) {
+    let app = work.join("apps/backend");
+    std::fs::write(app.join("kustomization.yaml"), KUSTOMIZATION).unwrap();
+    std::fs::write(app.join("deployment.patch.yaml"), PATCH).unwrap();
+    std::fs::write(app.join("settings.yaml"), settings("blue")).unwrap();
+    std::fs::write(app.join("token.yaml"), TOKEN).unwrap();
+    std::fs::write(app.join("headless.yaml"), HEADLESS).unwrap();
+}
+
+/// Volume name -> the ConfigMap or Secret it mounts, and the envFrom ConfigMaps.
+fn config_refs(d: &Value) -> (Vec<(String, String)>, Vec<String>) {
+    let pod = &d["spec"]["template"]["spec"];
+    let volumes = pod["volumes"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            let target = v["configMap"]["name"]
+                .as_str()
+                .or(v["secret"]["secretName"].as_str())
+                .unwrap();
+            (v["name"].as_str().unwrap().to_string(), target.to_string())
+        })
+        .collect();
+    let env = pod["containers"][0]["envFrom"]
+        .as_sequence()
+        .map(|s| {
+            s.iter()
+                .map(|e| e["configMapRef"]["name"].as_str().unwrap().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    (volumes, env)
+}
+
+fn named<'a>(built: &'a [Value], kind: &str, prefix: &str) -> Vec<&'a Value> {
+    built
+        .iter()
+        .filter(|d| {
+            d["kind"].as_str() == Some(kind)
+                && d["metadata"]["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with(prefix))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn the_primary_copies_the_apps_config_and_leaves_outside_objects_alone() {
+    let fixture = Fixture::with(|work| {
+        // The fixture's fast analysis, plus config of the app's own and from outside it.
+        crate::support::repo::edit(
+            &work.join("apps/backend/canary.yaml"),
+            0,
+            "spec.analysis.interval",
+            "3s",
+        );
+        crate::support::repo::edit(
+            &work.join("apps/backend/canary.yaml"),
+            0,
+            "spec.analysis.stepWeight",
+            "25",
+        );
+        with_config(work);
+    });
+    let (mut engine, clock, _) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    let built = docs(&flux_build(&fixture, "main"));
+
+    let primary = find(&built, "Deployment", "backend-primary").expect("primary Deployment");
+    let (volumes, env) = config_refs(primary);
+    assert_eq!(
+        volumes,
+        [
+            ("settings".into(), "backend-settings-primary".into()),
+            ("token".into(), "backend-token-primary".into()),
+            // Not part of the app's build: they keep their names (Istio and an operator make them).
+            ("istio-ca".into(), "istio-ca-root-cert".into()),
+            ("operator".into(), "operator-made-secret".into()),
+        ]
+    );
+    assert!(env[0].starts_with("backend-env-primary-"), "{env:?}");
+    // The user's Deployment still uses the user's objects.
+    let canary = find(&built, "Deployment", "backend").unwrap();
+    let (volumes, env) = config_refs(canary);
+    assert_eq!(volumes[0].1, "backend-settings");
+    assert_eq!(volumes[1].1, "backend-token");
+    assert!(
+        env[0].starts_with("backend-env-") && !env[0].contains("primary"),
+        "{env:?}"
+    );
+    // Every ConfigMap and Secret the primary uses exists in the build, or is one of the
+    // outside objects that were there before.
+    for name in config_refs(primary)
+        .0
+        .iter()
+        .map(|(_, t)| t)
+        .chain(config_refs(primary).1.iter())
+    {
+        let found = built
+            .iter()
+            .any(|d| d["metadata"]["name"].as_str() == Some(name));
+        assert!(
+            found || name == "istio-ca-root-cert" || name == "operator-made-secret",
+            "{name}"
+        );
+    }
+    assert_eq!(
+        find(&built, "ConfigMap", "backend-settings-primary").unwrap()["data"]["color"],
+        "blue"
+    );
+    // HPAs point at their own Deployments.
+    let target = |hpa: &str| {
+        find(&built, "HorizontalPodAutoscaler", hpa).unwrap()["spec"]["scaleTargetRef"]["name"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(target("backend"), "backend");
+    assert_eq!(target("backend-primary"), "backend-primary");
+    // Nothing else of the app is copied: not its Service, not its Canary; the guards are gone.
+    assert!(find(&built, "Service", "backend-headless-primary").is_none());
+    assert_eq!(named(&built, "Service", "backend-headless").len(), 1);
+    assert!(find(&built, "Canary", "backend-primary").is_none());
+    assert!(built
+        .iter()
+        .all(|d| !d["kind"].as_str().unwrap().starts_with("WeirGuard")));
+
+    // A config change is a new revision: the canary gets it at once, the primary only when
+    // it is promoted.
+    fixture.push_change("backend: green", |work| {
+        std::fs::write(work.join("apps/backend/settings.yaml"), settings("green")).unwrap();
+    });
+    engine.tick().await.unwrap();
+    let built = docs(&flux_build(&fixture, "main"));
+    let color = |built: &[Value], name: &str| {
+        find(built, "ConfigMap", name).unwrap()["data"]["color"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    assert_eq!(color(&built, "backend-settings"), "green");
+    assert_eq!(color(&built, "backend-settings-primary"), "blue");
+    drive_fake(&mut engine, &clock, &fixture, |f| {
+        f.state("backend")
+            .is_some_and(|s| s.phase == Phase::Succeeded)
+    })
+    .await;
+    let built = docs(&flux_build(&fixture, "main"));
+    assert_eq!(color(&built, "backend-settings-primary"), "green");
+    // Every commit on the way built.
+    for (sha, _) in fixture.log() {
+        flux_build(&fixture, &sha);
+    }
+}

@@ -1,0 +1,141 @@
+//! Snapshots (insta) of what people read: weir's rendered folder for an app, the commit
+//! messages of a release and a rollback, `status` and `validate`. Revisions, commit ids and
+//! times are redacted; everything else must stay byte for byte, or the change is reviewed.
+
+use crate::primary::fake_engine;
+use crate::support::repo::{Fixture, FIXTURE};
+use chrono::{TimeZone, Utc};
+use std::process::Command;
+use std::time::Duration;
+use weir::app::Resolver;
+use weir::render::Templates;
+use weir::source::{DiskTree, Scanner};
+use weir::spec::Weight;
+use weir::state::{Phase, State};
+
+fn redact(text: &str) -> String {
+    let mut out = String::new();
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 7
+            && run.chars().all(|c| c.is_ascii_hexdigit())
+            && run.chars().any(|c| c.is_ascii_digit())
+        {
+            out.push_str("[hash]");
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_alphanumeric() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
+#[test]
+fn weirs_folder_for_an_app() {
+    let tree = DiskTree::new(FIXTURE);
+    let catalog = Scanner::new(&[".".into()], Duration::from_secs(10))
+        .scan(&tree)
+        .unwrap();
+    let (canary, _) = catalog
+        .canaries
+        .iter()
+        .find(|(c, _)| c.name == "backend")
+        .unwrap();
+    let source = Resolver::default().resolve(&tree, canary).unwrap();
+    let t = Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap();
+    let state = State {
+        phase: Phase::Progressing,
+        canary_weight: Weight::new(20).unwrap(),
+        iterations: 2,
+        failed_checks: 1,
+        canary_revision: Some("1111111111111111111111111111111111111111".into()),
+        promoted_revision: source.revision.clone(),
+        promoted_commit: Some("2222222222222222222222222222222222222222".into()),
+        failed_revision: None,
+        primary_images: source.images.clone(),
+        last_step_at: t,
+        last_transition_at: t,
+        message: "advance canary weight 10 -> 20".into(),
+    };
+    let dir = Templates::embedded()
+        .unwrap()
+        .render_owned(canary, &source.selector, &state, &source)
+        .unwrap();
+    let mut all = String::new();
+    for (path, bytes) in dir.files() {
+        all.push_str(&format!(
+            "==> {path}\n{}\n",
+            String::from_utf8_lossy(&bytes)
+        ));
+    }
+    insta::assert_snapshot!(redact(&all));
+}
+
+#[tokio::test]
+async fn commit_messages_of_a_release_and_a_rollback() {
+    let fixture = Fixture::new();
+    let (mut engine, clock, metrics) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    fixture.bump("backend", "6.1.1");
+    for _ in 0..8 {
+        engine.tick().await.unwrap();
+        clock.advance(Duration::from_secs(3));
+    }
+    fixture.bump("backend", "6.2.0");
+    metrics.answer(|q| {
+        Ok(
+            if q.contains("response_code!~") && !q.starts_with("100 -") {
+                71.09
+            } else {
+                28.91
+            },
+        )
+    });
+    for _ in 0..6 {
+        engine.tick().await.unwrap();
+        clock.advance(Duration::from_secs(3));
+    }
+    let mut all = String::new();
+    for (sha, _) in fixture.log().iter().skip(1) {
+        all.push_str(&format!("---\n{}", fixture.message(sha)));
+    }
+    insta::assert_snapshot!(redact(&all));
+}
+
+#[test]
+fn status_and_validate_output() {
+    let fixture = Fixture::new();
+    let weir = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(args)
+            .args([
+                "--repo",
+                &fixture.url(),
+                "--min-interval",
+                "1s",
+                "--log",
+                "warn",
+            ])
+            .arg("--cache")
+            .arg(fixture.dir.path().join("cli-cache"))
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    weir(&["step"]);
+    insta::assert_snapshot!("status_table", redact(&weir(&["status"])));
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["validate", "--dir", FIXTURE])
+        .output()
+        .unwrap();
+    insta::assert_snapshot!("validate_fixture", String::from_utf8_lossy(&out.stdout));
+}
