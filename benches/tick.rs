@@ -1,11 +1,14 @@
 //! Tick cost against repository size, as ratios to a one-app baseline measured in the same
 //! run: `cargo bench --bench tick` (WEIR_BENCH_APPS sets the large size, default 10000).
 //!
-//! For each size: the cold tick (initialises every app: renders each folder and carries each
-//! app's source into its primary by id), an idle tick (nothing changed), the tick after one
+//! For each size: the first clone of the repository into weir's cache, the cold tick
+//! (initialises every app: renders each folder, carries each app's source into its primary
+//! by id, commits and pushes), an idle tick (nothing changed), the tick after one
 //! app's tag bump, the next step of that app (the route opens), and its promotion (the
 //! primary takes the new revision). Gates answer from a fake metric source and time moves on
-//! a fake clock, so the numbers are weir's own cost; the Git remote is a real bare repository.
+//! a fake clock, so the numbers are weir's own cost. The Git remote is a real bare repository
+//! served by `git daemon` over git://, as a Git host would serve it: with a plain path, libgit2
+//! would index every pushed pack inside weir's process, work a server does in production.
 
 use chrono::{TimeZone, Utc};
 use std::path::Path;
@@ -14,7 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::fakes::{FakeClock, FakeMetrics};
 use weir::git::{Git2Repo, GitSettings};
-use weir::ports::NoNotifier;
+use weir::ports::{ConfigRepo, NoNotifier};
 use weir::publish::DirectCommit;
 use weir::reconcile::{Engine, Ports, Settings};
 use weir::render::Templates;
@@ -41,7 +44,63 @@ fn app_files(name: &str) -> [(String, String); 4] {
     ]
 }
 
+/// `git daemon` serving a folder of bare repositories on a free loopback port, push enabled;
+/// killed on drop.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl Daemon {
+    fn start(root: &Path) -> Daemon {
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .unwrap()
+                .local_addr()
+                .unwrap()
+                .port();
+            // git-daemon itself, not `git daemon`, which would leave it running on kill.
+            let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
+            let exec_path = String::from_utf8(exec_path.stdout).unwrap();
+            let mut child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
+                .args(["--reuseaddr", "--export-all", "--enable=receive-pack"])
+                .arg(format!("--base-path={}", root.display()))
+                .args(["--listen=127.0.0.1", &format!("--port={port}")])
+                .arg(root)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while Instant::now() < deadline {
+                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                    return Daemon { child, port };
+                }
+                if child.try_wait().unwrap().is_some() {
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("git daemon did not start");
+    }
+
+    fn url(&self, repo: &str) -> String {
+        format!("git://127.0.0.1:{}/{repo}", self.port)
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 struct Timings {
+    clone: Duration,
     cold: Duration,
     idle: Duration,
     change: Duration,
@@ -77,15 +136,20 @@ fn measure(apps: usize) -> Timings {
     );
     git(&work, &["push", "-q", "origin", "main"]);
 
-    let repo = Git2Repo::open(GitSettings {
-        url: SafeUrl::new(remote.to_str().unwrap()),
+    let daemon = Daemon::start(dir.path());
+    let settings = GitSettings {
+        url: SafeUrl::new(daemon.url("remote.git")),
         branch: "main".into(),
         cache_dir: dir.path().join("cache"),
         token: None,
         author: ("b".into(), "b@b".into()),
         committer: ("b".into(), "b@b".into()),
-    })
-    .unwrap();
+    };
+    // The first clone is a cost of its own, measured apart from the first tick.
+    let t = Instant::now();
+    Git2Repo::open(settings.clone()).unwrap().fetch().unwrap();
+    let clone = t.elapsed();
+    let repo = Git2Repo::open(settings).unwrap();
     let clock = FakeClock::at(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap());
     let mut engine = Engine::new(
         Ports {
@@ -149,6 +213,7 @@ fn measure(apps: usize) -> Timings {
     clock.advance(Duration::from_secs(60));
     let promotion = tick("promoting revision");
     Timings {
+        clone,
         cold,
         idle,
         change,
@@ -158,6 +223,12 @@ fn measure(apps: usize) -> Timings {
 }
 
 fn main() {
+    if std::env::var_os("WEIR_BENCH_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter("weir=debug")
+            .with_writer(std::io::stderr)
+            .init();
+    }
     // `cargo test --all-targets` runs this too, unoptimised: a small size keeps it a smoke test.
     let default = if cfg!(debug_assertions) { 20 } else { 10_000 };
     let large: usize = std::env::var("WEIR_BENCH_APPS")
@@ -176,6 +247,7 @@ fn main() {
         "ratio"
     );
     for (what, a, b) in [
+        ("first clone of the repository", base.clone, big.clone),
         ("cold (initialise every app)", base.cold, big.cold),
         ("idle (nothing changed)", base.idle, big.idle),
         ("one app's tag bumped", base.change, big.change),

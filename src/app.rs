@@ -97,19 +97,6 @@ pub struct AppSource {
 pub const CANARY_PLACEHOLDER: &str =
     "# The Canary is not part of the primary; weir carries this placeholder in its place.\n";
 
-/// True when the file holds only Canary documents (so it is the rollout spec alone).
-fn only_canaries(tree: &dyn SourceTree, file: &str) -> bool {
-    let Ok(bytes) = tree.read(file) else {
-        return false;
-    };
-    match crate::yaml::documents(&String::from_utf8_lossy(&bytes)) {
-        Ok(docs) => docs
-            .iter()
-            .all(|d| d.get("kind").and_then(Value::as_str) == Some("Canary")),
-        Err(_) => false,
-    }
-}
-
 /// A metric gate ready to run.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gate {
@@ -294,8 +281,8 @@ impl Resolver {
             }
         }
         let source = Arc::new(build(tree, canary, &dir)?);
+        // The app folder's id covers the Canary's file and everything else in it.
         let mut inputs: Inputs = vec![(dir.clone(), tree.id(&dir))];
-        inputs.push((canary.file.clone(), tree.id(&canary.file)));
         for e in &source.closure {
             inputs.push((e.path.clone(), Some(e.id)));
         }
@@ -392,9 +379,11 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
             walk.namespaces.insert(kdir.clone(), ns.clone());
         }
         walk.images.insert(kdir.clone(), refs.images.clone());
-        let index = PositionIndex::parse(&text).ok();
+        // Positions are worked out only when there is an error to place.
+        let index = std::cell::OnceCell::new();
         let at = |field: &[Seg]| -> (usize, usize) {
             index
+                .get_or_init(|| PositionIndex::parse(&text).ok())
                 .as_ref()
                 .map(|ix| ix.locate(0, field))
                 .map(|l| (l.line, l.col))
@@ -621,6 +610,10 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
     // The documents the build reads, and the target among them.
     let mut docs: Vec<(String, Vec<String>, Value)> = Vec::new();
     for (file, chain) in &walk.resource_files {
+        // A file of Canaries alone holds nothing the primary needs.
+        if canary.file_alone && file == &canary.file {
+            continue;
+        }
         let Ok(bytes) = tree.read(file) else { continue };
         let text = String::from_utf8_lossy(&bytes);
         if let Ok(values) = crate::yaml::documents(&text) {
@@ -740,7 +733,7 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
         }
     }
     let mirror_root = mirror_root(dir, &closure, &walk.climbs);
-    let canary_alone = only_canaries(tree, &canary.file).then(|| canary.file.clone());
+    let canary_alone = canary.file_alone.then(|| canary.file.clone());
     let revision = digest(tree, &closure, canary_alone.as_deref());
     let app_listing = tree.list(dir).unwrap_or_default();
     Ok(AppSource {

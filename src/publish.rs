@@ -33,10 +33,19 @@ impl Publisher for DirectCommit {
             return Ok(Publication::Nothing);
         }
         let message = message(&self.prefix, changes);
+        let started = std::time::Instant::now();
         let Some(commit) = repo.commit(head, changes, &message, at)? else {
             return Ok(Publication::Nothing);
         };
-        match repo.push(head, commit)? {
+        let committed = started.elapsed();
+        let pushed = repo.push(head, commit)?;
+        tracing::debug!(
+            apps = changes.len(),
+            commit_ms = committed.as_millis() as u64,
+            push_ms = (started.elapsed() - committed).as_millis() as u64,
+            "published"
+        );
+        match pushed {
             PushOutcome::Pushed => Ok(Publication::Committed { commit, message }),
             PushOutcome::Raced { remote } => Ok(Publication::Raced { remote }),
         }

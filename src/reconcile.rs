@@ -21,10 +21,10 @@ use crate::plan::{self, CheckResult, Decision, GateReport, Input, Owned};
 use crate::ports::{
     AppRef, ChangeSet, Clock, ConfigRepo, MetricSource, Publication, Publisher, RepoError,
 };
-use crate::render::{Templates, GUARDS_DIR, PRIMARY_DIR, STATE_FILE};
+use crate::render::{Templates, GUARDS_FILE, KUSTOMIZATION_FILE, PRIMARY_DIR, STATE_FILE};
 use crate::source::{owned_dir, Scanner, SourceError, SourceTree};
 use crate::spec::{Canary, SpecError};
-use crate::state::{self, State};
+use crate::state::{self, Phase, State};
 use crate::tree::{Dir, ObjectId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -283,7 +283,9 @@ impl Engine {
                     ..TickReport::default()
                 });
             }
+            let started = std::time::Instant::now();
             let planned = self.plan_head(head).instrument(span.clone()).await?;
+            debug!(parent: &span, apps = planned.report.apps.len(), plan_ms = started.elapsed().as_millis() as u64, "planned");
             let mut report = planned.report;
             report.head = Some(head);
             report.attempts = attempt;
@@ -416,8 +418,10 @@ impl Engine {
         let templates = &self.templates;
         let tree_box = repo.tree(head)?;
         let tree = tree_box.as_ref();
+        let started = std::time::Instant::now();
         let scanner = caches.scanner.as_mut().expect("made in new");
         let catalog = scanner.scan(tree)?;
+        let scanned = started.elapsed();
         let mut report = TickReport {
             spec_errors: catalog.errors.clone(),
             ..TickReport::default()
@@ -433,8 +437,6 @@ impl Engine {
         // Gather.
         let mut pending: Vec<Pending> = Vec::new();
         for (canary, _warnings) in &catalog.canaries {
-            let span = info_span!("app", app = %canary.name, namespace = %canary.namespace);
-            let _enter = span.enter();
             let mut line = base_report(canary);
             if let Some(errors) = rule_errors.get(&canary.file) {
                 for e in errors {
@@ -457,12 +459,15 @@ impl Engine {
             };
             let dir = owned_dir(&source.dir);
             let owned_id = tree.id(&dir);
-            let idle_key = (tree.id(&canary.file), source.revision.clone(), owned_id);
+            // The app folder's id covers the Canary; the revision, the rest of the build.
+            let idle_key = (tree.id(&source.dir), source.revision.clone(), owned_id);
             if caches.idle.get(&canary.file) == Some(&idle_key) {
                 line.message = "unchanged since the last tick".into();
                 report.apps.push(line);
                 continue;
             }
+            let span = info_span!("app", app = %canary.name, namespace = %canary.namespace);
+            let _enter = span.enter();
             let gates = match app::gates(canary, &catalog.templates) {
                 Ok(g) => g,
                 Err(errors) => {
@@ -515,11 +520,9 @@ impl Engine {
             &mut report,
         )?;
 
-        // The source each primary comes from, and how weir's folder compares with it.
-        let mut ready = Vec::new();
+        // The source each primary comes from.
+        let mut sourced = Vec::new();
         for mut p in pending {
-            let span = info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
-            let _enter = span.enter();
             if p.blocked {
                 continue;
             }
@@ -533,35 +536,47 @@ impl Engine {
                     state,
                     settings.history_depth,
                 );
-                let primary = match found {
-                    Ok(s) => s,
+                match found {
+                    Ok(s) => p.primary = Some(s),
                     Err(e) => {
-                        warn!("{e}");
+                        warn!(app = %p.app, "{e}");
                         report.apps[p.line].errors.extend(e.lines());
                         continue;
                     }
-                };
-                p.owned = match p.recovered {
-                    Some(from) => Owned::Recovered {
-                        from: from.to_string(),
-                    },
-                    None => {
-                        match templates.render_owned(&p.canary, &p.source.selector, state, &primary)
-                        {
-                            Ok(expected) => {
-                                compare(tree, &owned_dir(&p.source.dir), &expected, p.owned_id)
-                            }
-                            Err(e) => {
-                                report.apps[p.line]
-                                    .errors
-                                    .push(AppError::Render(e.to_string()).to_string());
-                                continue;
-                            }
-                        }
-                    }
-                };
-                p.primary = Some(primary);
+                }
             }
+            sourced.push(p);
+        }
+        // How weir's folder compares with what each record implies (rendered on every core).
+        let expected = render_all(
+            templates,
+            sourced
+                .iter()
+                .map(|p| match (&p.state, &p.primary, p.recovered) {
+                    (Some(state), Some(primary), None) => {
+                        Some((&p.canary, &p.source.selector, state, primary.as_ref()))
+                    }
+                    _ => None,
+                })
+                .collect(),
+        );
+        let mut ready = Vec::new();
+        for (mut p, expected) in sourced.into_iter().zip(expected) {
+            p.owned = match (p.recovered, expected) {
+                (Some(from), _) => Owned::Recovered {
+                    from: from.to_string(),
+                },
+                (None, None) => Owned::Current,
+                (None, Some(Ok((dir, id)))) => {
+                    compare(tree, &owned_dir(&p.source.dir), &dir, id, p.owned_id)
+                }
+                (None, Some(Err(e))) => {
+                    report.apps[p.line]
+                        .errors
+                        .push(AppError::Render(e.to_string()).to_string());
+                    continue;
+                }
+            };
             p.decision = plan::plan(&Input {
                 analysis: &p.canary.analysis,
                 skip_analysis: p.canary.skip_analysis,
@@ -577,6 +592,11 @@ impl Engine {
             ready.push(p);
         }
         let mut pending = ready;
+        debug!(
+            scan_ms = scanned.as_millis() as u64,
+            gather_ms = started.elapsed().as_millis() as u64,
+            "gathered"
+        );
 
         // Evidence: every due gate at once, bounded, then decide again with it.
         let limit = Arc::new(tokio::sync::Semaphore::new(
@@ -633,15 +653,32 @@ impl Engine {
             });
         }
 
-        // Execute: each decided step becomes the app's change set.
+        // Execute: each decided step becomes the app's change set (rendered on every core).
         let quiet = pending
             .iter()
             .all(|p| matches!(p.decision, Decision::Idle { wake_at: None, .. }));
+        let rendered = render_all(
+            templates,
+            pending
+                .iter()
+                .map(|p| match &p.decision {
+                    Decision::Write(step) => {
+                        let primary = if step.next.promoted_revision == p.source.revision {
+                            Some(&p.source)
+                        } else {
+                            p.primary.as_ref()
+                        };
+                        primary.map(|primary| {
+                            (&p.canary, &p.source.selector, &step.next, primary.as_ref())
+                        })
+                    }
+                    _ => None,
+                })
+                .collect(),
+        );
         let mut changes = Vec::new();
         let mut memos = Vec::new();
-        for p in pending {
-            let span = info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
-            let _enter = span.enter();
+        for (p, rendered) in pending.into_iter().zip(rendered) {
             let line = &mut report.apps[p.line];
             match &p.decision {
                 Decision::Idle { reason, wake_at } => {
@@ -661,32 +698,37 @@ impl Engine {
                     }
                 }
                 Decision::Write(step) => {
-                    let primary = if step.next.promoted_revision == p.source.revision {
-                        p.source.clone()
-                    } else {
-                        match &p.primary {
-                            Some(primary) => primary.clone(),
-                            None => {
-                                line.errors.push("no source for the primary".into());
-                                continue;
-                            }
-                        }
-                    };
-                    let rendered =
-                        templates.render_owned(&p.canary, &p.source.selector, &step.next, &primary);
-                    let dir = match rendered {
-                        Ok(d) => d,
-                        Err(e) => {
+                    let span =
+                        info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
+                    let _enter = span.enter();
+                    let (dir, written) = match rendered {
+                        Some(Ok(r)) => r,
+                        Some(Err(e)) => {
                             let e = AppError::Render(e.to_string());
                             warn!("{e}");
                             line.errors.push(e.to_string());
                             continue;
                         }
+                        None => {
+                            line.errors.push("no source for the primary".into());
+                            continue;
+                        }
                     };
                     fill(line, &p.canary, &step.next);
                     line.message = step.event.clone();
-                    if Some(dir.id()) == p.owned_id {
+                    if Some(written) == p.owned_id {
                         continue;
+                    }
+                    // At rest, the next tick on this folder decides nothing: remember that
+                    // (kept only once the commit is on the branch).
+                    if matches!(
+                        step.next.phase,
+                        Phase::Initialized | Phase::Succeeded | Phase::Failed
+                    ) {
+                        memos.push((
+                            p.canary.file.clone(),
+                            (p.idle_key.0, p.source.revision.clone(), Some(written)),
+                        ));
                     }
                     info!(
                         phase = %step.next.phase,
@@ -723,9 +765,59 @@ impl Engine {
     }
 }
 
+/// One folder to render: the Canary, its selector, the record and the primary's source.
+type RenderJob<'a> = Option<(
+    &'a Canary,
+    &'a crate::render::Selector,
+    &'a State,
+    &'a AppSource,
+)>;
+
+/// Renders weir's folder for each job on every core, with its id; `None` for no job.
+fn render_all(
+    templates: &Templates,
+    jobs: Vec<RenderJob>,
+) -> Vec<Option<Result<(Dir, ObjectId), crate::render::RenderError>>> {
+    let render = |job: &RenderJob| {
+        job.map(|(canary, selector, state, primary)| {
+            templates
+                .render_owned(canary, selector, state, primary)
+                .map(|dir| {
+                    let id = dir.id();
+                    (dir, id)
+                })
+        })
+    };
+    let work = jobs.iter().filter(|j| j.is_some()).count();
+    let threads = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+        .min(8);
+    if work < 64 || threads < 2 {
+        return jobs.iter().map(render).collect();
+    }
+    let chunk = jobs.len().div_ceil(threads);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = jobs
+            .chunks(chunk)
+            .map(|part| scope.spawn(move || part.iter().map(render).collect::<Vec<_>>()))
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("rendering does not panic"))
+            .collect()
+    })
+}
+
 /// How weir's folder at the head compares with the one the record implies.
-fn compare(tree: &dyn SourceTree, dir: &str, expected: &Dir, actual: Option<ObjectId>) -> Owned {
-    if Some(expected.id()) == actual {
+fn compare(
+    tree: &dyn SourceTree,
+    dir: &str,
+    expected: &Dir,
+    expected_id: ObjectId,
+    actual: Option<ObjectId>,
+) -> Owned {
+    if Some(expected_id) == actual {
         return Owned::Current;
     }
     let part = |name: &str| {
@@ -736,7 +828,7 @@ fn compare(tree: &dyn SourceTree, dir: &str, expected: &Dir, actual: Option<Obje
             .is_none()
     };
     Owned::Stale {
-        primary: part(PRIMARY_DIR) || part(GUARDS_DIR),
+        primary: part(PRIMARY_DIR) || part(GUARDS_FILE) || part(KUSTOMIZATION_FILE),
     }
 }
 

@@ -199,7 +199,7 @@ impl Scanner {
     pub fn scan(&mut self, tree: &dyn SourceTree) -> Result<Catalog, SourceError> {
         let mut files = Vec::new();
         for root in self.roots.clone() {
-            match self.scan_dir(tree, &root) {
+            match self.scan_dir(tree, &root, tree.dir_id(&root)) {
                 Ok(scan) => files.extend(scan.files.iter().cloned()),
                 Err(SourceError::Missing(_)) => {
                     return Err(SourceError::Missing(format!(
@@ -262,8 +262,13 @@ impl Scanner {
         Ok(catalog)
     }
 
-    fn scan_dir(&mut self, tree: &dyn SourceTree, dir: &str) -> Result<Arc<DirScan>, SourceError> {
-        let id = tree.dir_id(dir);
+    /// Scans a folder whose id (when the tree has ids) the caller already knows.
+    fn scan_dir(
+        &mut self,
+        tree: &dyn SourceTree,
+        dir: &str,
+        id: Option<ObjectId>,
+    ) -> Result<Arc<DirScan>, SourceError> {
         if let Some(id) = id {
             let key = (dir.to_string(), id);
             if let Some(hit) = self.dirs.get(&key) {
@@ -279,7 +284,8 @@ impl Scanner {
                 if entry.name.ends_with(OWNED_SUFFIX) || entry.name.starts_with('.') {
                     continue;
                 }
-                let sub = self.scan_dir(tree, &path)?;
+                let known = (!entry.id.is_zero()).then_some(entry.id);
+                let sub = self.scan_dir(tree, &path, known)?;
                 scan.files.extend(sub.files.iter().cloned());
                 scan.child_dirs.push((path.clone(), entry.id));
             } else if entry.name.ends_with(".yaml") || entry.name.ends_with(".yml") {

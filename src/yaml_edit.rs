@@ -21,6 +21,7 @@ use std::fmt::Write as _;
 
 use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, ScanError, TScalarStyle};
+#[cfg(any(test, feature = "test-support"))]
 use yaml_rust2::Yaml;
 
 /// One step of a path into a YAML document.
@@ -60,6 +61,7 @@ pub struct SyntaxError {
 }
 
 /// Why [`set_scalar`] did not edit the source. The source is never partially edited.
+#[cfg(any(test, feature = "test-support"))]
 #[derive(Debug, thiserror::Error, Clone, PartialEq)]
 pub enum EditError {
     /// The source is not valid YAML, so no position in it can be trusted.
@@ -166,6 +168,7 @@ enum Kind {
 }
 
 #[derive(Debug, Clone)]
+#[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))]
 struct Node {
     loc: Location,
     key: Option<Location>,
@@ -180,6 +183,7 @@ struct Node {
     children: HashMap<Seg, usize>,
 }
 
+#[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))]
 impl Node {
     /// The parts of a node that an edit elsewhere must not change (positions may shift).
     fn same_shape(&self, other: &Node) -> bool {
@@ -193,6 +197,7 @@ impl Node {
 }
 
 #[derive(Debug, Clone)]
+#[cfg_attr(not(any(test, feature = "test-support")), allow(dead_code))]
 struct Document {
     start: Location,
     /// Every addressable node; the root is at 0. A tree of ids rather than a map from full
@@ -657,448 +662,464 @@ impl DocBuilder {
     }
 }
 
-/// Replace the scalar at `path` in document `doc` with `new_value`, changing only the bytes of
-/// that scalar: every other byte (comments, key order, indentation, other quoting, trailing
-/// newline or its absence, CRLF line endings) stays identical. Keep the original quoting style:
-/// plain stays plain if the new value is safe as a plain scalar (otherwise switch to double
-/// quotes), single-quoted stays single-quoted (escape ' as ''), double-quoted stays
-/// double-quoted (escape \ and " and control chars). Returns the new source.
-///
-/// "Safe as a plain scalar" also means keeping the value's type: when the old plain value read
-/// as a string (`tag: v1.2`), a new value that a YAML 1.1 or 1.2 loader could read as a number,
-/// boolean, null or date (`1.3`, `on`, `2024-01-02`) is double-quoted so it stays a string. A
-/// plain number or boolean stays plain (`weight: 10` becomes `weight: 20`). A single-quoted
-/// value whose new text has a line break or control character switches to double quotes, since
-/// single quotes cannot carry it on one line.
-///
-/// # Errors
-/// See [`EditError`]; on any error the source is left as it was.
-pub fn set_scalar(
-    src: &str,
-    doc: usize,
-    path: &[Seg],
-    new_value: &str,
-) -> Result<String, EditError> {
-    let index = PositionIndex::parse(src)?;
-    let Some(d) = index.docs.get(doc) else {
-        return Err(EditError::NoSuchDocument {
-            doc,
-            documents: index.documents(),
-        });
-    };
-    let Some(node) = d.find(path) else {
-        return Err(EditError::NotFound {
-            path: display_path(path),
-        });
-    };
-    let unsupported = |reason: String| EditError::Unsupported {
-        path: display_path(path),
-        line: node.loc.line,
-        col: node.loc.col,
-        reason,
-    };
-    let (old, style, tagged) = match editable_scalar(d, path) {
-        Ok(scalar) => scalar,
-        Err(Refusal::NotAScalar) => {
-            return Err(EditError::NotAScalar {
+// The editor is used by the tests (to change files as a person would) and has no product
+// use yet; it is compiled only for them until it does.
+#[cfg(any(test, feature = "test-support"))]
+pub use editing::set_scalar;
+
+#[cfg(any(test, feature = "test-support"))]
+mod editing {
+    use super::*;
+
+    /// Replace the scalar at `path` in document `doc` with `new_value`, changing only the bytes of
+    /// that scalar: every other byte (comments, key order, indentation, other quoting, trailing
+    /// newline or its absence, CRLF line endings) stays identical. Keep the original quoting style:
+    /// plain stays plain if the new value is safe as a plain scalar (otherwise switch to double
+    /// quotes), single-quoted stays single-quoted (escape ' as ''), double-quoted stays
+    /// double-quoted (escape \ and " and control chars). Returns the new source.
+    ///
+    /// "Safe as a plain scalar" also means keeping the value's type: when the old plain value read
+    /// as a string (`tag: v1.2`), a new value that a YAML 1.1 or 1.2 loader could read as a number,
+    /// boolean, null or date (`1.3`, `on`, `2024-01-02`) is double-quoted so it stays a string. A
+    /// plain number or boolean stays plain (`weight: 10` becomes `weight: 20`). A single-quoted
+    /// value whose new text has a line break or control character switches to double quotes, since
+    /// single quotes cannot carry it on one line.
+    ///
+    /// # Errors
+    /// See [`EditError`]; on any error the source is left as it was.
+    pub fn set_scalar(
+        src: &str,
+        doc: usize,
+        path: &[Seg],
+        new_value: &str,
+    ) -> Result<String, EditError> {
+        let index = PositionIndex::parse(src)?;
+        let Some(d) = index.docs.get(doc) else {
+            return Err(EditError::NoSuchDocument {
+                doc,
+                documents: index.documents(),
+            });
+        };
+        let Some(node) = d.find(path) else {
+            return Err(EditError::NotFound {
                 path: display_path(path),
-                line: node.loc.line,
-                col: node.loc.col,
-            })
-        }
-        Err(Refusal::Unsupported(reason)) => return Err(unsupported(reason)),
-    };
-    let (start, end) =
-        scalar_span(src, node.loc.byte, style, node.in_flow, old).map_err(unsupported)?;
+            });
+        };
+        let unsupported = |reason: String| EditError::Unsupported {
+            path: display_path(path),
+            line: node.loc.line,
+            col: node.loc.col,
+            reason,
+        };
+        let (old, style, tagged) = match editable_scalar(d, path) {
+            Ok(scalar) => scalar,
+            Err(Refusal::NotAScalar) => {
+                return Err(EditError::NotAScalar {
+                    path: display_path(path),
+                    line: node.loc.line,
+                    col: node.loc.col,
+                })
+            }
+            Err(Refusal::Unsupported(reason)) => return Err(unsupported(reason)),
+        };
+        let (start, end) =
+            scalar_span(src, node.loc.byte, style, node.in_flow, old).map_err(unsupported)?;
 
-    let first = match style {
-        Style::Plain
-            if plain_safe(new_value, node.in_flow)
-                && (tagged || !reads_as_string(old) || !may_read_as_non_string(new_value)) =>
-        {
+        let first = match style {
             Style::Plain
-        }
-        Style::Single if new_value.chars().all(inline_printable) => Style::Single,
-        _ => Style::Double,
-    };
-    let mut detail = String::new();
-    for choice in [first, Style::Double] {
-        let text = render(new_value, choice);
-        let mut out = String::with_capacity(src.len() + text.len());
-        out.push_str(&src[..start]);
-        out.push_str(&text);
-        out.push_str(&src[end..]);
-        match verify(&index, &out, doc, path, new_value, choice) {
-            Ok(()) => return Ok(out),
-            Err(why) => detail = why,
-        }
-        if choice == Style::Double {
-            break;
-        }
-    }
-    Err(EditError::Unverified {
-        path: display_path(path),
-        line: node.loc.line,
-        col: node.loc.col,
-        detail,
-    })
-}
-
-enum Refusal {
-    NotAScalar,
-    Unsupported(String),
-}
-
-/// The scalar at `path` as (value, style, tagged), unless replacing its text would change
-/// more than that one value, or the path is ambiguous.
-fn editable_scalar<'d>(d: &'d Document, path: &[Seg]) -> Result<(&'d str, Style, bool), Refusal> {
-    let refuse = |reason: String| Err(Refusal::Unsupported(reason));
-    let trail = d.trail(path);
-    for (depth, &id) in trail.iter().enumerate().skip(1) {
-        if d.nodes[id].duplicated {
-            return refuse(format!(
-                "`{}` appears more than once in its mapping, so which value to edit is \
-                 ambiguous; remove the duplicate key",
-                display_path(&path[..depth])
-            ));
-        }
-    }
-    let Some((&last, ancestors)) = trail.split_last() else {
-        return Err(Refusal::NotAScalar);
-    };
-    for (depth, &id) in ancestors.iter().enumerate() {
-        let anchor = d.nodes[id].anchor;
-        if anchor != 0 && d.aliased.contains(&anchor) {
-            return refuse(format!(
-                "it is inside `{}`, which has an anchor (`&name`) that an alias refers to, so \
-                 the edit would change the alias too",
-                display_path(&path[..depth])
-            ));
-        }
-    }
-    let node = &d.nodes[last];
-    let (value, style, tagged) = match &node.kind {
-        Kind::Mapping | Kind::Sequence => return Err(Refusal::NotAScalar),
-        Kind::Alias => {
-            return refuse(
-                "it is an alias (`*name`) of a value written elsewhere; weir does not edit \
-                 through aliases"
-                    .into(),
-            )
-        }
-        Kind::Scalar {
-            value,
-            style,
-            tagged,
-        } => (value.as_str(), *style, *tagged),
-    };
-    if node.anchor != 0 {
-        return refuse(
-            "it carries an anchor (`&name`), so other nodes may share it; write the value \
-             without the anchor"
-                .into(),
-        );
-    }
-    match style {
-        Style::Literal | Style::Folded => refuse(
-            "it is a block scalar (`|` or `>`); weir only replaces single-line values".into(),
-        ),
-        Style::Plain if value.is_empty() => refuse(
-            "the value is empty; weir only replaces text that is already there, so write a \
-             placeholder value first"
-                .into(),
-        ),
-        _ => Ok((value, style, tagged)),
-    }
-}
-
-/// The byte range of a single-line scalar's text (quotes included) starting at `start`.
-fn scalar_span(
-    src: &str,
-    start: usize,
-    style: Style,
-    in_flow: bool,
-    value: &str,
-) -> Result<(usize, usize), String> {
-    const MULTI_LINE: &str = "the value spans several lines; weir only replaces single-line \
-                              values, so put it on one line first";
-    let rest = src.get(start..).unwrap_or("");
-    let mut chars = rest.char_indices().peekable();
-    match style {
-        Style::Plain => {
-            let mut end = 0;
-            let mut prev = ' ';
-            while let Some((i, c)) = chars.next() {
-                let next = chars.peek().map(|&(_, n)| n);
-                let stop = match c {
-                    '\n' | '\r' | '\0' => true,
-                    '#' => prev == ' ' || prev == '\t',
-                    ',' | '[' | ']' | '{' | '}' => in_flow,
-                    ':' => match next {
-                        None | Some(' ' | '\t' | '\n' | '\r') => true,
-                        Some(',' | '[' | ']' | '{' | '}') => in_flow,
-                        Some(_) => false,
-                    },
-                    _ => false,
-                };
-                if stop {
-                    break;
-                }
-                if c != ' ' && c != '\t' {
-                    end = i + c.len_utf8();
-                }
-                prev = c;
+                if plain_safe(new_value, node.in_flow)
+                    && (tagged || !reads_as_string(old) || !may_read_as_non_string(new_value)) =>
+            {
+                Style::Plain
             }
-            let text = &rest[..end];
-            if text == value {
-                Ok((start, start + end))
-            } else if value.starts_with(text) {
-                Err(MULTI_LINE.into())
-            } else {
-                Err(format!(
-                    "its text in the file does not match the parsed value {value:?}"
-                ))
+            Style::Single if new_value.chars().all(inline_printable) => Style::Single,
+            _ => Style::Double,
+        };
+        let mut detail = String::new();
+        for choice in [first, Style::Double] {
+            let text = render(new_value, choice);
+            let mut out = String::with_capacity(src.len() + text.len());
+            out.push_str(&src[..start]);
+            out.push_str(&text);
+            out.push_str(&src[end..]);
+            match verify(&index, &out, doc, path, new_value, choice) {
+                Ok(()) => return Ok(out),
+                Err(why) => detail = why,
+            }
+            if choice == Style::Double {
+                break;
             }
         }
-        Style::Single | Style::Double => {
-            let quote = if style == Style::Single { '\'' } else { '"' };
-            if chars.next().map(|(_, c)| c) != Some(quote) {
-                return Err(format!("no opening {quote} where the value starts"));
-            }
-            while let Some((i, c)) = chars.next() {
-                match c {
-                    '\n' | '\r' | '\0' => return Err(MULTI_LINE.into()),
-                    '\\' if style == Style::Double => {
-                        if let None | Some((_, '\n' | '\r' | '\0')) = chars.next() {
-                            return Err(MULTI_LINE.into());
-                        }
-                    }
-                    '\'' if style == Style::Single
-                        && chars.peek().map(|&(_, n)| n) == Some('\'') =>
-                    {
-                        chars.next();
-                    }
-                    c if c == quote => return Ok((start, start + i + 1)),
-                    _ => {}
-                }
-            }
-            Err(MULTI_LINE.into())
-        }
-        Style::Literal | Style::Folded => Err("it is a block scalar".into()),
-    }
-}
-
-/// Characters that can be written literally inside a one-line plain or single-quoted scalar.
-fn inline_printable(c: char) -> bool {
-    !(c < ' '
-        || ('\u{7f}'..='\u{9f}').contains(&c)
-        || matches!(
-            c,
-            '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
-        ))
-}
-
-/// Whether `v` written plain reads back as exactly `v` (conservatively: some safe values are
-/// quoted anyway).
-fn plain_safe(v: &str, in_flow: bool) -> bool {
-    let mut chars = v.chars();
-    let (Some(first), second) = (chars.next(), chars.next()) else {
-        return false;
-    };
-    if !v.chars().all(inline_printable)
-        || v.starts_with(' ')
-        || v.ends_with(' ')
-        || v.ends_with(':')
-        || v.contains(": ")
-        || v.contains(" #")
-        || v.starts_with("---")
-        || v.starts_with("...")
-    {
-        return false;
-    }
-    if in_flow && v.contains([',', '[', ']', '{', '}', ':']) {
-        return false;
-    }
-    match first {
-        '-' | '?' | ':' => !matches!(second, None | Some(' ')),
-        ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
-        | '@' | '`' => false,
-        _ => true,
-    }
-}
-
-/// Whether yaml-rust2 reads this plain text as a string.
-fn reads_as_string(plain: &str) -> bool {
-    matches!(Yaml::from_str(plain), Yaml::String(_))
-}
-
-/// Whether some YAML 1.1 or 1.2 loader (yaml-rust2, serde_yaml, Kubernetes' go-yaml) could read
-/// this plain text as something other than a string. Errs on the side of yes.
-fn may_read_as_non_string(v: &str) -> bool {
-    if !reads_as_string(v) {
-        return true;
-    }
-    let lower = v.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        "y" | "yes" | "n" | "no" | "on" | "off" | "true" | "false" | "null" | "~" | "=" | "<<"
-    ) {
-        return true;
-    }
-    let plain: String = v.chars().filter(|&c| c != '_').collect();
-    let t = plain.strip_prefix(['+', '-']).unwrap_or(&plain);
-    let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
-    let radix = |prefix: [&str; 2], radix: u32| {
-        prefix
-            .iter()
-            .find_map(|p| t.strip_prefix(p))
-            .is_some_and(|r| digits(r, radix))
-    };
-    if digits(t, 10)
-        || radix(["0x", "0X"], 16)
-        || radix(["0o", "0O"], 8)
-        || radix(["0b", "0B"], 2)
-        || t.parse::<f64>().is_ok()
-        || t.to_ascii_lowercase().starts_with(".inf")
-        || t.to_ascii_lowercase().starts_with(".nan")
-    {
-        return true;
-    }
-    // Sexagesimal numbers (YAML 1.1): 1:30, 1:30.5
-    let parts: Vec<&str> = t.split(':').collect();
-    if parts.len() > 1
-        && parts.iter().enumerate().all(|(i, p)| {
-            if i + 1 == parts.len() {
-                p.parse::<f64>().is_ok() && p.starts_with(|c: char| c.is_ascii_digit())
-            } else {
-                digits(p, 10)
-            }
+        Err(EditError::Unverified {
+            path: display_path(path),
+            line: node.loc.line,
+            col: node.loc.col,
+            detail,
         })
-    {
-        return true;
     }
-    // Dates and timestamps: 2024-01-02, 2024-1-2T10:00:00Z
-    let b = v.as_bytes();
-    b.len() >= 6 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
-}
 
-fn render(v: &str, style: Style) -> String {
-    match style {
-        Style::Plain => v.to_owned(),
-        Style::Single => format!("'{}'", v.replace('\'', "''")),
-        _ => double_quoted(v),
+    pub(super) enum Refusal {
+        NotAScalar,
+        Unsupported(String),
     }
-}
 
-fn double_quoted(v: &str) -> String {
-    let mut out = String::with_capacity(v.len() + 2);
-    out.push('"');
-    for c in v.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\0' => out.push_str("\\0"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\t' => out.push_str("\\t"),
-            '\n' => out.push_str("\\n"),
-            '\u{b}' => out.push_str("\\v"),
-            '\u{c}' => out.push_str("\\f"),
-            '\r' => out.push_str("\\r"),
-            '\u{1b}' => out.push_str("\\e"),
-            '\u{85}' => out.push_str("\\N"),
-            '\u{2028}' => out.push_str("\\L"),
-            '\u{2029}' => out.push_str("\\P"),
-            c if (c as u32) < 0x100 && !inline_printable(c) => {
-                let _ = write!(out, "\\x{:02X}", c as u32);
+    /// The scalar at `path` as (value, style, tagged), unless replacing its text would change
+    /// more than that one value, or the path is ambiguous.
+    pub(super) fn editable_scalar<'d>(
+        d: &'d Document,
+        path: &[Seg],
+    ) -> Result<(&'d str, Style, bool), Refusal> {
+        let refuse = |reason: String| Err(Refusal::Unsupported(reason));
+        let trail = d.trail(path);
+        for (depth, &id) in trail.iter().enumerate().skip(1) {
+            if d.nodes[id].duplicated {
+                return refuse(format!(
+                    "`{}` appears more than once in its mapping, so which value to edit is \
+                 ambiguous; remove the duplicate key",
+                    display_path(&path[..depth])
+                ));
             }
-            c if !inline_printable(c) => {
-                let _ = write!(out, "\\u{:04X}", c as u32);
+        }
+        let Some((&last, ancestors)) = trail.split_last() else {
+            return Err(Refusal::NotAScalar);
+        };
+        for (depth, &id) in ancestors.iter().enumerate() {
+            let anchor = d.nodes[id].anchor;
+            if anchor != 0 && d.aliased.contains(&anchor) {
+                return refuse(format!(
+                    "it is inside `{}`, which has an anchor (`&name`) that an alias refers to, so \
+                 the edit would change the alias too",
+                    display_path(&path[..depth])
+                ));
             }
-            c => out.push(c),
+        }
+        let node = &d.nodes[last];
+        let (value, style, tagged) =
+            match &node.kind {
+                Kind::Mapping | Kind::Sequence => return Err(Refusal::NotAScalar),
+                Kind::Alias => return refuse(
+                    "it is an alias (`*name`) of a value written elsewhere; weir does not edit \
+                 through aliases"
+                        .into(),
+                ),
+                Kind::Scalar {
+                    value,
+                    style,
+                    tagged,
+                } => (value.as_str(), *style, *tagged),
+            };
+        if node.anchor != 0 {
+            return refuse(
+                "it carries an anchor (`&name`), so other nodes may share it; write the value \
+             without the anchor"
+                    .into(),
+            );
+        }
+        match style {
+            Style::Literal | Style::Folded => refuse(
+                "it is a block scalar (`|` or `>`); weir only replaces single-line values".into(),
+            ),
+            Style::Plain if value.is_empty() => refuse(
+                "the value is empty; weir only replaces text that is already there, so write a \
+             placeholder value first"
+                    .into(),
+            ),
+            _ => Ok((value, style, tagged)),
         }
     }
-    out.push('"');
-    out
-}
 
-/// Parse the edited text and compare it with the original, node by node: the same documents and
-/// paths, the same kinds, values, styles and anchors, except the edited value.
-fn verify(
-    before: &PositionIndex,
-    out: &str,
-    doc: usize,
-    path: &[Seg],
-    new_value: &str,
-    style: Style,
-) -> Result<(), String> {
-    let after = PositionIndex::parse(out).map_err(|e| format!("the result does not parse: {e}"))?;
-    if after.docs.len() != before.docs.len() {
-        return Err(format!(
-            "the result has {} documents instead of {}",
-            after.docs.len(),
-            before.docs.len()
-        ));
+    /// The byte range of a single-line scalar's text (quotes included) starting at `start`.
+    pub(super) fn scalar_span(
+        src: &str,
+        start: usize,
+        style: Style,
+        in_flow: bool,
+        value: &str,
+    ) -> Result<(usize, usize), String> {
+        const MULTI_LINE: &str = "the value spans several lines; weir only replaces single-line \
+                              values, so put it on one line first";
+        let rest = src.get(start..).unwrap_or("");
+        let mut chars = rest.char_indices().peekable();
+        match style {
+            Style::Plain => {
+                let mut end = 0;
+                let mut prev = ' ';
+                while let Some((i, c)) = chars.next() {
+                    let next = chars.peek().map(|&(_, n)| n);
+                    let stop = match c {
+                        '\n' | '\r' | '\0' => true,
+                        '#' => prev == ' ' || prev == '\t',
+                        ',' | '[' | ']' | '{' | '}' => in_flow,
+                        ':' => match next {
+                            None | Some(' ' | '\t' | '\n' | '\r') => true,
+                            Some(',' | '[' | ']' | '{' | '}') => in_flow,
+                            Some(_) => false,
+                        },
+                        _ => false,
+                    };
+                    if stop {
+                        break;
+                    }
+                    if c != ' ' && c != '\t' {
+                        end = i + c.len_utf8();
+                    }
+                    prev = c;
+                }
+                let text = &rest[..end];
+                if text == value {
+                    Ok((start, start + end))
+                } else if value.starts_with(text) {
+                    Err(MULTI_LINE.into())
+                } else {
+                    Err(format!(
+                        "its text in the file does not match the parsed value {value:?}"
+                    ))
+                }
+            }
+            Style::Single | Style::Double => {
+                let quote = if style == Style::Single { '\'' } else { '"' };
+                if chars.next().map(|(_, c)| c) != Some(quote) {
+                    return Err(format!("no opening {quote} where the value starts"));
+                }
+                while let Some((i, c)) = chars.next() {
+                    match c {
+                        '\n' | '\r' | '\0' => return Err(MULTI_LINE.into()),
+                        '\\' if style == Style::Double => {
+                            if let None | Some((_, '\n' | '\r' | '\0')) = chars.next() {
+                                return Err(MULTI_LINE.into());
+                            }
+                        }
+                        '\'' if style == Style::Single
+                            && chars.peek().map(|&(_, n)| n) == Some('\'') =>
+                        {
+                            chars.next();
+                        }
+                        c if c == quote => return Ok((start, start + i + 1)),
+                        _ => {}
+                    }
+                }
+                Err(MULTI_LINE.into())
+            }
+            Style::Literal | Style::Folded => Err("it is a block scalar".into()),
+        }
     }
-    for (i, (old, new)) in before.docs.iter().zip(&after.docs).enumerate() {
-        if old.nodes.len() != new.nodes.len() || old.aliased != new.aliased {
-            return Err(format!("document {i} changed shape"));
-        }
-        if old.nodes.is_empty() {
-            continue;
-        }
-        let edit = Edit {
-            path: if i == doc { Some(path) } else { None },
-            value: new_value,
-            style,
+
+    /// Characters that can be written literally inside a one-line plain or single-quoted scalar.
+    pub(super) fn inline_printable(c: char) -> bool {
+        !(c < ' '
+            || ('\u{7f}'..='\u{9f}').contains(&c)
+            || matches!(
+                c,
+                '\u{2028}' | '\u{2029}' | '\u{feff}' | '\u{fffe}' | '\u{ffff}'
+            ))
+    }
+
+    /// Whether `v` written plain reads back as exactly `v` (conservatively: some safe values are
+    /// quoted anyway).
+    pub(super) fn plain_safe(v: &str, in_flow: bool) -> bool {
+        let mut chars = v.chars();
+        let (Some(first), second) = (chars.next(), chars.next()) else {
+            return false;
         };
-        compare(old, new, 0, 0, &mut Vec::new(), &edit)?;
+        if !v.chars().all(inline_printable)
+            || v.starts_with(' ')
+            || v.ends_with(' ')
+            || v.ends_with(':')
+            || v.contains(": ")
+            || v.contains(" #")
+            || v.starts_with("---")
+            || v.starts_with("...")
+        {
+            return false;
+        }
+        if in_flow && v.contains([',', '[', ']', '{', '}', ':']) {
+            return false;
+        }
+        match first {
+            '-' | '?' | ':' => !matches!(second, None | Some(' ')),
+            ',' | '[' | ']' | '{' | '}' | '#' | '&' | '*' | '!' | '|' | '>' | '\'' | '"' | '%'
+            | '@' | '`' => false,
+            _ => true,
+        }
     }
-    Ok(())
-}
 
-struct Edit<'a> {
-    /// The edited path, when comparing the edited document.
-    path: Option<&'a [Seg]>,
-    value: &'a str,
-    style: Style,
-}
+    /// Whether yaml-rust2 reads this plain text as a string.
+    pub(super) fn reads_as_string(plain: &str) -> bool {
+        matches!(Yaml::from_str(plain), Yaml::String(_))
+    }
 
-/// Compare the subtrees at `a` (before) and `b` (after). Recursion depth is bounded by
-/// yaml-rust2's own nesting limit.
-fn compare(
-    old: &Document,
-    new: &Document,
-    a: usize,
-    b: usize,
-    at: &mut Vec<Seg>,
-    edit: &Edit<'_>,
-) -> Result<(), String> {
-    let (x, y) = (&old.nodes[a], &new.nodes[b]);
-    let same = if edit.path == Some(at.as_slice()) {
-        let tagged = matches!(x.kind, Kind::Scalar { tagged: true, .. });
-        let expected = Kind::Scalar {
-            value: edit.value.to_owned(),
-            style: edit.style,
-            tagged,
+    /// Whether some YAML 1.1 or 1.2 loader (yaml-rust2, serde_yaml, Kubernetes' go-yaml) could read
+    /// this plain text as something other than a string. Errs on the side of yes.
+    pub(super) fn may_read_as_non_string(v: &str) -> bool {
+        if !reads_as_string(v) {
+            return true;
+        }
+        let lower = v.to_ascii_lowercase();
+        if matches!(
+            lower.as_str(),
+            "y" | "yes" | "n" | "no" | "on" | "off" | "true" | "false" | "null" | "~" | "=" | "<<"
+        ) {
+            return true;
+        }
+        let plain: String = v.chars().filter(|&c| c != '_').collect();
+        let t = plain.strip_prefix(['+', '-']).unwrap_or(&plain);
+        let digits = |s: &str, radix: u32| !s.is_empty() && s.chars().all(|c| c.is_digit(radix));
+        let radix = |prefix: [&str; 2], radix: u32| {
+            prefix
+                .iter()
+                .find_map(|p| t.strip_prefix(p))
+                .is_some_and(|r| digits(r, radix))
         };
-        y.kind == expected && y.anchor == x.anchor && y.in_flow == x.in_flow
-    } else {
-        x.same_shape(y)
-    };
-    if !same {
-        return Err(format!("`{}` changed", display_path(at)));
+        if digits(t, 10)
+            || radix(["0x", "0X"], 16)
+            || radix(["0o", "0O"], 8)
+            || radix(["0b", "0B"], 2)
+            || t.parse::<f64>().is_ok()
+            || t.to_ascii_lowercase().starts_with(".inf")
+            || t.to_ascii_lowercase().starts_with(".nan")
+        {
+            return true;
+        }
+        // Sexagesimal numbers (YAML 1.1): 1:30, 1:30.5
+        let parts: Vec<&str> = t.split(':').collect();
+        if parts.len() > 1
+            && parts.iter().enumerate().all(|(i, p)| {
+                if i + 1 == parts.len() {
+                    p.parse::<f64>().is_ok() && p.starts_with(|c: char| c.is_ascii_digit())
+                } else {
+                    digits(p, 10)
+                }
+            })
+        {
+            return true;
+        }
+        // Dates and timestamps: 2024-01-02, 2024-1-2T10:00:00Z
+        let b = v.as_bytes();
+        b.len() >= 6
+            && b[..4].iter().all(u8::is_ascii_digit)
+            && b[4] == b'-'
+            && b[5].is_ascii_digit()
     }
-    for (seg, &ca) in &x.children {
-        let Some(&cb) = y.children.get(seg) else {
+
+    pub(super) fn render(v: &str, style: Style) -> String {
+        match style {
+            Style::Plain => v.to_owned(),
+            Style::Single => format!("'{}'", v.replace('\'', "''")),
+            _ => double_quoted(v),
+        }
+    }
+
+    pub(super) fn double_quoted(v: &str) -> String {
+        let mut out = String::with_capacity(v.len() + 2);
+        out.push('"');
+        for c in v.chars() {
+            match c {
+                '"' => out.push_str("\\\""),
+                '\\' => out.push_str("\\\\"),
+                '\0' => out.push_str("\\0"),
+                '\u{7}' => out.push_str("\\a"),
+                '\u{8}' => out.push_str("\\b"),
+                '\t' => out.push_str("\\t"),
+                '\n' => out.push_str("\\n"),
+                '\u{b}' => out.push_str("\\v"),
+                '\u{c}' => out.push_str("\\f"),
+                '\r' => out.push_str("\\r"),
+                '\u{1b}' => out.push_str("\\e"),
+                '\u{85}' => out.push_str("\\N"),
+                '\u{2028}' => out.push_str("\\L"),
+                '\u{2029}' => out.push_str("\\P"),
+                c if (c as u32) < 0x100 && !inline_printable(c) => {
+                    let _ = write!(out, "\\x{:02X}", c as u32);
+                }
+                c if !inline_printable(c) => {
+                    let _ = write!(out, "\\u{:04X}", c as u32);
+                }
+                c => out.push(c),
+            }
+        }
+        out.push('"');
+        out
+    }
+
+    /// Parse the edited text and compare it with the original, node by node: the same documents and
+    /// paths, the same kinds, values, styles and anchors, except the edited value.
+    pub(super) fn verify(
+        before: &PositionIndex,
+        out: &str,
+        doc: usize,
+        path: &[Seg],
+        new_value: &str,
+        style: Style,
+    ) -> Result<(), String> {
+        let after =
+            PositionIndex::parse(out).map_err(|e| format!("the result does not parse: {e}"))?;
+        if after.docs.len() != before.docs.len() {
+            return Err(format!(
+                "the result has {} documents instead of {}",
+                after.docs.len(),
+                before.docs.len()
+            ));
+        }
+        for (i, (old, new)) in before.docs.iter().zip(&after.docs).enumerate() {
+            if old.nodes.len() != new.nodes.len() || old.aliased != new.aliased {
+                return Err(format!("document {i} changed shape"));
+            }
+            if old.nodes.is_empty() {
+                continue;
+            }
+            let edit = Edit {
+                path: if i == doc { Some(path) } else { None },
+                value: new_value,
+                style,
+            };
+            compare(old, new, 0, 0, &mut Vec::new(), &edit)?;
+        }
+        Ok(())
+    }
+
+    pub(super) struct Edit<'a> {
+        /// The edited path, when comparing the edited document.
+        path: Option<&'a [Seg]>,
+        value: &'a str,
+        style: Style,
+    }
+
+    /// Compare the subtrees at `a` (before) and `b` (after). Recursion depth is bounded by
+    /// yaml-rust2's own nesting limit.
+    pub(super) fn compare(
+        old: &Document,
+        new: &Document,
+        a: usize,
+        b: usize,
+        at: &mut Vec<Seg>,
+        edit: &Edit<'_>,
+    ) -> Result<(), String> {
+        let (x, y) = (&old.nodes[a], &new.nodes[b]);
+        let same = if edit.path == Some(at.as_slice()) {
+            let tagged = matches!(x.kind, Kind::Scalar { tagged: true, .. });
+            let expected = Kind::Scalar {
+                value: edit.value.to_owned(),
+                style: edit.style,
+                tagged,
+            };
+            y.kind == expected && y.anchor == x.anchor && y.in_flow == x.in_flow
+        } else {
+            x.same_shape(y)
+        };
+        if !same {
+            return Err(format!("`{}` changed", display_path(at)));
+        }
+        for (seg, &ca) in &x.children {
+            let Some(&cb) = y.children.get(seg) else {
+                at.push(seg.clone());
+                return Err(format!("`{}` disappeared", display_path(at)));
+            };
             at.push(seg.clone());
-            return Err(format!("`{}` disappeared", display_path(at)));
-        };
-        at.push(seg.clone());
-        compare(old, new, ca, cb, at, edit)?;
-        at.pop();
+            compare(old, new, ca, cb, at, edit)?;
+            at.pop();
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Convenience: parse a dotted path like `spec.analysis.stepWeights[2]` or `images[0].newTag`
@@ -1168,6 +1189,7 @@ pub fn display_path(path: &[Seg]) -> String {
 
 #[cfg(test)]
 mod tests {
+    use super::editing::*;
     use super::*;
     use proptest::prelude::*;
     use yaml_rust2::YamlLoader;

@@ -16,9 +16,8 @@ use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 use std::path::Path;
 
-/// Template files weir renders, in the order they are written.
-pub const TEMPLATE_FILES: [&str; 4] = [
-    "kustomization.yaml",
+/// Template files weir renders (the routing), in the order they are listed.
+pub const TEMPLATE_FILES: [&str; 3] = [
     "services.yaml",
     "destinationrules.yaml",
     "virtualservice.yaml",
@@ -28,14 +27,12 @@ pub const TEMPLATE_FILES: [&str; 4] = [
 pub const STATE_FILE: &str = "state.yaml";
 /// The folder of the primary in the owned folder.
 pub const PRIMARY_DIR: &str = "primary";
-/// The folder of the name guards in the owned folder.
-pub const GUARDS_DIR: &str = "guards";
+/// The name guards in the owned folder.
+pub const GUARDS_FILE: &str = "guards.yaml";
+/// weir's kustomization in the owned folder.
+pub const KUSTOMIZATION_FILE: &str = "kustomization.yaml";
 
-const EMBEDDED: [(&str, &str); 4] = [
-    (
-        "kustomization.yaml",
-        include_str!("../../templates/kustomization.yaml"),
-    ),
+const EMBEDDED: [(&str, &str); 3] = [
     (
         "services.yaml",
         include_str!("../../templates/services.yaml"),
@@ -166,7 +163,11 @@ impl Templates {
             PRIMARY_DIR,
             Node::Dir(primary::primary_dir(canary, selector, primary, commit)),
         );
-        dir.insert(GUARDS_DIR, Node::Dir(primary::guards_dir(canary, primary)));
+        dir.file(GUARDS_FILE, primary::guards_file(canary, primary));
+        dir.file(
+            KUSTOMIZATION_FILE,
+            primary::owned_kustomization(primary, &TEMPLATE_FILES),
+        );
         dir.file(
             STATE_FILE,
             crate::state::render(&canary.name, &canary.namespace, state),

@@ -14,14 +14,15 @@
 //! kustomize fixes name references once, over the whole of Flux's build, and remembers every
 //! earlier name of a renamed object. Without help it would point the user's own HPA, or the
 //! user's own pods, at the primary's copies whenever the user's objects were never renamed.
-//! `guards/` holds one local-config object per renamed name: kustomize drops them from the
-//! output, but while it fixes references they stand for the user's objects under their own
-//! names, so references from outside the primary resolve to the user's objects. The README
-//! ("How the primary is derived") explains it with an example.
+//! `guards.yaml` holds one local-config object per renamed name, which weir's kustomization
+//! turns into a guard kind: kustomize drops them from the output, but while it fixes
+//! references they stand for the user's objects under their own names, so references from
+//! outside the primary resolve to the user's objects. The README ("How the primary is
+//! derived") explains it.
 //!
 //! Pure: same inputs, same bytes.
 
-use crate::app::{AppSource, ConfigKind};
+use crate::app::AppSource;
 use crate::render::Selector;
 use crate::spec::Canary;
 use crate::tree::{Dir, Node};
@@ -158,61 +159,94 @@ fn regex_escape(name: &str) -> String {
     out
 }
 
-/// The `guards/` folder: one local-config object per name the primary renames, standing for
-/// the user's object while kustomize fixes name references.
-pub fn guards_dir(canary: &Canary, source: &AppSource) -> Dir {
+/// The annotation that marks weir's name guards.
+pub const GUARD_ANNOTATION: &str = "weir.dev/guard";
+
+/// A kind of object the primary renames, and the kind its guard takes.
+struct GuardKind {
+    api_version: &'static str,
+    kind: &'static str,
+    guard: &'static str,
+}
+
+const GUARD_KINDS: [GuardKind; 3] = [
+    GuardKind {
+        api_version: "apps/v1",
+        kind: "Deployment",
+        guard: "WeirGuardDeployment",
+    },
+    GuardKind {
+        api_version: "v1",
+        kind: "ConfigMap",
+        guard: "WeirGuardConfigMap",
+    },
+    GuardKind {
+        api_version: "v1",
+        kind: "Secret",
+        guard: "WeirGuardSecret",
+    },
+];
+
+/// `guards.yaml`: one local-config object per name the primary renames, standing for the
+/// user's object while kustomize fixes name references (see the module documentation).
+pub fn guards_file(canary: &Canary, source: &AppSource) -> String {
     let ns = |n: &Option<String>| n.clone().unwrap_or_else(|| canary.namespace.clone());
-    // (guard kind, original apiVersion, original kind, name, namespace)
-    let mut guards = vec![(
-        "WeirGuardDeployment",
-        "apps/v1",
-        "Deployment",
-        canary.target.clone(),
-        ns(&source.namespace),
-    )];
+    let mut guards = vec![("Deployment", canary.target.clone(), ns(&source.namespace))];
     for c in source.config.iter().filter(|c| !c.hashed) {
-        let guard = match c.kind {
-            ConfigKind::ConfigMap => "WeirGuardConfigMap",
-            ConfigKind::Secret => "WeirGuardSecret",
-        };
-        guards.push((guard, "v1", c.kind.kind(), c.name.clone(), ns(&c.namespace)));
+        guards.push((c.kind.kind(), c.name.clone(), ns(&c.namespace)));
     }
-    let mut objects = String::from(
-        "# Never applied: kustomize uses these while it fixes name references, then drops them\n\
-         # (local-config). See kustomization.yaml. Written by weir; do not edit.\n",
-    );
-    let mut kinds: Vec<(&str, &str, &str)> = Vec::new();
-    for (guard, api, kind, name, namespace) in &guards {
-        objects.push_str(&format!(
-            "---\napiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {}\n  namespace: {}\n",
-            q(name),
-            q(namespace)
-        ));
-        if !kinds.iter().any(|(g, _, _)| g == guard) {
-            kinds.push((guard, api, kind));
-        }
-    }
-    let mut k = format!(
-        "# Name guards of {}/{}: objects named as the user's objects that the primary renames.\n\
-         # kustomize fixes name references once over Flux's whole build; a guard makes a\n\
-         # reference from outside the primary (your HPA, your pods) keep its name instead of\n\
-         # following the primary's copy. Written by weir; do not edit.\n\
-         apiVersion: kustomize.config.k8s.io/v1beta1\n\
-         kind: Kustomization\n\
-         resources:\n  - guards.yaml\n\
-         commonAnnotations:\n  config.kubernetes.io/local-config: \"true\"\n\
-         patches:\n",
+    let mut text = format!(
+        "# Name guards of {}/{}: never applied. kustomize fixes name references once over Flux's\n\
+         # whole build; while it does, these stand for your objects that the primary copies, so\n\
+         # that your HPA and your pods keep pointing at yours. Then they are dropped (local-config).\n\
+         # Written by weir; do not edit.\n",
         canary.namespace, canary.name
     );
-    for (guard, api, kind) in kinds {
-        k.push_str(&format!(
-            "  - target:\n      kind: {kind}\n    options:\n      allowKindChange: true\n    patch: |-\n      apiVersion: {api}\n      kind: {guard}\n      metadata:\n        name: guard\n"
+    for (kind, name, namespace) in guards {
+        let api = GUARD_KINDS
+            .iter()
+            .find(|g| g.kind == kind)
+            .map(|g| g.api_version)
+            .unwrap_or("v1");
+        text.push_str(&format!(
+            "---\napiVersion: {api}\nkind: {kind}\nmetadata:\n  name: {}\n  namespace: {}\n  annotations:\n    config.kubernetes.io/local-config: \"true\"\n    {GUARD_ANNOTATION}: \"true\"\n",
+            q(&name),
+            q(&namespace)
         ));
     }
-    let mut dir = Dir::default();
-    dir.file("kustomization.yaml", k);
-    dir.file("guards.yaml", objects);
-    dir
+    text
+}
+
+/// weir's `kustomization.yaml` for an app: the primary, the guards (with the patches that
+/// give them their guard kinds) and the routing files. The same bytes for every app.
+pub fn owned_kustomization(source: &AppSource, routing: &[&str]) -> String {
+    let mut k = String::from(
+        "# Written by weir: the objects Flagger would have created in the cluster, kept in Git.\n\
+         # Do not edit; weir rewrites this folder on every step.\n\
+         apiVersion: kustomize.config.k8s.io/v1beta1\n\
+         kind: Kustomization\n\
+         resources:\n  - primary\n  - guards.yaml\n",
+    );
+    for file in routing {
+        k.push_str(&format!("  - {file}\n"));
+    }
+    k.push_str("patches:\n");
+    let present = |kind: &str| {
+        kind == "Deployment"
+            || source
+                .config
+                .iter()
+                .any(|c| !c.hashed && c.kind.kind() == kind)
+    };
+    for g in GUARD_KINDS.iter().filter(|g| present(g.kind)) {
+        k.push_str(&format!(
+            "  - target:\n      kind: {kind}\n      annotationSelector: {GUARD_ANNOTATION}\n    options:\n      allowKindChange: true\n    patch: |-\n      apiVersion: {api}\n      kind: {guard}\n      metadata:\n        name: guard\n",
+            kind = g.kind,
+            api = g.api_version,
+            guard = g.guard,
+        ));
+    }
+    k
 }
 
 #[cfg(test)]

@@ -148,6 +148,9 @@ pub struct Service {
 pub struct Canary {
     /// Repository-relative path of the file that holds it.
     pub file: String,
+    /// The file holds nothing but Canaries: it is the rollout spec alone, not part of the
+    /// app's revision.
+    pub file_alone: bool,
     /// `metadata.name`.
     pub name: String,
     /// Line and column of `metadata.name`.
@@ -326,6 +329,7 @@ pub(super) fn validate(
     Ok((
         Canary {
             file: at.file().to_string(),
+            file_alone: false,
             name: raw.metadata.name,
             name_at,
             namespace,

@@ -196,6 +196,7 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
             return scan;
         }
     };
+    let mut only_canaries = true;
     for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
         let meta = match TypeMeta::deserialize(de) {
             Ok(meta) => meta,
@@ -203,6 +204,9 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
             Err(_) => continue,
         };
         let kind = meta.kind_str();
+        if kind.is_some() && kind != Some("Canary") {
+            only_canaries = false;
+        }
         if kind != Some("Canary") && kind != Some("MetricTemplate") {
             continue;
         }
@@ -247,6 +251,9 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
                 scan.templates.push(parsed);
             }
         }
+    }
+    for (canary, _) in scan.canaries.iter_mut().flatten() {
+        canary.file_alone = only_canaries;
     }
     scan
 }

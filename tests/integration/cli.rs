@@ -29,8 +29,7 @@ fn plan_shows_the_diff_and_pushes_nothing_then_step_pushes_it() {
     for file in [
         "primary/kustomization.yaml",
         "primary/source/backend/deployment.yaml",
-        "guards/kustomization.yaml",
-        "guards/guards.yaml",
+        "guards.yaml",
         "services.yaml",
         "destinationrules.yaml",
         "virtualservice.yaml",

@@ -131,7 +131,7 @@ async fn nothing_is_remembered_from_a_tick_that_did_not_publish() {
     let (mut engine, _clock, _) = fake_engine(&fixture);
     engine.tick().await.unwrap();
     fixture.push_change("oops", |work| {
-        std::fs::remove_file(work.join("apps/backend.weir/guards/guards.yaml")).unwrap();
+        std::fs::remove_file(work.join("apps/backend.weir/guards.yaml")).unwrap();
     });
     let work = fixture.work.clone();
     let (racing, _) = Racing::new(
@@ -161,7 +161,7 @@ async fn nothing_is_remembered_from_a_tick_that_did_not_publish() {
         last_subject(&fixture)
     );
     assert!(fixture
-        .show("main", "apps/backend.weir/guards/guards.yaml")
+        .show("main", "apps/backend.weir/guards.yaml")
         .is_some());
 }
 
