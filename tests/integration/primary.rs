@@ -258,3 +258,101 @@ async fn the_primary_copies_the_apps_config_and_leaves_outside_objects_alone() {
         flux_build(&fixture, &sha);
     }
 }
+
+/// An app whose kustomization reads a base and a patch outside its folder: the primary
+/// carries them at the same places relative to the app, so the references still resolve,
+/// and the promoted revision's base is what the primary runs.
+#[tokio::test]
+async fn bases_outside_the_app_folder_are_carried_with_their_references() {
+    let fixture = Fixture::with(|work| {
+        crate::support::repo::edit(
+            &work.join("apps/backend/canary.yaml"),
+            0,
+            "spec.analysis.interval",
+            "3s",
+        );
+        let base = work.join("bases/podinfo");
+        std::fs::create_dir_all(&base).unwrap();
+        std::fs::rename(
+            work.join("apps/backend/deployment.yaml"),
+            base.join("deployment.yaml"),
+        )
+        .unwrap();
+        std::fs::write(
+            base.join("kustomization.yaml"),
+            "resources:\n  - deployment.yaml\n",
+        )
+        .unwrap();
+        std::fs::create_dir_all(work.join("shared")).unwrap();
+        std::fs::write(
+            work.join("shared/labels.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: backend\n  namespace: prod\n  labels:\n    team: payments\n",
+        )
+        .unwrap();
+        let k = work.join("apps/backend/kustomization.yaml");
+        let text = std::fs::read_to_string(&k)
+            .unwrap()
+            .replace("  - deployment.yaml\n", "  - ../../bases/podinfo\n")
+            + "patchesStrategicMerge:\n  - ../../shared/labels.yaml\n";
+        std::fs::write(&k, text).unwrap();
+    });
+    let (mut engine, clock, _) = fake_engine(&fixture);
+    let report = engine.tick().await.unwrap();
+    assert!(
+        report.apps.iter().all(|a| a.errors.is_empty()),
+        "{:#?}",
+        report.apps
+    );
+    // The closure is carried under one root that holds every path it reads.
+    for file in [
+        "apps/backend.weir/primary/source/apps/backend/kustomization.yaml",
+        "apps/backend.weir/primary/source/bases/podinfo/deployment.yaml",
+        "apps/backend.weir/primary/source/shared/labels.yaml",
+    ] {
+        assert!(
+            fixture.show("main", file).is_some(),
+            "{file} is not carried"
+        );
+    }
+    let built = docs(&flux_build(&fixture, "main"));
+    let primary = find(&built, "Deployment", "backend-primary").expect("primary");
+    assert_eq!(primary["metadata"]["labels"]["team"], "payments");
+    assert_eq!(
+        crate::support::repo::image(primary),
+        "ghcr.io/acme/backend:6.1.0"
+    );
+
+    // A change to the base outside the folder is a new revision of the app, and reaches the
+    // primary when it is promoted.
+    fixture.push_change("base: more memory", |work| {
+        let d = work.join("bases/podinfo/deployment.yaml");
+        let text = std::fs::read_to_string(&d)
+            .unwrap()
+            .replace("memory: 512Mi", "memory: 1Gi");
+        std::fs::write(&d, text).unwrap();
+    });
+    engine.tick().await.unwrap();
+    assert!(fixture
+        .log()
+        .last()
+        .unwrap()
+        .1
+        .starts_with("backend: new revision "));
+    let memory = |built: &[Value], name: &str| {
+        find(built, "Deployment", name).unwrap()["spec"]["template"]["spec"]["containers"][0]
+            ["resources"]["limits"]["memory"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
+    let built = docs(&flux_build(&fixture, "main"));
+    assert_eq!(memory(&built, "backend"), "1Gi");
+    assert_eq!(memory(&built, "backend-primary"), "512Mi");
+    drive_fake(&mut engine, &clock, &fixture, |f| {
+        f.state("backend")
+            .is_some_and(|s| s.phase == Phase::Succeeded)
+    })
+    .await;
+    let built = docs(&flux_build(&fixture, "main"));
+    assert_eq!(memory(&built, "backend-primary"), "1Gi");
+}
