@@ -91,6 +91,22 @@ pub struct AppSource {
     pub canary_alone: Option<String>,
     /// The entries of the app folder, to carry it without the Canary.
     pub app_listing: Vec<crate::source::Entry>,
+    /// The objects the app's own build makes, as far as the files say (generated ConfigMaps
+    /// and Secrets with a content hash are left out: their names are not known).
+    pub objects: Vec<ObjectRef>,
+}
+
+/// An object of a build: kind, namespace, name, and the file it is written in.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    /// `kind`.
+    pub kind: String,
+    /// The namespace it lands in.
+    pub namespace: String,
+    /// `metadata.name`.
+    pub name: String,
+    /// Where it is written.
+    pub file: String,
 }
 
 /// What the primary carries instead of a file that holds only Canaries.
@@ -549,6 +565,16 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
                 ));
                 continue;
             }
+            if tree.link(&path) {
+                errors.push(error(
+                    &kfile,
+                    line,
+                    col,
+                    shown,
+                    format!("`{reference}` is a symbolic link; weir reads no links (Flux would follow it, maybe out of the repository): put the file or folder itself there"),
+                ));
+                continue;
+            }
             walk.climbs.push(climb);
             match tree.list(&path) {
                 Ok(_) => {
@@ -595,6 +621,20 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
         })
         .cloned()
         .collect();
+    // A link anywhere in what the build reads would be followed by Flux.
+    for p in &paths {
+        let mut found = Vec::new();
+        links_under(tree, p, &mut found);
+        for link in found {
+            errors.push(error(
+                &link,
+                1,
+                1,
+                "(file)".into(),
+                "is a symbolic link in the app's build; weir reads no links (Flux would follow it, maybe out of the repository): put the file itself there".into(),
+            ));
+        }
+    }
     let mut closure = Vec::new();
     for p in &paths {
         let is_dir = tree.list(p).is_ok();
@@ -614,7 +654,14 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
         if canary.file_alone && file == &canary.file {
             continue;
         }
-        let Ok(bytes) = tree.read(file) else { continue };
+        let bytes = match tree.read(file) {
+            Ok(bytes) => bytes,
+            Err(e @ SourceError::Refused { .. }) => {
+                errors.push(read_error(file, e));
+                continue;
+            }
+            Err(_) => continue,
+        };
         let text = String::from_utf8_lossy(&bytes);
         if let Ok(values) = crate::yaml::documents(&text) {
             for v in values {
@@ -656,6 +703,17 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
         )),
         Some((_, chain, d)) => {
             selector = selector_of(d);
+            if let Some(s) = &selector {
+                if s.value.len() + "-primary".len() > 63 {
+                    errors.push(error(
+                        &canary.file,
+                        line,
+                        col,
+                        "spec.targetRef.name".into(),
+                        format!("the Deployment's selector label {}={} would become {}-primary for the primary, longer than a label value may be (63 characters)", s.label, s.value, s.value),
+                    ));
+                }
+            }
             if selector.is_none() {
                 errors.push(error(
                     &canary.file,
@@ -732,6 +790,24 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
             config.insert(g);
         }
     }
+    let mut objects = Vec::new();
+    for (file, chain, v) in &docs {
+        let (Some(kind), Some(name)) = (
+            v.get("kind").and_then(Value::as_str),
+            v.get("metadata")
+                .and_then(|m| m.get("name"))
+                .and_then(Value::as_str),
+        ) else {
+            continue;
+        };
+        objects.push(ObjectRef {
+            kind: kind.to_string(),
+            namespace: doc_namespace(v, chain, &walk.namespaces)
+                .unwrap_or_else(|| canary.namespace.clone()),
+            name: name.to_string(),
+            file: file.clone(),
+        });
+    }
     let mirror_root = mirror_root(dir, &closure, &walk.climbs);
     let canary_alone = canary.file_alone.then(|| canary.file.clone());
     let revision = digest(tree, &closure, canary_alone.as_deref());
@@ -747,6 +823,7 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
         images,
         canary_alone,
         app_listing,
+        objects,
     })
 }
 
@@ -926,6 +1003,24 @@ fn config_refs(v: &Value, out: &mut BTreeSet<(ConfigKind, String)>) {
             }
         }
         _ => {}
+    }
+}
+
+/// Every link at or under `path`.
+fn links_under(tree: &dyn SourceTree, path: &str, out: &mut Vec<String>) {
+    if tree.link(path) {
+        out.push(path.to_string());
+        return;
+    }
+    if let Ok(entries) = tree.list(path) {
+        for e in entries {
+            let p = join(path, &e.name);
+            if e.link {
+                out.push(p);
+            } else if e.is_dir {
+                links_under(tree, &p, out);
+            }
+        }
     }
 }
 

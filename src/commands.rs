@@ -59,15 +59,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             // found, then the warnings of valid Canaries: the same rules `step` applies.
             let mut findings = catalog.errors.clone();
             let canaries: Vec<_> = catalog.canaries.iter().map(|(c, _)| c).collect();
-            let rule_errors = crate::rules::check(&canaries);
             let mut resolver = crate::app::Resolver::default();
+            let resolved = crate::rules::resolve_all(&tree, &canaries, &mut resolver);
             for (canary, _) in &catalog.canaries {
-                if let Some(errors) = rule_errors.get(&canary.file) {
+                if let Some(errors) = resolved.errors.get(&canary.file) {
                     findings.extend(errors.iter().cloned());
                     continue;
-                }
-                if let Err(errors) = resolver.resolve(&tree, canary) {
-                    findings.extend(errors);
                 }
                 if let Err(errors) = crate::app::gates(canary, &catalog.templates) {
                     findings.extend(errors);

@@ -5,6 +5,10 @@
 use std::fmt;
 use std::time::Duration;
 
+/// The longest duration weir reads: ten years, far beyond any analysis interval, and far
+/// below what would overflow a time computed from it.
+const MAX_MS: u64 = 10 * 366 * 24 * 3_600_000;
+
 /// A duration written the way Kubernetes and Flagger write them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct GoDuration(pub Duration);
@@ -53,7 +57,14 @@ impl GoDuration {
                 _ => return Err(err()),
             };
             rest = &rest[unit_len..];
-            total_ms += (number * factor_ms).round() as u128;
+            let term = (number * factor_ms).round();
+            if !term.is_finite() || term > MAX_MS as f64 {
+                return Err(err());
+            }
+            total_ms = total_ms.saturating_add(term as u128);
+        }
+        if total_ms > u128::from(MAX_MS) {
+            return Err(err());
         }
         let ms = u64::try_from(total_ms).map_err(|_| err())?;
         Ok(GoDuration(Duration::from_millis(ms)))
@@ -96,6 +107,16 @@ impl fmt::Display for GoDuration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn huge_durations_are_refused_not_wrapped() {
+        let nines = "9".repeat(400);
+        assert!(GoDuration::parse(&format!("{nines}h")).is_err());
+        assert!(GoDuration::parse(&format!("{nines}h{nines}h")).is_err());
+        assert!(GoDuration::parse("18446744073709551615ms").is_err());
+        assert!(GoDuration::parse("87600h").is_ok());
+        assert!(GoDuration::parse("100000h").is_err());
+    }
 
     #[test]
     fn parses_flagger_forms() {

@@ -64,6 +64,7 @@ pub struct Git2Repo {
     repo: Repository,
     settings: GitSettings,
     recloned: bool,
+    scrubber: crate::secret::Scrubber,
 }
 
 /// What the credential callback saw.
@@ -108,10 +109,13 @@ impl Git2Repo {
             Err(_) => init_cache(&path)?,
         };
         no_delta_search(&repo)?;
+        let scrubber =
+            crate::secret::Scrubber::new(settings.token.iter().map(|t| t.expose().to_string()));
         Ok(Git2Repo {
             repo,
             settings,
             recloned: false,
+            scrubber,
         })
     }
 
@@ -132,7 +136,7 @@ impl Git2Repo {
     /// Turns a transport error into a message a user can act on.
     fn classify(&self, what: &str, e: &git2::Error, auth: &Auth) -> RepoError {
         let url = self.url();
-        let message = redact_url(e.message());
+        let message = crate::events::clean(&self.scrubber.scrub(e.message()), 300);
         if auth.refused.load(Ordering::SeqCst) || e.code() == ErrorCode::Auth {
             return RepoError::permanent(format!(
                 "cannot {what} {url}: the remote refused the credentials. Hint: check that WEIR_GIT_TOKEN (--git-token) is set, has not expired, and may read and push to this repository"
@@ -486,7 +490,7 @@ impl ConfigRepo for Git2Repo {
             return match self.remote_head()? {
                 Some(now) if now == expected => Err(RepoError::permanent(format!(
                     "the remote refused the update of {target_ref} on {url}: {}. The branch did not move, so this is not a race; weir will not retry it until something changes (branch protection, a hook or permissions?)",
-                    crate::events::clean(&message, 300)
+                    crate::events::clean(&self.scrubber.scrub(&message), 300)
                 ))),
                 remote => Ok(PushOutcome::Raced { remote }),
             };
@@ -639,6 +643,7 @@ impl<'r> GitTree<'r> {
                 Some(Entry {
                     name: e.name().ok()?.to_string(),
                     is_dir,
+                    link: e.filemode() == 0o120000,
                     id: id(e.id()),
                 })
             })
@@ -675,14 +680,25 @@ impl SourceTree for GitTree<'_> {
             .entry(path)
             .filter(|e| !e.is_dir)
             .ok_or_else(|| SourceError::Missing(path.to_string()))?;
-        let blob = self
-            .repo
-            .find_blob(oid(entry.id))
-            .map_err(|e| SourceError::Read {
-                path: path.to_string(),
-                message: e.message().to_string(),
-            })?;
+        if entry.link {
+            return Err(SourceError::link(path));
+        }
+        let read_err = |e: git2::Error| SourceError::Read {
+            path: path.to_string(),
+            message: e.message().to_string(),
+        };
+        // The size is read from the header, so a huge blob is refused without loading it.
+        let odb = self.repo.odb().map_err(read_err)?;
+        let (size, _) = odb.read_header(oid(entry.id)).map_err(read_err)?;
+        if size as u64 > crate::source::MAX_FILE {
+            return Err(SourceError::too_large(path, size as u64));
+        }
+        let blob = self.repo.find_blob(oid(entry.id)).map_err(read_err)?;
         Ok(blob.content().to_vec())
+    }
+
+    fn link(&self, path: &str) -> bool {
+        self.entry(path).is_some_and(|e| e.link)
     }
 
     fn dir_id(&self, dir: &str) -> Option<ObjectId> {

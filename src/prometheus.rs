@@ -73,7 +73,7 @@ pub enum QueryError {
     #[error("variable `{0}` is used by the query but not set in templateVariables")]
     MissingVariable(String),
     /// A value placed outside a quoted string that could change the query's meaning.
-    #[error("value `{value}` of {name} is used outside a quoted string and is not a plain word or duration; quote the placeholder in the query")]
+    #[error("value `{value}` of {name} is used outside a quoted string, where only a duration (such as 1m) is allowed; quote the placeholder in the query")]
     UnsafeBare { name: String, value: String },
 }
 
@@ -131,6 +131,8 @@ pub struct QueryVars<'a> {
 enum Context {
     /// Outside any string literal.
     Bare,
+    /// In a `#` comment.
+    Comment,
     /// Inside a string literal delimited by this quote.
     Quoted { quote: char, regex: bool },
 }
@@ -163,15 +165,17 @@ pub fn render(template: &str, vars: &QueryVars) -> Result<String, QueryError> {
             ),
         };
         match context_at(&out) {
+            // Outside strings a value can only be a duration (`[{{ interval }}]`): anything
+            // else could be a metric, a function or an operator.
             Context::Bare => {
-                let safe = !value.is_empty()
-                    && value
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | ':'));
-                if !safe {
+                if !is_duration(&value) {
                     return Err(QueryError::UnsafeBare { name, value });
                 }
                 out.push_str(&value);
+            }
+            // In a comment a value stays in the comment: no line break can end it.
+            Context::Comment => {
+                out.extend(value.chars().filter(|c| !c.is_control()));
             }
             Context::Quoted { quote, regex } => {
                 let value = if regex { regex_escape(&value) } else { value };
@@ -186,17 +190,26 @@ pub fn render(template: &str, vars: &QueryVars) -> Result<String, QueryError> {
     Ok(out)
 }
 
-/// Decides whether the end of `text` lies inside a PromQL string literal.
+/// Decides where the end of `text` lies: in a PromQL string literal (and which), in a `#`
+/// comment, or in the expression itself. Quotes inside comments and `#` inside strings do
+/// not count.
 fn context_at(text: &str) -> Context {
     let mut open: Option<(char, usize)> = None;
     let mut escaped = false;
+    let mut comment = false;
     for (i, c) in text.char_indices() {
+        if comment {
+            if c == '\n' {
+                comment = false;
+            }
+            continue;
+        }
         match open {
             None => {
                 if c == '"' || c == '\'' || c == '`' {
                     open = Some((c, i));
                 } else if c == '#' {
-                    // A comment runs to the end of the line; quotes inside it do not count.
+                    comment = true;
                 }
             }
             Some((q, _)) => {
@@ -210,6 +223,9 @@ fn context_at(text: &str) -> Context {
             }
         }
     }
+    if comment {
+        return Context::Comment;
+    }
     match open {
         None => Context::Bare,
         Some((quote, at)) => {
@@ -218,6 +234,29 @@ fn context_at(text: &str) -> Context {
             Context::Quoted { quote, regex }
         }
     }
+}
+
+/// A PromQL duration: one or more `<number><unit>`, units ms, s, m, h, d, w, y.
+fn is_duration(value: &str) -> bool {
+    let mut rest = value;
+    if rest.is_empty() {
+        return false;
+    }
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
+        if digits == 0 {
+            return false;
+        }
+        rest = &rest[digits..];
+        let unit = ["ms", "s", "m", "h", "d", "w", "y"]
+            .into_iter()
+            .find(|u| rest.starts_with(u));
+        match unit {
+            Some(u) => rest = &rest[u.len()..],
+            None => return false,
+        }
+    }
+    true
 }
 
 fn regex_escape(value: &str) -> String {
@@ -351,6 +390,7 @@ pub struct Settings {
 pub struct Client {
     http: reqwest::Client,
     settings: std::sync::Arc<Settings>,
+    scrubber: crate::secret::Scrubber,
 }
 
 impl Client {
@@ -373,9 +413,19 @@ impl Client {
                 address: String::new(),
                 message: e.to_string(),
             })?;
+        // Anything that comes back (an error body echoing the request) is scrubbed of what
+        // weir sent.
+        let mut secrets: Vec<String> = settings.headers.iter().map(|(_, v)| v.clone()).collect();
+        if let Some(t) = &settings.bearer_token {
+            secrets.push(t.expose().to_string());
+        }
+        if let Some((_, p)) = &settings.basic_auth {
+            secrets.push(p.expose().to_string());
+        }
         Ok(Client {
             http,
             settings: std::sync::Arc::new(settings),
+            scrubber: crate::secret::Scrubber::new(secrets),
         })
     }
 
@@ -462,7 +512,7 @@ impl crate::ports::MetricSource for Client {
             Client::query(self, &address, query)
                 .await
                 .map_err(|e| crate::ports::MetricError {
-                    message: crate::events::clean(&e.to_string(), 300),
+                    message: crate::events::clean(&self.scrubber.scrub(&e.to_string()), 300),
                     no_data: e == PromError::NoData,
                 })
         })
@@ -505,6 +555,82 @@ mod tests {
             q,
             r#"sum(rate(x{path="/api\"} or vector(100) #", w=~"my\\.app"}[1m]))"#
         );
+    }
+
+    /// The attack found in review: an apostrophe in a comment made the escaper think later
+    /// placeholders were quoted, so a value rewrote the query. Comments are comments.
+    #[test]
+    fn quotes_in_comments_do_not_open_strings() {
+        let mut v = BTreeMap::new();
+        v.insert("code".to_string(), r#"5.*"}) * 0 + 100 #"#.to_string());
+        let template =
+            "# don't count 4xx\nsum(rate(x{code=~\"{{ variables.code }}\"}[{{ interval }}]))";
+        let q = render(template, &vars("b", &v)).unwrap();
+        assert_eq!(
+            q,
+            r#"# don't count 4xx
+sum(rate(x{code=~"5\\.\\*\"\\}\\) \\* 0 \\+ 100 #"}[1m]))"#
+        );
+        // A bare placeholder after such a comment is still bare, and refused unless a
+        // duration.
+        let err = render("# it's\nx + {{ variables.code }}", &vars("b", &v)).unwrap_err();
+        assert!(matches!(err, QueryError::UnsafeBare { .. }), "{err}");
+        // A value in a comment cannot end the comment.
+        let mut v = BTreeMap::new();
+        v.insert("n".to_string(), "a\nvector(1)".to_string());
+        assert_eq!(
+            render("x # {{ variables.n }}", &vars("b", &v)).unwrap(),
+            "x # avector(1)"
+        );
+    }
+
+    #[test]
+    fn only_durations_stand_outside_strings() {
+        for ok in ["1m", "30s", "1h30m", "500ms", "2d", "1w", "1y"] {
+            assert!(is_duration(ok), "{ok}");
+        }
+        for bad in ["", "1", "m", "1m ", "up", "1m]", "1.5m", "sum", "-1m"] {
+            assert!(!is_duration(bad), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        /// Whatever a repository puts in a variable, the rendered query holds it as exactly
+        /// one string literal that reads back as the value: the rest of the query is the
+        /// template's.
+        #[test]
+        fn a_value_is_always_one_literal(value in "\\PC{0,40}", regex in proptest::bool::ANY) {
+            let mut v = BTreeMap::new();
+            v.insert("x".to_string(), value.clone());
+            let op = if regex { "=~" } else { "=" };
+            let template = format!("sum(rate(m{{a{op}\"{{{{ variables.x }}}}\", b=\"c\"}}[{{{{ interval }}}}]))");
+            let q = render(&template, &vars("t", &v)).unwrap();
+            let prefix = format!("sum(rate(m{{a{op}\"");
+            proptest::prop_assert!(q.starts_with(&prefix));
+            // Read the literal back as PromQL would, up to its closing quote.
+            let body = &q[prefix.len()..];
+            let mut read = String::new();
+            let mut chars = body.chars();
+            let mut closed_at = None;
+            let mut i = 0;
+            while let Some(c) = chars.next() {
+                i += c.len_utf8();
+                match c {
+                    '\\' => {
+                        let n = chars.next().unwrap();
+                        i += n.len_utf8();
+                        read.push(match n { 'n' => '\n', 'r' => '\r', 't' => '\t', other => other });
+                    }
+                    '"' => { closed_at = Some(i); break; }
+                    c => read.push(c),
+                }
+            }
+            let closed_at = closed_at.expect("the literal is closed");
+            proptest::prop_assert_eq!(&body[closed_at..], ", b=\"c\"}[1m]))");
+            let expected: String = value.chars().filter(|c| !c.is_control() || matches!(c, '\n' | '\r' | '\t')).collect();
+            let expected = if regex { regex_escape(&expected) } else { expected };
+            proptest::prop_assert_eq!(read, expected);
+        }
     }
 
     #[test]

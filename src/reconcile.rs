@@ -377,21 +377,22 @@ impl Engine {
             ..TickReport::default()
         };
         let canaries: Vec<&Canary> = catalog.canaries.iter().map(|(c, _)| c).collect();
-        let rule_errors = crate::rules::check(&canaries);
+        let resolved = crate::rules::resolve_all(tree, &canaries, &mut self.caches.resolver);
         for (canary, _) in &catalog.canaries {
             let mut line = base_report(canary);
-            if let Some(errors) = rule_errors.get(&canary.file) {
-                line.errors.extend(errors.iter().map(|e| e.to_string()));
-                report.apps.push(line);
-                continue;
-            }
-            match self.caches.resolver.resolve(tree, canary) {
+            match resolved.sources.get(&canary.file).ok_or_else(|| {
+                resolved
+                    .errors
+                    .get(&canary.file)
+                    .cloned()
+                    .unwrap_or_default()
+            }) {
                 Ok(source) => {
                     line.dir = source.dir.clone();
                     if let Err(errors) = app::gates(canary, &catalog.templates) {
                         line.errors.extend(errors.iter().map(|e| e.to_string()));
                     }
-                    match read_state(tree, &source.dir, canary) {
+                    match read_state(tree, &source.dir, canary, None) {
                         Ok(Some(s)) => {
                             fill(&mut line, canary, &s);
                             line.message = s.message.clone();
@@ -430,7 +431,7 @@ impl Engine {
             warn!(file = %e.file, line = e.line, field = %e.field, "{}", e.message);
         }
         let canaries: Vec<&Canary> = catalog.canaries.iter().map(|(c, _)| c).collect();
-        let rule_errors = crate::rules::check(&canaries);
+        let resolved = crate::rules::resolve_all(tree, &canaries, &mut caches.resolver);
         let now = self.ports.clock.now();
         let head_hex = head.to_string();
 
@@ -438,24 +439,18 @@ impl Engine {
         let mut pending: Vec<Pending> = Vec::new();
         for (canary, _warnings) in &catalog.canaries {
             let mut line = base_report(canary);
-            if let Some(errors) = rule_errors.get(&canary.file) {
-                for e in errors {
+            let Some(source) = resolved.sources.get(&canary.file).cloned() else {
+                let errors = resolved
+                    .errors
+                    .get(&canary.file)
+                    .cloned()
+                    .unwrap_or_default();
+                for e in &errors {
                     warn!(file = %e.file, line = e.line, field = %e.field, "{}", e.message);
                 }
                 line.errors.extend(errors.iter().map(|e| e.to_string()));
                 report.apps.push(line);
                 continue;
-            }
-            let source = match caches.resolver.resolve(tree, canary) {
-                Ok(s) => s,
-                Err(errors) => {
-                    for e in &errors {
-                        warn!(file = %e.file, line = e.line, field = %e.field, "{}", e.message);
-                    }
-                    line.errors.extend(errors.iter().map(|e| e.to_string()));
-                    report.apps.push(line);
-                    continue;
-                }
             };
             let dir = owned_dir(&source.dir);
             let owned_id = tree.id(&dir);
@@ -476,7 +471,7 @@ impl Engine {
                     continue;
                 }
             };
-            let state = match read_state(tree, &source.dir, canary) {
+            let state = match read_state(tree, &source.dir, canary, Some(now)) {
                 Ok(s) => s,
                 Err(e) => {
                     warn!("{e}");
@@ -1009,15 +1004,20 @@ fn read_state(
     tree: &dyn SourceTree,
     app_dir: &str,
     canary: &Canary,
+    now: Option<DateTime<Utc>>,
 ) -> Result<Option<State>, AppError> {
     let path = format!("{}/{STATE_FILE}", owned_dir(app_dir));
     match tree.read(&path) {
         Ok(bytes) => {
-            let record = state::parse(&path, &bytes).map_err(|e| {
+            let leave = |e: state::StateError| {
                 AppError::Record(format!(
                     "{e}; weir leaves the app alone until the record is fixed or removed"
                 ))
-            })?;
+            };
+            let record = state::parse(&path, &bytes).map_err(leave)?;
+            if let Some(now) = now {
+                state::check_times(&path, &bytes, &record, now).map_err(leave)?;
+            }
             if record.metadata.name != canary.name || record.metadata.namespace != canary.namespace
             {
                 return Err(AppError::Record(format!(

@@ -52,8 +52,9 @@ impl SafeUrl {
     }
 }
 
-/// Replaces the user-info of every URL in `text` with `***`. Used on messages that come back
-/// from libraries which may echo a URL they were given.
+/// Replaces the user-info and the query values of every URL in `text` with `***`
+/// (`https://user:token@host/p?access_token=x` becomes `https://***@host/p?access_token=***`).
+/// Used on messages that come back from libraries which may echo a URL they were given.
 pub fn redact_url(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -61,9 +62,13 @@ pub fn redact_url(text: &str) -> String {
         let (head, tail) = rest.split_at(i + 3);
         out.push_str(head);
         let end = tail
-            .find(|c: char| c == '/' || c.is_whitespace() || c == '\'' || c == '"')
+            .find(|c: char| c.is_whitespace() || c == '\'' || c == '"' || c == '>' || c == ')')
             .unwrap_or(tail.len());
-        let authority = &tail[..end];
+        let url = &tail[..end];
+        let (authority, path) = match url.find(['/', '?', '#']) {
+            Some(j) => url.split_at(j),
+            None => (url, ""),
+        };
         match authority.rfind('@') {
             Some(at) => {
                 out.push_str("***@");
@@ -71,10 +76,108 @@ pub fn redact_url(text: &str) -> String {
             }
             None => out.push_str(authority),
         }
+        out.push_str(&redact_query(path));
         rest = &tail[end..];
     }
     out.push_str(rest);
     out
+}
+
+/// `/p?a=1&b=2#f` -> `/p?a=***&b=***`: query values (and fragments) can carry tokens.
+fn redact_query(path: &str) -> String {
+    let Some(q) = path.find('?') else {
+        return match path.find('#') {
+            Some(h) => format!("{}#***", &path[..h]),
+            None => path.to_string(),
+        };
+    };
+    let (before, query) = path.split_at(q + 1);
+    let query = query.split('#').next().unwrap_or("");
+    let pairs: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((k, _)) => format!("{k}=***"),
+            None => pair.to_string(),
+        })
+        .collect();
+    format!("{before}{}", pairs.join("&"))
+}
+
+/// Removes secrets from text that came from outside (an error body, a remote's message):
+/// every known secret value, URL credentials and query values, and whatever follows words
+/// that announce a credential (`Authorization:`, `Bearer`, `Basic`, `token=`, `password=`).
+#[derive(Clone, Default)]
+pub struct Scrubber {
+    secrets: Vec<String>,
+}
+
+impl fmt::Debug for Scrubber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Scrubber({} secrets)", self.secrets.len())
+    }
+}
+
+/// Words after which the next word is a credential.
+const ANNOUNCERS: [&str; 8] = [
+    "authorization:",
+    "bearer",
+    "basic",
+    "token=",
+    "token:",
+    "password=",
+    "password:",
+    "secret=",
+];
+
+impl Scrubber {
+    /// A scrubber that knows these secret values.
+    pub fn new(secrets: impl IntoIterator<Item = String>) -> Scrubber {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 3).collect();
+        // Longest first, so a secret that contains another is removed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Scrubber { secrets }
+    }
+
+    /// The text with every secret replaced by `***`.
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = redact_url(text);
+        for s in &self.secrets {
+            out = out.replace(s.as_str(), "***");
+        }
+        // Whatever follows an announcing word, up to the next space or quote.
+        let mut result = String::with_capacity(out.len());
+        let mut hide_next = false;
+        for word in out.split_inclusive([' ', '\t', '"', '\'', ',', ';']) {
+            let core = word.trim_end_matches([' ', '\t', '"', '\'', ',', ';']);
+            let sep = &word[core.len()..];
+            if core.is_empty() {
+                result.push_str(word);
+                continue;
+            }
+            let lower = core.to_ascii_lowercase();
+            if ANNOUNCERS.iter().any(|a| lower.ends_with(a)) {
+                // `Authorization: Bearer x`: the announcer stays, what follows goes.
+                result.push_str(word);
+                hide_next = true;
+            } else if hide_next {
+                result.push_str("***");
+                result.push_str(sep);
+                hide_next = false;
+            } else if let Some(at) = ANNOUNCERS
+                .iter()
+                .filter_map(|a| lower.find(a).map(|p| p + a.len()))
+                .min()
+            {
+                // `token=value` in one word: the name stays, the value goes.
+                result.push_str(&core[..at]);
+                result.push_str("***");
+                result.push_str(sep);
+            } else {
+                result.push_str(word);
+            }
+        }
+        result
+    }
 }
 
 impl fmt::Debug for SafeUrl {
@@ -101,6 +204,21 @@ mod tests {
         let shown = format!("{u} {u:?}");
         assert!(!shown.contains("ghp_abc"), "{shown}");
         assert!(shown.contains("github.com/acme/config.git"));
+    }
+
+    #[test]
+    fn query_values_and_announced_credentials_are_hidden() {
+        assert_eq!(
+            redact_url("GET https://p.example/api/v1/query?query=up&access_token=abc#frag"),
+            "GET https://p.example/api/v1/query?query=***&access_token=***"
+        );
+        let s = Scrubber::new(["hunter22".to_string(), "ab".to_string()]);
+        let text = "echo: Authorization: Bearer eyJhbGciOi.x.y, Authorization: Basic dXNlcjpwYXNz; x-api-key hunter22 token=zzz ok";
+        let scrubbed = s.scrub(text);
+        for secret in ["eyJhbGciOi", "dXNlcjpwYXNz", "hunter22", "zzz"] {
+            assert!(!scrubbed.contains(secret), "{scrubbed}");
+        }
+        assert!(scrubbed.ends_with(" ok"), "{scrubbed}");
     }
 
     #[test]

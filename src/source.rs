@@ -23,6 +23,8 @@ pub struct Entry {
     pub name: String,
     /// Folder or file.
     pub is_dir: bool,
+    /// A symbolic link (never followed, never read).
+    pub link: bool,
     /// Object id (for files on disk: the blob id their content would have; folders on disk:
     /// zero).
     pub id: ObjectId,
@@ -37,6 +39,30 @@ pub enum SourceError {
     /// Reading failed.
     #[error("{path}: {message}")]
     Read { path: String, message: String },
+    /// weir does not read it: a symbolic link, or a file too large.
+    #[error("{path}: {reason}")]
+    Refused { path: String, reason: String },
+}
+
+/// The largest file weir reads from a repository.
+pub const MAX_FILE: u64 = 4 * 1024 * 1024;
+
+impl SourceError {
+    /// The refusal of a link.
+    pub fn link(path: &str) -> SourceError {
+        SourceError::Refused {
+            path: path.to_string(),
+            reason: "is a symbolic link; weir reads no links (Flux would follow it, maybe out of the repository): put the file itself there".into(),
+        }
+    }
+
+    /// The refusal of a file over [`MAX_FILE`].
+    pub fn too_large(path: &str, size: u64) -> SourceError {
+        SourceError::Refused {
+            path: path.to_string(),
+            reason: format!("is {size} bytes; weir reads files of at most {MAX_FILE} bytes"),
+        }
+    }
 }
 
 /// Read access to a tree of files; paths are `/`-separated and relative to the root (the
@@ -50,6 +76,8 @@ pub trait SourceTree {
     fn dir_id(&self, dir: &str) -> Option<ObjectId>;
     /// The id of a file or folder at `path`, if it exists.
     fn id(&self, path: &str) -> Option<ObjectId>;
+    /// True when `path` is a symbolic link.
+    fn link(&self, path: &str) -> bool;
 }
 
 /// A folder on disk (a checkout, for `weir validate`).
@@ -82,16 +110,19 @@ impl SourceTree for DiskTree {
             if name == ".git" {
                 continue;
             }
-            let Ok(meta) = item.metadata() else { continue };
-            let id = if meta.is_file() {
-                let bytes = std::fs::read(item.path()).unwrap_or_default();
-                ObjectId::for_blob(&bytes)
+            // Never followed: a link is reported as a link.
+            let Ok(kind) = item.file_type() else { continue };
+            let id = if kind.is_file() {
+                self.read(&join(dir, &name))
+                    .map(|bytes| ObjectId::for_blob(&bytes))
+                    .unwrap_or(ObjectId::ZERO)
             } else {
                 ObjectId::ZERO
             };
             out.push(Entry {
                 name,
-                is_dir: meta.is_dir(),
+                is_dir: kind.is_dir(),
+                link: kind.is_symlink(),
                 id,
             });
         }
@@ -100,13 +131,33 @@ impl SourceTree for DiskTree {
     }
 
     fn read(&self, path: &str) -> Result<Vec<u8>, SourceError> {
-        std::fs::read(self.full(path)).map_err(|e| match e.kind() {
+        use std::io::Read;
+        let full = self.full(path);
+        let io = |e: std::io::Error| match e.kind() {
             std::io::ErrorKind::NotFound => SourceError::Missing(path.to_string()),
             _ => SourceError::Read {
                 path: path.to_string(),
                 message: e.to_string(),
             },
-        })
+        };
+        let meta = std::fs::symlink_metadata(&full).map_err(io)?;
+        if meta.file_type().is_symlink() {
+            return Err(SourceError::link(path));
+        }
+        if !meta.is_file() {
+            return Err(SourceError::Missing(path.to_string()));
+        }
+        if meta.len() > MAX_FILE {
+            return Err(SourceError::too_large(path, meta.len()));
+        }
+        let mut bytes = Vec::new();
+        std::fs::File::open(&full)
+            .and_then(|f| f.take(MAX_FILE + 1).read_to_end(&mut bytes))
+            .map_err(io)?;
+        if bytes.len() as u64 > MAX_FILE {
+            return Err(SourceError::too_large(path, bytes.len() as u64));
+        }
+        Ok(bytes)
     }
 
     fn dir_id(&self, _dir: &str) -> Option<ObjectId> {
@@ -115,12 +166,15 @@ impl SourceTree for DiskTree {
 
     fn id(&self, path: &str) -> Option<ObjectId> {
         let full = self.full(path);
-        let meta = std::fs::metadata(&full).ok()?;
-        if meta.is_dir() {
+        let meta = std::fs::symlink_metadata(&full).ok()?;
+        if meta.is_dir() || meta.file_type().is_symlink() {
             return Some(ObjectId::ZERO);
         }
-        let bytes = std::fs::read(full).ok()?;
-        Some(ObjectId::for_blob(&bytes))
+        self.read(path).ok().map(|bytes| ObjectId::for_blob(&bytes))
+    }
+
+    fn link(&self, path: &str) -> bool {
+        std::fs::symlink_metadata(self.full(path)).is_ok_and(|m| m.file_type().is_symlink())
     }
 }
 
@@ -293,11 +347,16 @@ impl Scanner {
                 let file = match self.files.get(&key) {
                     Some(hit) if !entry.id.is_zero() => hit.clone(),
                     _ => {
-                        let bytes = tree.read(&path)?;
-                        let result = if spec::may_hold_spec(&bytes) {
-                            spec::scan_file(&path, &bytes, self.min_interval)
-                        } else {
-                            spec::FileScan::default()
+                        let result = match tree.read(&path) {
+                            Ok(bytes) if spec::may_hold_spec(&bytes) => {
+                                spec::scan_file(&path, &bytes, self.min_interval)
+                            }
+                            Ok(_) => spec::FileScan::default(),
+                            // One file weir will not read does not stop the others.
+                            Err(SourceError::Refused { reason, .. }) => {
+                                spec::FileScan::refused(&path, &reason)
+                            }
+                            Err(e) => return Err(e),
                         };
                         let file = Arc::new((path.clone(), result));
                         if !entry.id.is_zero() {

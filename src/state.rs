@@ -120,19 +120,91 @@ pub struct RecordMeta {
 /// A record file that cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
-    /// Not YAML of the expected shape.
-    #[error("{file}: cannot read the rollout record: {message}")]
-    Malformed { file: String, message: String },
+    /// Not YAML of the expected shape, or a value out of range, at a place in the file.
+    #[error("{file}:{line}:{col}: {field}: {message}")]
+    Malformed {
+        /// The record file.
+        file: String,
+        /// 1-based line.
+        line: usize,
+        /// 1-based column.
+        col: usize,
+        /// The field at fault, e.g. `status.canaryWeight`.
+        field: String,
+        /// What is wrong.
+        message: String,
+    },
     /// Written by a newer weir.
     #[error("{file}: rollout record version `{version}` is not known to this weir; upgrade weir")]
     UnknownVersion { file: String, version: String },
 }
 
-/// Parses a record file.
-pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
-    let record: Record = serde_yaml::from_slice(bytes).map_err(|e| StateError::Malformed {
+/// The largest count a record may hold for iterations and failed checks.
+pub const MAX_COUNT: u32 = 1_000_000;
+/// How far in the future a recorded time may be, for clocks that disagree a little.
+pub const MAX_SKEW: chrono::Duration = chrono::Duration::minutes(5);
+
+fn malformed(file: &str, text: &str, field: &str, message: String) -> StateError {
+    let index = crate::yaml_edit::PositionIndex::parse(text).ok();
+    let at = index
+        .map(|i| i.locate(0, &crate::yaml_edit::path(field)))
+        .map(|l| (l.line, l.col))
+        .unwrap_or((1, 1));
+    StateError::Malformed {
         file: file.to_string(),
-        message: e.to_string(),
+        line: at.0,
+        col: at.1,
+        field: field.to_string(),
+        message,
+    }
+}
+
+/// Only the weight, read loosely first: serde reports a custom error without its field.
+#[derive(Deserialize)]
+struct WeightProbe {
+    #[serde(default)]
+    status: Option<WeightProbeStatus>,
+}
+
+#[derive(Deserialize)]
+struct WeightProbeStatus {
+    #[serde(default, rename = "canaryWeight")]
+    canary_weight: Option<crate::yaml::Value>,
+}
+
+/// Parses a record file, refusing values out of range with the place they are at.
+pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
+    let text = String::from_utf8_lossy(bytes);
+    if let Ok(WeightProbe {
+        status:
+            Some(WeightProbeStatus {
+                canary_weight: Some(crate::yaml::Value::Number(n)),
+            }),
+    }) = crate::yaml::from_str::<WeightProbe>(&text)
+    {
+        if n.as_u64().is_none_or(|w| w > 100) {
+            return Err(malformed(
+                file,
+                &text,
+                "status.canaryWeight",
+                format!("weight {n} is not a percentage from 0 to 100"),
+            ));
+        }
+    }
+    let record: Record = crate::yaml::from_str(&text).map_err(|e| {
+        let (field, message) = match e.message.split_once(": ") {
+            Some((field, message)) if !field.contains(' ') => {
+                (field.to_string(), message.to_string())
+            }
+            _ => ("(record)".to_string(), e.message.clone()),
+        };
+        StateError::Malformed {
+            file: file.to_string(),
+            line: e.line,
+            col: e.col,
+            field,
+            message,
+        }
     })?;
     if record.api_version != API_VERSION || record.kind != KIND {
         return Err(StateError::UnknownVersion {
@@ -140,7 +212,69 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
             version: format!("{}/{}", record.api_version, record.kind),
         });
     }
+    let s = &record.status;
+    for (field, value) in [
+        ("status.iterations", s.iterations),
+        ("status.failedChecks", s.failed_checks),
+    ] {
+        if value > MAX_COUNT {
+            return Err(malformed(
+                file,
+                &text,
+                field,
+                format!("{value} is more than weir ever records (at most {MAX_COUNT}); fix or remove the record"),
+            ));
+        }
+    }
+    for (field, value) in [
+        ("status.promotedRevision", Some(&s.promoted_revision)),
+        ("status.canaryRevision", s.canary_revision.as_ref()),
+        ("status.failedRevision", s.failed_revision.as_ref()),
+        ("status.promotedCommit", s.promoted_commit.as_ref()),
+    ] {
+        if let Some(v) = value {
+            if v.len() != 40 || !v.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(malformed(
+                    file,
+                    &text,
+                    field,
+                    format!(
+                        "`{}` is not a revision (40 hex digits); fix or remove the record",
+                        crate::events::clean(v, 60)
+                    ),
+                ));
+            }
+        }
+    }
     Ok(record)
+}
+
+/// Checks a record's times against the clock: a time in the future beyond [`MAX_SKEW`] would
+/// park the rollout until then, so it is refused with a hint.
+pub fn check_times(
+    file: &str,
+    bytes: &[u8],
+    record: &Record,
+    now: DateTime<Utc>,
+) -> Result<(), StateError> {
+    for (field, t) in [
+        ("status.lastStepAt", record.status.last_step_at),
+        ("status.lastTransitionAt", record.status.last_transition_at),
+    ] {
+        if t > now + MAX_SKEW {
+            return Err(malformed(
+                file,
+                &String::from_utf8_lossy(bytes),
+                field,
+                format!(
+                    "{} is in the future (now {}); weir does not wait for it. Hint: fix the record, or the clock of the machine weir runs on",
+                    t.to_rfc3339_opts(SecondsFormat::Secs, true),
+                    now.to_rfc3339_opts(SecondsFormat::Secs, true)
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// Serializes a record with a header saying who owns it. Deterministic.
@@ -154,7 +288,7 @@ pub fn render(name: &str, namespace: &str, state: &State) -> String {
         },
         status: state.clone(),
     };
-    let body = serde_yaml::to_string(&record).expect("a record always serializes");
+    let body = crate::yaml::to_string(&record);
     format!("# Rollout record of {namespace}/{name}, written by weir on every step.\n# Do not edit: weir reads it to decide the next step.\n{body}")
 }
 
@@ -202,8 +336,8 @@ mod tests {
             canary_weight: Weight::new(20).unwrap(),
             iterations: 1,
             failed_checks: 0,
-            canary_revision: Some("abc".into()),
-            promoted_revision: "def".into(),
+            canary_revision: Some("abcabcabcabcabcabcabcabcabcabcabcabcabca".into()),
+            promoted_revision: "defdefdefdefdefdefdefdefdefdefdefdefdefd".into(),
             promoted_commit: Some("0123456789012345678901234567890123456789".into()),
             failed_revision: None,
             primary_images: vec!["ghcr.io/acme/backend:6.0.0".into()],
@@ -215,10 +349,69 @@ mod tests {
         assert_eq!(parse("s.yaml", text.as_bytes()).unwrap().status, state);
     }
 
+    fn record(status: &str) -> String {
+        format!("apiVersion: weir.dev/v1alpha1\nkind: RolloutState\nmetadata: {{name: a, namespace: b}}\nstatus:\n{status}")
+    }
+
+    const REV: &str = "0123456789012345678901234567890123456789";
+
     #[test]
-    fn refuses_weights_over_100() {
-        let text = "apiVersion: weir.dev/v1alpha1\nkind: RolloutState\nmetadata: {name: a, namespace: b}\nstatus:\n  phase: Progressing\n  canaryWeight: 120\n  iterations: 0\n  failedChecks: 0\n  promotedRevision: x\n  lastStepAt: 2026-11-24T10:00:00Z\n  lastTransitionAt: 2026-11-24T10:00:00Z\n";
-        let err = parse("s.yaml", text.as_bytes()).unwrap_err().to_string();
-        assert!(err.contains("weight 120 is above 100"), "{err}");
+    fn refuses_values_out_of_range_with_their_place() {
+        let ok = format!("  phase: Progressing\n  canaryWeight: 20\n  iterations: 0\n  failedChecks: 0\n  promotedRevision: {REV}\n  lastStepAt: 2026-11-24T10:00:00Z\n  lastTransitionAt: 2026-11-24T10:00:00Z\n");
+        assert!(parse("s.yaml", record(&ok).as_bytes()).is_ok());
+        let err = parse(
+            "s.yaml",
+            record(&ok.replace("canaryWeight: 20", "canaryWeight: 120")).as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert_eq!(
+            err,
+            "s.yaml:6:17: status.canaryWeight: weight 120 is not a percentage from 0 to 100"
+        );
+        let err = parse(
+            "s.yaml",
+            record(&ok.replace("failedChecks: 0", "failedChecks: 4294967295")).as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("s.yaml:8:17: status.failedChecks: 4294967295 is more than"),
+            "{err}"
+        );
+        let err = parse(
+            "s.yaml",
+            record(&ok.replace("failedChecks: 0", "failedChecks: -1")).as_bytes(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            err.starts_with("s.yaml:8:17: status.failedChecks: "),
+            "{err}"
+        );
+        let err = parse("s.yaml", record(&ok.replace(REV, "abcé")).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with("s.yaml:9:21: status.promotedRevision: `abcé` is not a revision"),
+            "{err}"
+        );
+        let future = record(&ok.replace(
+            "lastStepAt: 2026-11-24T10:00:00Z",
+            "lastStepAt: 2099-01-01T00:00:00Z",
+        ));
+        let r = parse("s.yaml", future.as_bytes()).unwrap();
+        let now = DateTime::parse_from_rfc3339("2026-11-24T10:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let err = check_times("s.yaml", future.as_bytes(), &r, now)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(
+                "s.yaml:10:15: status.lastStepAt: 2099-01-01T00:00:00Z is in the future"
+            ),
+            "{err}"
+        );
     }
 }

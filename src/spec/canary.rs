@@ -295,8 +295,8 @@ pub(super) fn validate(
             "metricsServer",
             spec.metrics_server
                 .as_deref()
-                .is_some_and(|s| url::Url::parse(s).is_err()),
-            "must be an absolute URL such as http://prometheus.istio-system:9090",
+                .is_some_and(|s| !is_http_url(s)),
+            "must be an absolute http(s) URL such as http://prometheus.istio-system:9090",
         ),
     ];
     for (field, present, why) in unsupported {
@@ -322,6 +322,22 @@ pub(super) fn validate(
             None
         }
     };
+
+    // No evidence, no advance: an analysis that checks nothing is an explicit choice.
+    if let Some(a) = &analysis {
+        let opted_in = raw
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|m| m.get(NO_EVIDENCE_ANNOTATION))
+            .is_some_and(|v| v == "true");
+        if a.metrics.is_empty() && !opted_in && !spec.skip_analysis.unwrap_or(false) {
+            errors.push(at.error(
+                &p(&["spec", "analysis", "metrics"]),
+                format!("the analysis checks nothing (no metrics): weir would promote every revision without evidence. Add metrics, or opt in with the annotation {NO_EVIDENCE_ANNOTATION}: \"true\""),
+            ));
+        }
+    }
 
     if !errors.is_empty() {
         return Err(errors);
@@ -387,13 +403,17 @@ fn service(
             errors.push(at.error(&field(name), "not supported yet by weir"));
         }
     }
-    if let Some(name) = &raw.name {
-        if !is_dns_label(name) {
-            errors.push(at.error(
-                &field("name"),
-                format!("`{name}` is not a valid Service name"),
-            ));
-        }
+    // weir writes Services `<name>`, `<name>-primary` and `<name>-canary`: each must be a
+    // DNS-1035 label of at most 63 characters.
+    let (service_name, service_field) = match &raw.name {
+        Some(name) => (name.as_str(), field("name")),
+        None => (target, p(&["spec", "targetRef", "name"])),
+    };
+    if !is_dns_1035(service_name) || service_name.len() + "-primary".len() > 63 {
+        errors.push(at.error(
+            &service_field,
+            format!("`{service_name}` cannot name weir's Services ({service_name}, {service_name}-primary, {service_name}-canary): use lowercase letters, digits and '-', starting with a letter, at most 55 characters{}", if raw.name.is_none() { " (or set spec.service.name)" } else { "" }),
+        ));
     }
     let target_port = match raw.target_port {
         None => Json::from(port),
@@ -699,6 +719,15 @@ fn metric(
     })
 }
 
+/// An absolute `http://` or `https://` URL with a host.
+pub fn is_http_url(s: &str) -> bool {
+    url::Url::parse(s)
+        .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// The annotation by which a Canary opts in to an analysis without evidence.
+pub const NO_EVIDENCE_ANNOTATION: &str = "weir.dev/allow-no-evidence";
+
 /// RFC 1123 label: what namespaces and Service names must be.
 pub fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
@@ -707,6 +736,11 @@ pub fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
+}
+
+/// RFC 1035 label: what Service names must be (a letter first).
+pub fn is_dns_1035(s: &str) -> bool {
+    is_dns_label(s) && s.starts_with(|c: char| c.is_ascii_lowercase())
 }
 
 /// RFC 1123 subdomain: what most object names must be.

@@ -152,6 +152,23 @@ pub struct FileScan {
     pub errors: Vec<SpecError>,
 }
 
+impl FileScan {
+    /// A file weir will not read (a link, a file too large), as one error.
+    pub fn refused(file: &str, reason: &str) -> FileScan {
+        FileScan {
+            errors: vec![SpecError {
+                file: file.to_string(),
+                line: 1,
+                col: 1,
+                severity: Severity::Error,
+                field: "(file)".into(),
+                message: reason.to_string(),
+            }],
+            ..FileScan::default()
+        }
+    }
+}
+
 /// Cheap test on raw bytes: can this file hold a document weir reads? Lets a scan of a large
 /// repository skip parsing every manifest.
 pub fn may_hold_spec(bytes: &[u8]) -> bool {
@@ -196,8 +213,22 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
             return scan;
         }
     };
+    let docs = match crate::yaml::deserializer(src) {
+        Ok(d) => d,
+        Err(e) => {
+            scan.errors.push(SpecError {
+                file: file.to_string(),
+                line: e.line,
+                col: e.col,
+                severity: Severity::Error,
+                field: "(file)".into(),
+                message: e.message,
+            });
+            return scan;
+        }
+    };
     let mut only_canaries = true;
-    for (doc, de) in serde_yaml::Deserializer::from_str(src).enumerate() {
+    for (doc, de) in docs.enumerate() {
         let meta = match TypeMeta::deserialize(de) {
             Ok(meta) => meta,
             // Not a mapping (a list, a scalar, an empty document): not ours.
@@ -269,7 +300,7 @@ impl TypeMeta {
 
 /// Deserializes document `doc` of `src` strictly, turning serde's message into a pinned error.
 fn strict<T: DeserializeOwned>(src: &str, doc: usize, at: &Located) -> Result<T, Vec<SpecError>> {
-    let de = serde_yaml::Deserializer::from_str(src)
+    let de = crate::yaml::Deserializer::from_str(crate::yaml::strip_bom(src))
         .nth(doc)
         .expect("document counted by the first pass");
     T::deserialize(de).map_err(|e| vec![serde_error(at, &e)])

@@ -12,6 +12,8 @@ kind: Canary
 metadata:
   name: backend
   namespace: prod
+  annotations:
+    weir.dev/allow-no-evidence: \"true\"
 spec:
   targetRef:
     apiVersion: apps/v1
