@@ -144,6 +144,7 @@ fn measure(apps: usize) -> Timings {
         token: None,
         author: ("b".into(), "b@b".into()),
         committer: ("b".into(), "b@b".into()),
+        timeout: Duration::from_secs(30),
     };
     // The first clone is a cost of its own, measured apart from the first tick.
     let t = Instant::now();

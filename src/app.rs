@@ -575,6 +575,16 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
                 ));
                 continue;
             }
+            if kind == Ref::Resource && chain_here.contains(&path) {
+                errors.push(error(
+                    &kfile,
+                    line,
+                    col,
+                    shown,
+                    format!("`{reference}` makes a cycle: {path} includes itself through {kdir}; kustomize (and Flux) refuse to build it"),
+                ));
+                continue;
+            }
             walk.climbs.push(climb);
             match tree.list(&path) {
                 Ok(_) => {
@@ -1093,15 +1103,20 @@ pub fn gates(canary: &Canary, templates: &TemplateIndex) -> Result<Vec<Gate>, Ve
                             .iter()
                             .map(|t| format!("{}/{}", t.namespace, t.name))
                             .collect();
+                        let message = if templates.is_ambiguous(ns, name) {
+                            format!("MetricTemplate {ns}/{name} is defined more than once; weir uses neither until one is removed")
+                        } else {
+                            format!(
+                                "MetricTemplate {ns}/{name} is not in the repository; known templates: {}",
+                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                            )
+                        };
                         errors.push(error(
                             &canary.file,
                             m.at.0,
                             m.at.1,
                             format!("spec.analysis.metrics[{i}].templateRef"),
-                            format!(
-                                "MetricTemplate {ns}/{name} is not in the repository; known templates: {}",
-                                if known.is_empty() { "none".to_string() } else { known.join(", ") }
-                            ),
+                            message,
                         ));
                         continue;
                     }

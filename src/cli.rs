@@ -108,6 +108,12 @@ pub struct RepoArgs {
     /// Prepended to every commit subject, e.g. `[weir] `.
     #[arg(long, env = "WEIR_MESSAGE_PREFIX", default_value = "")]
     pub message_prefix: String,
+    /// Longest wait for the Git remote to connect or answer.
+    #[arg(long, env = "WEIR_GIT_TIMEOUT", default_value = "30s")]
+    pub git_timeout: String,
+    /// Longest a tick may take; a tick past it is abandoned before it publishes.
+    #[arg(long, env = "WEIR_TICK_DEADLINE", default_value = "5m")]
+    pub tick_deadline: String,
     /// Push attempts per tick when the branch moves under weir.
     #[arg(long, env = "WEIR_PUSH_ATTEMPTS", default_value_t = 5)]
     pub push_attempts: u32,

@@ -61,6 +61,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let canaries: Vec<_> = catalog.canaries.iter().map(|(c, _)| c).collect();
             let mut resolver = crate::app::Resolver::default();
             let resolved = crate::rules::resolve_all(&tree, &canaries, &mut resolver);
+            let mut record_errors = Vec::new();
             for (canary, _) in &catalog.canaries {
                 if let Some(errors) = resolved.errors.get(&canary.file) {
                     findings.extend(errors.iter().cloned());
@@ -69,12 +70,26 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 if let Err(errors) = crate::app::gates(canary, &catalog.templates) {
                     findings.extend(errors);
                 }
+                // The record weir keeps beside the app, when the checkout has one: a record
+                // `step` would refuse is refused here first.
+                if let Some(source) = resolved.sources.get(&canary.file) {
+                    let now = chrono::Utc::now();
+                    if let Err(e) =
+                        crate::reconcile::read_state(&tree, &source.dir, canary, Some(now))
+                    {
+                        record_errors.push(e.to_string());
+                    }
+                }
             }
             findings.extend(catalog.canaries.iter().flat_map(|(_, w)| w.iter().cloned()));
             let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
             let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
+            let errors = errors + record_errors.len();
             for finding in &findings {
                 out.line(&finding.to_string());
+            }
+            for e in &record_errors {
+                out.line(e);
             }
             out.line(&format!(
                 "{} Canary, {} MetricTemplate, {errors} error(s), {warnings} warning(s)",
@@ -129,6 +144,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Status(args) => {
             let mut engine = engine(&args.repo, Box::new(DryRun::default()))?;
             let report = engine.status()?;
+            // Errors of files that belong to no app (a broken MetricTemplate, a link where
+            // a spec could be) have no row: they go to stderr, as `step` prints them.
+            for e in &report.spec_errors {
+                let shown = e.to_string();
+                if !report.apps.iter().any(|a| a.errors.contains(&shown)) {
+                    eprintln!("{shown}");
+                }
+            }
             match args.output {
                 Output::Json => out.line(&serde_json::to_string_pretty(&report.apps)?),
                 Output::Table => print_table(&mut out, &report.apps),
@@ -140,7 +163,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 
 /// Wires the real adapters.
 fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engine> {
-    let repo = Git2Repo::open(config::git(args))?;
+    let repo = Git2Repo::open(config::git(args)?)?;
     let metrics = config::prometheus(&args.prometheus)?;
     let templates = config::templates(args)?;
     let settings = config::reconcile(args)?;

@@ -3,7 +3,8 @@
 //! The environment variables, in one list (a flag beats its variable, which beats the
 //! default): WEIR_REPO, WEIR_BRANCH, WEIR_GIT_TOKEN, WEIR_CACHE, WEIR_AUTHOR_NAME,
 //! WEIR_AUTHOR_EMAIL, WEIR_COMMITTER_NAME, WEIR_COMMITTER_EMAIL, WEIR_MESSAGE_PREFIX,
-//! WEIR_PUSH_ATTEMPTS, WEIR_TEMPLATES, WEIR_HISTORY_DEPTH, WEIR_ROOTS, WEIR_MIN_INTERVAL,
+//! WEIR_PUSH_ATTEMPTS, WEIR_GIT_TIMEOUT, WEIR_TICK_DEADLINE, WEIR_TEMPLATES,
+//! WEIR_HISTORY_DEPTH, WEIR_ROOTS, WEIR_MIN_INTERVAL,
 //! WEIR_PROMETHEUS, WEIR_PROMETHEUS_TOKEN, WEIR_PROMETHEUS_USER, WEIR_PROMETHEUS_PASSWORD,
 //! WEIR_PROMETHEUS_HEADERS, WEIR_PROMETHEUS_TIMEOUT, WEIR_EVERY, WEIR_OUTPUT, WEIR_DIR,
 //! WEIR_LOG, WEIR_LOG_FORMAT.
@@ -59,9 +60,10 @@ pub fn spec(args: &SpecArgs) -> Result<(Vec<String>, Duration), ConfigError> {
 }
 
 /// Git settings.
-pub fn git(args: &RepoArgs) -> GitSettings {
+pub fn git(args: &RepoArgs) -> Result<GitSettings, ConfigError> {
     let author = (args.author_name.clone(), args.author_email.clone());
-    GitSettings {
+    Ok(GitSettings {
+        timeout: duration("git-timeout", &args.git_timeout)?,
         url: SafeUrl::new(args.repo.clone()),
         branch: args.branch.clone(),
         cache_dir: args.cache.clone().unwrap_or_else(default_cache_dir),
@@ -75,7 +77,7 @@ pub fn git(args: &RepoArgs) -> GitSettings {
                 .unwrap_or_else(|| author.1.clone()),
         ),
         author,
-    }
+    })
 }
 
 /// Prometheus client.
@@ -115,6 +117,7 @@ pub fn reconcile(args: &RepoArgs) -> Result<reconcile::Settings, ConfigError> {
         min_interval,
         max_push_attempts: args.push_attempts,
         history_depth: args.history_depth,
+        tick_deadline: duration("tick-deadline", &args.tick_deadline)?,
         ..reconcile::Settings::default()
     })
 }

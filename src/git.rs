@@ -43,6 +43,25 @@ pub struct GitSettings {
     pub author: (String, String),
     /// Committer name and email.
     pub committer: (String, String),
+    /// Longest wait for a remote to connect or to answer, per network operation.
+    pub timeout: std::time::Duration,
+}
+
+/// libgit2 has no timeout of its own: a remote that accepts and never answers would hold a
+/// fetch or a push forever. These set how long its sockets wait to connect and to read or
+/// write. They are process-wide, so the last repository opened sets them.
+#[allow(unsafe_code)]
+fn set_socket_timeouts(timeout: std::time::Duration) {
+    let ms = i32::try_from(timeout.as_millis())
+        .unwrap_or(i32::MAX)
+        .max(1);
+    // SAFETY: these write two integers in libgit2's global options, read by libgit2 when it
+    // opens a socket; git2 marks them unsafe because they are process-wide, not because of
+    // memory safety.
+    unsafe {
+        let _ = git2::opts::set_server_connect_timeout_in_milliseconds(ms);
+        let _ = git2::opts::set_server_timeout_in_milliseconds(ms);
+    }
 }
 
 pub(crate) fn oid(id: ObjectId) -> Oid {
@@ -103,6 +122,7 @@ fn callbacks(settings: &GitSettings, auth: Arc<Auth>) -> RemoteCallbacks<'static
 impl Git2Repo {
     /// Opens (or creates) the cache for `settings.url`.
     pub fn open(settings: GitSettings) -> Result<Git2Repo, RepoError> {
+        set_socket_timeouts(settings.timeout);
         let path = cache_path(&settings);
         let repo = match Repository::open_bare(&path) {
             Ok(repo) => repo,

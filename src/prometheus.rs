@@ -86,6 +86,7 @@ pub fn placeholders(template: &str) -> Result<Vec<Placeholder>, QueryError> {
         let after = &rest[start + 2..];
         let end = after
             .find("}}")
+            .filter(|end| !after[..*end].contains(['\n', '{']))
             .ok_or(QueryError::Unclosed(offset + start))?;
         out.push(parse_placeholder(after[..end].trim())?);
         let consumed = start + 2 + end + 2;
@@ -150,6 +151,7 @@ pub fn render(template: &str, vars: &QueryVars) -> Result<String, QueryError> {
         let after = &rest[start + 2..];
         let end = after
             .find("}}")
+            .filter(|end| !after[..*end].contains(['\n', '{']))
             .ok_or(QueryError::Unclosed(offset + start))?;
         let ph = parse_placeholder(after[..end].trim())?;
         let (name, value) = match &ph {
@@ -370,6 +372,9 @@ pub fn parse_response(body: &[u8]) -> Result<f64, PromError> {
     }
 }
 
+/// The largest answer weir reads from Prometheus.
+pub const MAX_BODY: usize = 1024 * 1024;
+
 /// How to reach Prometheus: what every query shares.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -386,11 +391,29 @@ pub struct Settings {
 }
 
 /// Runs instant queries. Cheap to clone.
+///
+/// Credentials (bearer token, basic auth, extra headers) go only to the origin of the
+/// configured address: an address from the repository (a Canary's `metricsServer`, a
+/// MetricTemplate's `provider.address`) is queried without them, so a team that names its own
+/// server learns nothing. Redirects are not followed, for the same reason.
 #[derive(Clone)]
 pub struct Client {
     http: reqwest::Client,
     settings: std::sync::Arc<Settings>,
+    headers: reqwest::header::HeaderMap,
+    trusted: Option<String>,
     scrubber: crate::secret::Scrubber,
+}
+
+/// `scheme://host:port` of an address, with the default port made explicit.
+fn origin(address: &str) -> Option<String> {
+    let url = reqwest::Url::parse(address).ok()?;
+    Some(format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str()?.to_ascii_lowercase(),
+        url.port_or_known_default()?
+    ))
 }
 
 impl Client {
@@ -401,13 +424,14 @@ impl Client {
         for (k, v) in &settings.headers {
             let name = reqwest::header::HeaderName::from_bytes(k.as_bytes())
                 .map_err(|e| PromError::Decode(format!("header name `{k}` is invalid: {e}")))?;
-            let value = reqwest::header::HeaderValue::from_str(v)
-                .map_err(|e| PromError::Decode(format!("header `{k}` value is invalid: {e}")))?;
+            let mut value = reqwest::header::HeaderValue::from_str(v)
+                .map_err(|_| PromError::Decode(format!("header `{k}` value is invalid")))?;
+            value.set_sensitive(true);
             headers.insert(name, value);
         }
         let http = reqwest::Client::builder()
-            .default_headers(headers)
             .timeout(settings.timeout)
+            .redirect(reqwest::redirect::Policy::none())
             .build()
             .map_err(|e| PromError::Transport {
                 address: String::new(),
@@ -419,11 +443,15 @@ impl Client {
         if let Some(t) = &settings.bearer_token {
             secrets.push(t.expose().to_string());
         }
-        if let Some((_, p)) = &settings.basic_auth {
+        if let Some((user, p)) = &settings.basic_auth {
             secrets.push(p.expose().to_string());
+            secrets.push(crate::secret::basic_credential(user, p.expose()));
         }
+        let trusted = settings.default_address.as_deref().and_then(origin);
         Ok(Client {
             http,
+            headers,
+            trusted,
             settings: std::sync::Arc::new(settings),
             scrubber: crate::secret::Scrubber::new(secrets),
         })
@@ -434,15 +462,25 @@ impl Client {
         &self.settings
     }
 
+    /// True when `address` is on the configured Prometheus' origin, the only one that gets
+    /// credentials and whose error bodies are shown.
+    pub fn is_trusted(&self, address: &str) -> bool {
+        self.trusted.is_some() && origin(address) == self.trusted
+    }
+
     /// Runs `query` against `address` (`http://host:9090`), returning its one value.
     pub async fn query(&self, address: &str, query: &str) -> Result<f64, PromError> {
         let url = format!("{}/api/v1/query", address.trim_end_matches('/'));
+        let trusted = self.is_trusted(address);
         let mut request = self.http.post(&url).form(&[("query", query)]);
-        if let Some(token) = &self.settings.bearer_token {
-            request = request.bearer_auth(token.expose());
-        }
-        if let Some((user, password)) = &self.settings.basic_auth {
-            request = request.basic_auth(user, Some(password.expose()));
+        if trusted {
+            request = request.headers(self.headers.clone());
+            if let Some(token) = &self.settings.bearer_token {
+                request = request.bearer_auth(token.expose());
+            }
+            if let Some((user, password)) = &self.settings.basic_auth {
+                request = request.basic_auth(user, Some(password.expose()));
+            }
         }
         let shown = crate::secret::redact_url(address);
         let response = request
@@ -450,19 +488,43 @@ impl Client {
             .await
             .map_err(|e| self.transport(&shown, e))?;
         let status = response.status();
-        let body = response
-            .bytes()
+        // Read at most MAX_BODY: an answer of one number is small; a huge one is refused
+        // before it is all in memory.
+        let mut response = response;
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
             .await
-            .map_err(|e| self.transport(&shown, e))?;
+            .map_err(|e| self.transport(&shown, e))?
+        {
+            if body.len() + chunk.len() > MAX_BODY {
+                return Err(PromError::Decode(format!(
+                    "the answer is larger than {MAX_BODY} bytes; weir reads no more of it"
+                )));
+            }
+            body.extend_from_slice(&chunk);
+        }
         if !status.is_success() {
             // Prometheus sends its JSON error body with 400/422/503: prefer its message.
-            if let Err(api @ PromError::Api { .. }) = parse_response(&body) {
-                return Err(api);
+            if let Err(api) = parse_response(&body) {
+                if matches!(api, PromError::Api { .. }) {
+                    return Err(api);
+                }
             }
-            let text = String::from_utf8_lossy(&body);
+            // Any other body is shown only from the configured Prometheus: an address
+            // from the repository must not turn weir into a reader of internal services'
+            // pages into Git.
+            let body = if trusted {
+                String::from_utf8_lossy(&body).chars().take(300).collect()
+            } else {
+                format!(
+                    "{} bytes not shown ({shown} is not the configured Prometheus)",
+                    body.len()
+                )
+            };
             return Err(PromError::Http {
                 status: status.as_u16(),
-                body: text.chars().take(300).collect(),
+                body,
             });
         }
         parse_response(&body)
@@ -530,6 +592,25 @@ mod tests {
             interval: "1m",
             variables,
         }
+    }
+
+    #[test]
+    fn credentials_go_to_the_configured_origin_only() {
+        let client = Client::new(Settings {
+            default_address: Some("http://Prometheus.istio-system:80/prefix".into()),
+            bearer_token: Some(Secret::new("t0ken")),
+            ..Default::default()
+        })
+        .unwrap();
+        assert!(client.is_trusted("http://prometheus.istio-system"));
+        assert!(client.is_trusted("http://prometheus.istio-system:80/other/"));
+        assert!(!client.is_trusted("https://prometheus.istio-system"));
+        assert!(!client.is_trusted("http://prometheus.istio-system:9090"));
+        assert!(!client.is_trusted("http://prometheus.istio-system.evil.example"));
+        assert!(!client.is_trusted("http://user@evil.example"));
+        assert!(!client.is_trusted("not a url"));
+        let none = Client::new(Settings::default()).unwrap();
+        assert!(!none.is_trusted("http://prometheus.istio-system"));
     }
 
     #[test]
@@ -726,6 +807,7 @@ sum(rate(x{code=~"5\\.\\*\"\\}\\) \\* 0 \\+ 100 #"}[1m]))"#
             r#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1,"42"]}]}}"#,
         );
         let client = Client::new(Settings {
+            default_address: Some(address.clone()),
             bearer_token: Some(Secret::new("t0ken")),
             headers: vec![("X-Scope-OrgID".into(), "team-a".into())],
             timeout: Duration::from_secs(5),
@@ -744,6 +826,7 @@ sum(rate(x{code=~"5\\.\\*\"\\}\\) \\* 0 \\+ 100 #"}[1m]))"#
             r#"{"status":"success","data":{"resultType":"scalar","result":[1,"1"]}}"#,
         );
         let client = Client::new(Settings {
+            default_address: Some(address.clone()),
             basic_auth: Some(("weir".into(), Secret::new("pw"))),
             timeout: Duration::from_secs(5),
             ..Settings::default()

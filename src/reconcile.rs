@@ -46,6 +46,9 @@ pub struct Settings {
     pub history_depth: usize,
     /// Gate queries run at once, over all apps.
     pub gate_concurrency: usize,
+    /// Longest a tick may take: past it the tick is abandoned at its next wait, before it
+    /// publishes anything more.
+    pub tick_deadline: Duration,
 }
 
 impl Default for Settings {
@@ -56,6 +59,7 @@ impl Default for Settings {
             max_push_attempts: 5,
             history_depth: 200,
             gate_concurrency: 16,
+            tick_deadline: Duration::from_secs(300),
         }
     }
 }
@@ -89,6 +93,9 @@ pub enum TickError {
         /// Attempts made.
         attempts: u32,
     },
+    /// The tick took longer than its deadline and was abandoned.
+    #[error("the tick took longer than {0:?} and was abandoned at its next wait; what it had not published yet was not published")]
+    Deadline(Duration),
 }
 
 impl TickError {
@@ -98,7 +105,7 @@ impl TickError {
         match self {
             TickError::Repo(e) => e.transient,
             TickError::Source(_) => false,
-            TickError::PushRace { .. } => true,
+            TickError::PushRace { .. } | TickError::Deadline(_) => true,
         }
     }
 }
@@ -256,6 +263,14 @@ impl Engine {
     /// number of attempts. A local copy of the repository that cannot be read is started
     /// over once.
     pub async fn tick(&mut self) -> Result<TickReport, TickError> {
+        let deadline = self.settings.tick_deadline;
+        match tokio::time::timeout(deadline, self.tick_recovering()).await {
+            Ok(result) => result,
+            Err(_) => Err(TickError::Deadline(deadline)),
+        }
+    }
+
+    async fn tick_recovering(&mut self) -> Result<TickReport, TickError> {
         match self.tick_once().await {
             Err(TickError::Source(e @ SourceError::Read { .. })) => {
                 if self.ports.repo.start_over()? {
@@ -392,7 +407,10 @@ impl Engine {
                     if let Err(errors) = app::gates(canary, &catalog.templates) {
                         line.errors.extend(errors.iter().map(|e| e.to_string()));
                     }
-                    match read_state(tree, &source.dir, canary, None) {
+                    // Checked as `step` checks it, times included: what `step` would
+                    // refuse shows here as the app's error.
+                    let now = Some(self.ports.clock.now());
+                    match read_state(tree, &source.dir, canary, now) {
                         Ok(Some(s)) => {
                             fill(&mut line, canary, &s);
                             line.message = s.message.clone();
@@ -1000,7 +1018,8 @@ async fn futures_join_all<F: std::future::Future>(
         .collect()
 }
 
-fn read_state(
+/// Reads an app's record at the head, checked against its app (and the clock, when given).
+pub fn read_state(
     tree: &dyn SourceTree,
     app_dir: &str,
     canary: &Canary,
@@ -1015,18 +1034,10 @@ fn read_state(
                 ))
             };
             let record = state::parse(&path, &bytes).map_err(leave)?;
+            state::check_owner(&path, &bytes, &record, &canary.namespace, &canary.name)
+                .map_err(leave)?;
             if let Some(now) = now {
                 state::check_times(&path, &bytes, &record, now).map_err(leave)?;
-            }
-            if record.metadata.name != canary.name || record.metadata.namespace != canary.namespace
-            {
-                return Err(AppError::Record(format!(
-                    "{path}: the rollout record belongs to {}/{}, not to {}/{}; weir leaves the app alone until it is fixed",
-                    record.metadata.namespace,
-                    record.metadata.name,
-                    canary.namespace,
-                    canary.name
-                )));
             }
             Ok(Some(record.status))
         }

@@ -3,6 +3,10 @@
 //! but wrong next to another. A Canary that breaks one is refused with both places named; the
 //! other apps go on.
 //!
+//! When a Canary claims what an app weir already runs uses (its record is in Git and names
+//! it), only the newcomer is refused: a team cannot stop another team's rollout by copying
+//! its names. When neither or both are running, both are refused.
+//!
 //! Each rule exists because breaking it would make weir commit objects that collide, and a
 //! collision fails Flux's whole build, every app included.
 
@@ -22,8 +26,21 @@ fn err(c: &Canary, at: (usize, usize), field: &str, message: String) -> SpecErro
     }
 }
 
-/// The errors of each Canary (by file) that break a rule across apps.
-pub fn check(canaries: &[&Canary]) -> BTreeMap<String, Vec<SpecError>> {
+/// Which of the Canaries sharing something are refused: the newcomers when some of them are
+/// running already, otherwise all.
+fn refused<T>(list: &[T], running: impl Fn(&T) -> bool) -> Vec<bool> {
+    let running: Vec<bool> = list.iter().map(running).collect();
+    let some = running.iter().any(|r| *r);
+    let all = running.iter().all(|r| *r);
+    running.iter().map(|r| !(some && !all && *r)).collect()
+}
+
+/// The errors of each Canary (by file) that break a rule across apps. `running` says whether
+/// weir already runs a Canary (asked only of Canaries that share something).
+pub fn check(
+    canaries: &[&Canary],
+    running: &dyn Fn(&Canary) -> bool,
+) -> BTreeMap<String, Vec<SpecError>> {
     let mut out: BTreeMap<String, Vec<SpecError>> = BTreeMap::new();
     let mut group = |key_of: &dyn Fn(&Canary) -> Option<String>,
                      field: &str,
@@ -39,7 +56,8 @@ pub fn check(canaries: &[&Canary]) -> BTreeMap<String, Vec<SpecError>> {
             if list.len() < 2 {
                 continue;
             }
-            for c in &list {
+            let refused = refused(&list, |c| running(c));
+            for (c, _) in list.iter().zip(&refused).filter(|(_, r)| **r) {
                 let others: Vec<String> = list
                     .iter()
                     .filter(|o| !std::ptr::eq(**o, *c))
@@ -151,8 +169,12 @@ type Owner = (usize, ObjectRef, bool);
 
 /// Objects weir would write that collide with another object of Flux's build (the app's own,
 /// or another app's, or what weir writes for another app): a duplicate fails Flux's whole
-/// build, so both apps are refused, each error naming the other place.
-pub fn collisions(apps: &[(&Canary, &AppSource)]) -> BTreeMap<String, Vec<SpecError>> {
+/// build. The newcomer is refused, each error naming the other place; what weir writes is
+/// refused when no running app had the name first.
+pub fn collisions(
+    apps: &[(&Canary, &AppSource)],
+    running: &dyn Fn(&Canary) -> bool,
+) -> BTreeMap<String, Vec<SpecError>> {
     // (kind, namespace, name) -> [(app index, object, written by weir)]
     let mut seen: HashMap<(String, String, String), Vec<Owner>> = HashMap::new();
     for (i, (canary, source)) in apps.iter().enumerate() {
@@ -172,33 +194,56 @@ pub fn collisions(apps: &[(&Canary, &AppSource)]) -> BTreeMap<String, Vec<SpecEr
         if owners.len() < 2 || !owners.iter().any(|(_, _, weir)| *weir) {
             continue;
         }
-        for (i, o, weir) in &owners {
-            if !weir {
+        // What a running app already has in Git stays; whoever claims it since (a new
+        // Canary, an object added to a build) is refused. Without a running owner, or
+        // between two running ones, what weir would write is refused: weir never renames
+        // anyone's objects.
+        let is_running = |(i, _, weir): &Owner| *weir && running(apps[*i].0);
+        let running_count = owners.iter().filter(|o| is_running(o)).count();
+        let keep_running = running_count > 0 && running_count < owners.len();
+        let describe = |(j, p, w): &Owner| {
+            if *w {
+                format!(
+                    "weir's folder for {}/{} ({})",
+                    apps[*j].0.namespace, apps[*j].0.name, p.file
+                )
+            } else {
+                p.file.clone()
+            }
+        };
+        for owner in &owners {
+            let refuse = if keep_running {
+                !is_running(owner)
+            } else {
+                owner.2
+            };
+            if !refuse {
                 continue;
             }
+            let (i, o, weir) = owner;
             let (canary, _) = apps[*i];
             let others: Vec<String> = owners
                 .iter()
                 .filter(|(j, p, w)| !(j == i && p == o && w == weir))
-                .map(|(j, p, w)| {
-                    if *w {
-                        format!(
-                            "weir's folder for {}/{} ({})",
-                            apps[*j].0.namespace, apps[*j].0.name, p.file
-                        )
-                    } else {
-                        p.file.clone()
-                    }
-                })
+                .map(describe)
                 .collect();
+            let message = if *weir {
+                format!(
+                    "weir would write {kind} {namespace}/{name}, which is also in {}: one object twice fails Flux's whole build. Rename one of them (spec.service.name names weir's Services)",
+                    others.join(", ")
+                )
+            } else {
+                format!(
+                    "{} adds {kind} {namespace}/{name}, which weir already writes in {} for an app it runs: one object twice fails Flux's whole build. Rename it",
+                    o.file,
+                    others.join(", ")
+                )
+            };
             out.entry(canary.file.clone()).or_default().push(err(
                 canary,
                 canary.name_at,
                 "metadata.name",
-                format!(
-                    "weir would write {kind} {namespace}/{name}, which is also in {}: one object twice fails Flux's whole build. Rename one of them (spec.service.name names weir's Services)",
-                    others.join(", ")
-                ),
+                message,
             ));
         }
     }
@@ -225,7 +270,21 @@ pub fn resolve_all(
     canaries: &[&Canary],
     resolver: &mut crate::app::Resolver,
 ) -> Resolved {
-    let mut errors = check(canaries);
+    // Running: weir's record for the app is in the tree and names it. Read only for
+    // Canaries that share something, which is rare.
+    let running = |c: &Canary| {
+        let path = format!(
+            "{}/{}",
+            crate::source::owned_dir(parent(&c.file)),
+            crate::render::STATE_FILE
+        );
+        tree.read(&path).ok().is_some_and(|bytes| {
+            crate::state::parse(&path, &bytes).is_ok_and(|record| {
+                crate::state::check_owner(&path, &bytes, &record, &c.namespace, &c.name).is_ok()
+            })
+        })
+    };
+    let mut errors = check(canaries, &running);
     let mut sources = HashMap::new();
     for canary in canaries {
         if errors.contains_key(&canary.file) {
@@ -244,7 +303,7 @@ pub fn resolve_all(
         .iter()
         .filter_map(|c| sources.get(&c.file).map(|s| (*c, s.as_ref())))
         .collect();
-    for (file, e) in collisions(&pairs) {
+    for (file, e) in collisions(&pairs, &running) {
         sources.remove(&file);
         errors.entry(file).or_default().extend(e);
     }

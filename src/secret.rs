@@ -129,6 +129,31 @@ const ANNOUNCERS: [&str; 8] = [
     "secret=",
 ];
 
+/// What ends a word when looking for a credential after an announcing word.
+const SEPARATORS: [char; 8] = [' ', '\t', '\n', '\r', '"', '\'', ',', ';'];
+
+/// The `Authorization: Basic` credential for a user and password (RFC 7617: standard base64
+/// of `user:password`), so that an echo of the header can be recognised and scrubbed.
+pub fn basic_credential(user: &str, password: &str) -> String {
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let bytes = format!("{user}:{password}").into_bytes();
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 impl Scrubber {
     /// A scrubber that knows these secret values.
     pub fn new(secrets: impl IntoIterator<Item = String>) -> Scrubber {
@@ -147,8 +172,8 @@ impl Scrubber {
         // Whatever follows an announcing word, up to the next space or quote.
         let mut result = String::with_capacity(out.len());
         let mut hide_next = false;
-        for word in out.split_inclusive([' ', '\t', '"', '\'', ',', ';']) {
-            let core = word.trim_end_matches([' ', '\t', '"', '\'', ',', ';']);
+        for word in out.split_inclusive(SEPARATORS) {
+            let core = word.trim_end_matches(SEPARATORS);
             let sep = &word[core.len()..];
             if core.is_empty() {
                 result.push_str(word);
@@ -219,6 +244,19 @@ mod tests {
             assert!(!scrubbed.contains(secret), "{scrubbed}");
         }
         assert!(scrubbed.ends_with(" ok"), "{scrubbed}");
+    }
+
+    #[test]
+    fn basic_credentials_are_encoded_as_rfc_7617_shows() {
+        // RFC 7617, section 2: Aladdin / open sesame.
+        assert_eq!(
+            basic_credential("Aladdin", "open sesame"),
+            "QWxhZGRpbjpvcGVuIHNlc2FtZQ=="
+        );
+        assert_eq!(basic_credential("a", "b"), "YTpi");
+        assert_eq!(basic_credential("ab", "c"), "YWI6Yw==");
+        let s = Scrubber::new([basic_credential("user", "pass")]);
+        assert_eq!(s.scrub("echo dXNlcjpwYXNz\nnext"), "echo ***\nnext");
     }
 
     #[test]

@@ -121,7 +121,7 @@ pub struct RecordMeta {
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     /// Not YAML of the expected shape, or a value out of range, at a place in the file.
-    #[error("{file}:{line}:{col}: {field}: {message}")]
+    #[error("{file}:{line}:{col}: error: {field}: {message}")]
     Malformed {
         /// The record file.
         file: String,
@@ -134,9 +134,6 @@ pub enum StateError {
         /// What is wrong.
         message: String,
     },
-    /// Written by a newer weir.
-    #[error("{file}: rollout record version `{version}` is not known to this weir; upgrade weir")]
-    UnknownVersion { file: String, version: String },
 }
 
 /// The largest count a record may hold for iterations and failed checks.
@@ -207,10 +204,16 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
         }
     })?;
     if record.api_version != API_VERSION || record.kind != KIND {
-        return Err(StateError::UnknownVersion {
-            file: file.to_string(),
-            version: format!("{}/{}", record.api_version, record.kind),
-        });
+        return Err(malformed(
+            file,
+            &text,
+            "apiVersion",
+            format!(
+                "rollout record version `{}/{}` is not known to this weir (it writes {API_VERSION}/{KIND}); upgrade weir",
+                crate::events::clean(&record.api_version, 60),
+                crate::events::clean(&record.kind, 60)
+            ),
+        ));
     }
     let s = &record.status;
     for (field, value) in [
@@ -247,6 +250,30 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
         }
     }
     Ok(record)
+}
+
+/// Checks that a record belongs to the app it sits beside: a record copied from another app
+/// would make weir act on someone else's history.
+pub fn check_owner(
+    file: &str,
+    bytes: &[u8],
+    record: &Record,
+    namespace: &str,
+    name: &str,
+) -> Result<(), StateError> {
+    if record.metadata.name != name || record.metadata.namespace != namespace {
+        return Err(malformed(
+            file,
+            &String::from_utf8_lossy(bytes),
+            "metadata.name",
+            format!(
+                "the rollout record belongs to {}/{}, not to {namespace}/{name}",
+                crate::events::clean(&record.metadata.namespace, 63),
+                crate::events::clean(&record.metadata.name, 253)
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Checks a record's times against the clock: a time in the future beyond [`MAX_SKEW`] would
@@ -367,7 +394,7 @@ mod tests {
         .to_string();
         assert_eq!(
             err,
-            "s.yaml:6:17: status.canaryWeight: weight 120 is not a percentage from 0 to 100"
+            "s.yaml:6:17: error: status.canaryWeight: weight 120 is not a percentage from 0 to 100"
         );
         let err = parse(
             "s.yaml",
@@ -376,7 +403,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.starts_with("s.yaml:8:17: status.failedChecks: 4294967295 is more than"),
+            err.starts_with("s.yaml:8:17: error: status.failedChecks: 4294967295 is more than"),
             "{err}"
         );
         let err = parse(
@@ -386,14 +413,16 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            err.starts_with("s.yaml:8:17: status.failedChecks: "),
+            err.starts_with("s.yaml:8:17: error: status.failedChecks: "),
             "{err}"
         );
         let err = parse("s.yaml", record(&ok.replace(REV, "abcé")).as_bytes())
             .unwrap_err()
             .to_string();
         assert!(
-            err.starts_with("s.yaml:9:21: status.promotedRevision: `abcé` is not a revision"),
+            err.starts_with(
+                "s.yaml:9:21: error: status.promotedRevision: `abcé` is not a revision"
+            ),
             "{err}"
         );
         let future = record(&ok.replace(
@@ -409,7 +438,7 @@ mod tests {
             .to_string();
         assert!(
             err.starts_with(
-                "s.yaml:10:15: status.lastStepAt: 2099-01-01T00:00:00Z is in the future"
+                "s.yaml:10:15: error: status.lastStepAt: 2099-01-01T00:00:00Z is in the future"
             ),
             "{err}"
         );

@@ -39,18 +39,27 @@ pub struct YamlError {
 }
 
 impl YamlError {
-    /// From a serde_yaml error, with its position.
-    pub fn from_serde(e: &serde_yaml::Error) -> YamlError {
-        let (line, col) = e
-            .location()
-            .map(|l| (l.line(), l.column()))
-            .unwrap_or((1, 1));
-        let text = e.to_string();
-        let message = match text.rfind(" at line ") {
-            Some(i) => text[..i].to_string(),
-            None => text,
-        };
-        YamlError { line, col, message }
+    /// From a serde_yaml error on `text`, with its position. libyaml's reader errors (a
+    /// control character, bad UTF-8) carry a byte offset instead of a line; it is turned
+    /// into one here.
+    pub fn from_serde(text: &str, e: &serde_yaml::Error) -> YamlError {
+        let shown = e.to_string();
+        if let Some((message, offset)) = shown.rsplit_once(" at position ") {
+            if let Ok(offset) = offset.trim().parse::<usize>() {
+                let before = text.get(..offset.min(text.len())).unwrap_or(text);
+                let line = before.matches('\n').count() + 1;
+                let col = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                return YamlError::at(line, col, message.to_string());
+            }
+        }
+        if let Some(l) = e.location() {
+            let message = match shown.rfind(" at line ") {
+                Some(i) => shown[..i].to_string(),
+                None => shown,
+            };
+            return YamlError::at(l.line(), l.column(), message);
+        }
+        YamlError::at(1, 1, shown)
     }
 
     fn at(line: usize, col: usize, message: String) -> YamlError {
@@ -178,8 +187,9 @@ pub fn deserializer(text: &str) -> Result<Deserializer<'_>, YamlError> {
 /// Every non-empty document of a YAML text.
 pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
     let mut out = Vec::new();
-    for de in deserializer(text)? {
-        let v = Value::deserialize(de).map_err(|e| YamlError::from_serde(&e))?;
+    let text = guard(text)?;
+    for de in Deserializer::from_str(text) {
+        let v = Value::deserialize(de).map_err(|e| YamlError::from_serde(text, &e))?;
         if !v.is_null() {
             out.push(v);
         }
@@ -189,7 +199,8 @@ pub fn documents(text: &str) -> Result<Vec<Value>, YamlError> {
 
 /// The first document of a YAML text as `T`.
 pub fn from_str<T: DeserializeOwned>(text: &str) -> Result<T, YamlError> {
-    serde_yaml::from_str(guard(text)?).map_err(|e| YamlError::from_serde(&e))
+    let text = guard(text)?;
+    serde_yaml::from_str(text).map_err(|e| YamlError::from_serde(text, &e))
 }
 
 /// Serializes a value; weir only serializes its own types, which always serialize.

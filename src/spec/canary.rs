@@ -628,6 +628,14 @@ fn metric(
         .map(|i| i.locate(at.doc, base))
         .map(|l| (l.line, l.col))
         .unwrap_or((1, 1));
+    // The name reaches logs and commit messages: one printable line.
+    if raw.name.is_empty() || raw.name.len() > 253 || raw.name.chars().any(char::is_control) {
+        errors.push(at.error(
+            &field("name"),
+            "a metric name is one line of at most 253 printable characters",
+        ));
+        return None;
+    }
     let interval = match raw.interval.as_deref() {
         None => GoDuration(Duration::from_secs(60)),
         Some(text) => match GoDuration::parse(text) {

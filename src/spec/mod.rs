@@ -5,6 +5,8 @@
 //! files itself: callers hand it bytes, so the same code serves Git trees and checkouts.
 
 pub mod canary;
+#[cfg(test)]
+mod hostile_tests;
 mod raw;
 pub mod template;
 
@@ -228,11 +230,48 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
         }
     };
     let mut only_canaries = true;
+    let mut previous: Option<String> = None;
     for (doc, de) in docs.enumerate() {
-        let meta = match TypeMeta::deserialize(de) {
-            Ok(meta) => meta,
-            // Not a mapping (a list, a scalar, an empty document): not ours.
-            Err(_) => continue,
+        let meta = match serde_yaml::Value::deserialize(de) {
+            Ok(value) => {
+                previous = None;
+                // Not a mapping (a list, a scalar, an empty document): not ours.
+                match serde_yaml::from_value::<TypeMeta>(value) {
+                    Ok(meta) => meta,
+                    Err(_) => continue,
+                }
+            }
+            Err(e) => {
+                let shown = e.to_string();
+                if previous.as_deref() == Some(shown.as_str()) {
+                    // After an error in the stream itself (libyaml is stricter than the
+                    // position index: control characters, some indentation), serde_yaml's
+                    // iterator yields that same error for ever. The file is broken as a
+                    // whole, as when the index refuses it.
+                    let e = crate::yaml::YamlError::from_serde(crate::yaml::strip_bom(src), &e);
+                    return FileScan {
+                        errors: vec![SpecError {
+                            file: file.to_string(),
+                            line: e.line,
+                            col: e.col,
+                            severity: Severity::Error,
+                            field: "(syntax)".into(),
+                            message: format!("broken YAML: {}", e.message),
+                        }],
+                        ..FileScan::default()
+                    };
+                }
+                previous = Some(shown);
+                // An error within this document (a duplicate key): read its type leniently,
+                // and let the strict parse below name the field at fault.
+                let again = crate::yaml::Deserializer::from_str(crate::yaml::strip_bom(src))
+                    .nth(doc)
+                    .map(TypeMeta::deserialize);
+                match again {
+                    Some(Ok(meta)) => meta,
+                    _ => continue,
+                }
+            }
         };
         let kind = meta.kind_str();
         if kind.is_some() && kind != Some("Canary") {

@@ -88,6 +88,7 @@ pub(super) fn validate(
 pub struct TemplateIndex {
     by_key: BTreeMap<(String, String), MetricTemplate>,
     duplicates: Vec<SpecError>,
+    ambiguous: std::collections::BTreeSet<(String, String)>,
 }
 
 impl TemplateIndex {
@@ -95,6 +96,8 @@ impl TemplateIndex {
     pub fn insert(&mut self, t: MetricTemplate) {
         let key = (t.namespace.clone(), t.name.clone());
         if let Some(first) = self.by_key.get(&key) {
+            // Neither copy is used: which one a Canary meant is not weir's guess to make.
+            self.ambiguous.insert(key.clone());
             self.duplicates.push(SpecError {
                 file: t.file.clone(),
                 line: 1,
@@ -113,7 +116,17 @@ impl TemplateIndex {
 
     /// Looks a template up; an empty namespace in the reference means the Canary's own.
     pub fn get(&self, namespace: &str, name: &str) -> Option<&MetricTemplate> {
-        self.by_key.get(&(namespace.to_string(), name.to_string()))
+        let key = (namespace.to_string(), name.to_string());
+        if self.ambiguous.contains(&key) {
+            return None;
+        }
+        self.by_key.get(&key)
+    }
+
+    /// True when the name is defined more than once (and so not used at all).
+    pub fn is_ambiguous(&self, namespace: &str, name: &str) -> bool {
+        self.ambiguous
+            .contains(&(namespace.to_string(), name.to_string()))
     }
 
     /// Errors about templates defined twice.

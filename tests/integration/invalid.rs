@@ -170,7 +170,7 @@ async fn a_broken_app_gets_nothing_committed_while_the_others_go_on() {
         .find(|a| a.app == "prod/backend")
         .unwrap();
     assert!(
-        backend.errors[0].starts_with("apps/backend.weir/state.yaml:1:9: status: ")
+        backend.errors[0].starts_with("apps/backend.weir/state.yaml:1:9: error: status: ")
             && backend.errors[0]
                 .ends_with("weir leaves the app alone until the record is fixed or removed"),
         "{:?}",

@@ -3,7 +3,9 @@
 
 mod auth;
 mod cli;
+mod corpus;
 mod executor;
+mod hostile;
 mod invalid;
 mod planner;
 mod primary;

@@ -1,6 +1,7 @@
 //! Shared test fixtures: real Git remotes, a real Prometheus, the traffic simulator, and a
 //! Flux-like `kubectl kustomize` build of any commit.
 
+pub mod faults;
 pub mod git_http;
 pub mod prometheus;
 pub mod racing;

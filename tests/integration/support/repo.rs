@@ -223,6 +223,7 @@ impl Fixture {
             token: None,
             author: ("weir".into(), "weir@example.com".into()),
             committer: ("weir".into(), "weir@example.com".into()),
+            timeout: Duration::from_secs(30),
         }
     }
 
