@@ -2,8 +2,7 @@
 //! so that executor paths run in milliseconds with a clock the test moves. The config repo
 //! needs no fake: a bare repository in a temporary folder is real and just as fast.
 
-use crate::events::Event;
-use crate::ports::{BoxFuture, Clock, MetricError, MetricSource, Notifier};
+use crate::ports::{Alert, BoxFuture, Clock, MetricError, MetricSource, Notifier};
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -80,16 +79,16 @@ impl MetricSource for FakeMetrics {
 /// A notifier that keeps what it was told.
 #[derive(Debug, Clone, Default)]
 pub struct RecordingNotifier {
-    /// Events delivered so far.
-    pub events: Arc<Mutex<Vec<Event>>>,
+    /// Alerts delivered so far.
+    pub alerts: Arc<Mutex<Vec<Alert>>>,
 }
 
 impl Notifier for RecordingNotifier {
-    fn notify<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()> {
-        self.events
+    fn notify<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, ()> {
+        self.alerts
             .lock()
             .expect("not poisoned")
-            .push(event.clone());
+            .push(alert.clone());
         Box::pin(async {})
     }
 }

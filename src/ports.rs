@@ -201,10 +201,90 @@ impl Clock for SystemClock {
     }
 }
 
-/// Tells people what moved. A failed delivery never blocks a step.
+/// How much an alert matters. A Canary's alert entry receives its own severity and above
+/// (`info` everything, `warn` warnings and errors, `error` errors only), as in Flagger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertSeverity {
+    /// Progress: a release started, finished.
+    Info,
+    /// Needs a look: a gate waits for approval, a manual rollback.
+    Warn,
+    /// Went wrong: a rollback on failed checks.
+    Error,
+}
+
+/// The kinds of alert provider weir delivers to: Flagger's five, and a plain JSON webhook.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProviderKind {
+    /// Slack incoming webhook.
+    Slack,
+    /// Microsoft Teams incoming webhook (MessageCard).
+    Msteams,
+    /// Discord, through its Slack-compatible endpoint (`<address>/slack`).
+    Discord,
+    /// Rocket.Chat incoming webhook (Slack-shaped).
+    Rocket,
+    /// Google Chat webhook (cards).
+    Gchat,
+    /// weir's own JSON document, for any receiver.
+    Generic,
+}
+
+/// One place alerts go: a resolved AlertProvider, or the global default.
+#[derive(Debug, Clone)]
+pub struct AlertTarget {
+    /// `namespace/name` of the AlertProvider, or `default` for the global one; for logs.
+    pub provider: String,
+    /// What the receiver speaks.
+    pub kind: ProviderKind,
+    /// The webhook URL: a secret (Slack's holds its token); never logged.
+    pub address: crate::secret::Secret,
+    /// Sent as `Authorization: Bearer` (Slack only, as in Flagger).
+    pub token: Option<crate::secret::Secret>,
+    /// Slack/Discord/Rocket channel.
+    pub channel: Option<String>,
+    /// Slack/Discord/Rocket user name shown.
+    pub username: Option<String>,
+    /// An HTTP(S) proxy for this provider; may hold credentials.
+    pub proxy: Option<crate::secret::Secret>,
+    /// The least severity this target receives.
+    pub min_severity: AlertSeverity,
+}
+
+/// What an alert says: Flagger's message and fields, and the commit that made the step.
+#[derive(Debug, Clone)]
+pub struct Alert {
+    /// The app.
+    pub app: AppRef,
+    /// How much it matters.
+    pub severity: AlertSeverity,
+    /// Flagger's wording: `Canary analysis completed successfully, promotion finished.`
+    pub message: String,
+    /// The phase after the step.
+    pub phase: crate::state::Phase,
+    /// The canary weight after the step.
+    pub canary_weight: crate::spec::Weight,
+    /// Failed checks so far, and the threshold.
+    pub failed_checks: u32,
+    /// The failed-checks threshold.
+    pub threshold: u32,
+    /// The checks that failed, with their values: `request-success-rate 91.3 < 99`.
+    pub failing: Vec<String>,
+    /// The commit (or pull request) that made the step, when published.
+    pub commit: Option<String>,
+    /// Extra fields, in order (`Target`, `Traffic routing`, ...), as Flagger adds them.
+    pub fields: Vec<(String, String)>,
+    /// Where it goes; each target filters by its severity.
+    pub targets: Vec<AlertTarget>,
+}
+
+/// Tells people what moved. A failed delivery is logged and retried within a bound, and
+/// never blocks a step.
 pub trait Notifier: Send + Sync {
-    /// Delivers one event.
-    fn notify<'a>(&'a self, event: &'a Event) -> BoxFuture<'a, ()>;
+    /// Delivers one alert to each of its targets that takes its severity.
+    fn notify<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, ()>;
 }
 
 /// The notifier when no alert provider is configured: the log already has every event.
@@ -212,44 +292,67 @@ pub trait Notifier: Send + Sync {
 pub struct NoNotifier;
 
 impl Notifier for NoNotifier {
-    fn notify<'a>(&'a self, _event: &'a Event) -> BoxFuture<'a, ()> {
+    fn notify<'a>(&'a self, _alert: &'a Alert) -> BoxFuture<'a, ()> {
         Box::pin(async {})
     }
 }
 
-/// A webhook call: where, what, how long to wait.
+/// Flagger's webhook payload, fields in Flagger's order. `metadata` is left out when empty,
+/// and its keys are sorted, as Go encodes a map.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HookPayload {
+    /// The Canary's name.
+    pub name: String,
+    /// The Canary's namespace.
+    pub namespace: String,
+    /// The phase Flagger would send for this hook type.
+    pub phase: String,
+    /// A stable id of the revision under analysis.
+    pub checksum: String,
+    /// The hook's metadata (for `event` hooks, with eventMessage, eventType, timestamp).
+    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
+/// A webhook call: where, what, how long to wait, how often to try.
 #[derive(Debug, Clone)]
 pub struct HookCall {
+    /// The hook's name in the Canary, for messages.
+    pub name: String,
     /// The hook's URL.
     pub url: String,
     /// The JSON payload.
-    pub payload: serde_json::Value,
-    /// How long to wait for an answer.
+    pub payload: HookPayload,
+    /// How long to wait for each attempt.
     pub timeout: std::time::Duration,
+    /// Attempts after the first, on a transport error, 429 or a 5xx other than 501.
+    pub retries: u32,
+    /// `disableTLS`: do not verify the server's certificate.
+    pub insecure_tls: bool,
 }
 
 /// What a webhook answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HookOutcome {
-    /// 2xx up to 202.
+    /// HTTP 200, 201 or 202 (Flagger's rule: anything above 202 fails).
     Passed,
-    /// Anything else, or no answer: why, in one line.
+    /// Anything else, or no answer: why, in one bounded line free of credentials.
     Failed(String),
 }
 
-/// Calls webhook gates.
+/// Calls webhooks.
 pub trait Hooks: Send + Sync {
     /// Calls one hook.
     fn call<'a>(&'a self, call: &'a HookCall) -> BoxFuture<'a, HookOutcome>;
 }
 
-/// The hooks adapter while no Canary may declare webhooks: every call fails.
+/// The hooks adapter when none is wired: every call fails.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct NoHooks;
 
 impl Hooks for NoHooks {
     fn call<'a>(&'a self, _call: &'a HookCall) -> BoxFuture<'a, HookOutcome> {
-        Box::pin(async { HookOutcome::Failed("webhooks are not supported yet".into()) })
+        Box::pin(async { HookOutcome::Failed("no webhook client is configured".into()) })
     }
 }
 

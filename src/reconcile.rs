@@ -343,7 +343,7 @@ impl Engine {
                         .iter()
                         .flat_map(|c| c.events.clone())
                         .collect();
-                    self.tell(&report.events).await;
+                    self.tell(&[]).await;
                     return Ok(report);
                 }
                 Publication::Raced { remote } => {
@@ -368,13 +368,13 @@ impl Engine {
         }
     }
 
-    /// Delivers events; a slow or failing notifier never holds a tick for long.
-    async fn tell(&self, events: &[Event]) {
-        for e in events {
+    /// Delivers alerts; a slow or failing notifier never holds a tick for long.
+    async fn tell(&self, alerts: &[crate::ports::Alert]) {
+        for a in alerts {
             let delivered =
-                tokio::time::timeout(Duration::from_secs(10), self.ports.notifier.notify(e)).await;
+                tokio::time::timeout(Duration::from_secs(30), self.ports.notifier.notify(a)).await;
             if delivered.is_err() {
-                warn!(app = %e.app, "the notifier did not answer within 10s; the event is in the log and the commit");
+                warn!(app = %a.app, "the notifier did not finish within 30s; the event is in the log and the commit");
             }
         }
     }
