@@ -4,6 +4,7 @@
 //! them (file, line, column, field, what is wrong, what would be accepted). It never reads
 //! files itself: callers hand it bytes, so the same code serves Git trees and checkouts.
 
+pub mod alert_provider;
 pub mod canary;
 #[cfg(test)]
 mod hostile_tests;

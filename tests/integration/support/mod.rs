@@ -5,6 +5,7 @@ pub mod faults;
 pub mod git_http;
 pub mod prometheus;
 pub mod racing;
+pub mod receiver;
 pub mod repo;
 pub mod traffic;
 pub mod wait;
