@@ -2,9 +2,9 @@
 //!
 //! The planner (`plan`) decides; everything else gathers its inputs or carries out its
 //! decisions, through the ports (`ports`): `source`, `spec`, `app` and `rules` read the
-//! repository, `prometheus` runs the gates, `render` and `state` produce the folder weir owns
-//! (`tree` describes it), `git` and `publish` write it, `events` tells what moved,
-//! `reconcile` runs one tick, `serve` loops, `commands` wires the adapters for the CLI.
+//! repository, `prometheus` and `hooks` run the gates, `render` and `state` produce the
+//! folder weir owns (`tree` describes it), `git` and `publish` write it, `events` tells what
+//! moved, `reconcile` runs one tick, `serve` loops, `commands` wires the adapters for the CLI.
 
 pub mod alerts;
 pub mod app;
@@ -15,6 +15,7 @@ pub mod duration;
 pub mod events;
 pub mod fakes;
 pub mod git;
+pub mod hooks;
 pub mod plan;
 pub mod ports;
 pub mod prometheus;
