@@ -159,6 +159,7 @@ fn measure(apps: usize) -> Timings {
             metrics: Arc::new(FakeMetrics::constant(100.0)),
             clock: Arc::new(clock.clone()),
             notifier: Arc::new(NoNotifier),
+            hooks: Arc::new(weir::ports::NoHooks),
         },
         Templates::embedded().unwrap(),
         Settings {

@@ -86,6 +86,9 @@ pub struct AppSource {
     pub config: Vec<ConfigObject>,
     /// The target's container images as the build sets them (init containers first).
     pub images: Vec<String>,
+    /// With `service.portDiscovery`: the target's other container ports (name, port),
+    /// sorted by name, as Flagger finds them (sidecars and the service's port left out).
+    pub extra_ports: Vec<(String, u16)>,
     /// The Canary's file, when it holds nothing but Canaries: it is not part of the
     /// revision, and the primary carries a placeholder in its place.
     pub canary_alone: Option<String>,
@@ -698,6 +701,7 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
     let mut selector = None;
     let mut namespace = None;
     let mut images = Vec::new();
+    let mut extra_ports = Vec::new();
     let mut referenced = BTreeSet::new();
     match target {
         None => errors.push(error(
@@ -735,6 +739,9 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
             }
             namespace = doc_namespace(d, chain, &walk.namespaces);
             images = built_images(d, chain, &walk.images);
+            if canary.service.port_discovery {
+                extra_ports = discovered_ports(d, canary);
+            }
             config_refs(d, &mut referenced);
         }
     }
@@ -831,6 +838,7 @@ fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource,
         mirror_root,
         config: config.into_iter().collect(),
         images,
+        extra_ports,
         canary_alone,
         app_listing,
         objects,
@@ -914,6 +922,49 @@ pub fn selector_of(deployment: &Value) -> Option<Selector> {
             value: value.to_string(),
         })
     })
+}
+
+/// The container ports of a Deployment that `portDiscovery` adds to the Services, as Flagger
+/// finds them: every container but the mesh's sidecars (`istio-proxy`, `envoy`), every port
+/// but the one the service routes to, named by its name or `tcp-<container>-<index>`.
+fn discovered_ports(d: &Value, canary: &Canary) -> Vec<(String, u16)> {
+    let svc = &canary.service;
+    let mut out = std::collections::BTreeMap::new();
+    let containers = d["spec"]["template"]["spec"]
+        .get("containers")
+        .and_then(Value::as_sequence);
+    for c in containers.into_iter().flatten() {
+        let cname = c.get("name").and_then(Value::as_str).unwrap_or("");
+        if cname == "istio-proxy" || cname == "envoy" {
+            continue;
+        }
+        let ports = c.get("ports").and_then(Value::as_sequence);
+        for (i, p) in ports.into_iter().flatten().enumerate() {
+            let Some(number) = p
+                .get("containerPort")
+                .and_then(Value::as_u64)
+                .and_then(|n| u16::try_from(n).ok())
+            else {
+                continue;
+            };
+            let pname = p.get("name").and_then(Value::as_str).unwrap_or("");
+            let routed = match &svc.target_port {
+                serde_json::Value::Number(n) => n.as_u64() == Some(u64::from(number)),
+                serde_json::Value::String(s) => s == pname,
+                _ => number == svc.port,
+            };
+            if routed {
+                continue;
+            }
+            let name = if pname.is_empty() {
+                format!("tcp-{cname}-{i}")
+            } else {
+                pname.to_string()
+            };
+            out.insert(name, number);
+        }
+    }
+    out.into_iter().collect()
 }
 
 /// The container images of a Deployment after the `images:` of every kustomization from the
@@ -1127,7 +1178,11 @@ pub fn gates(canary: &Canary, templates: &TemplateIndex) -> Result<Vec<Gate>, Ve
         // not a failed check later.
         let interval = m.interval.to_string();
         let vars = crate::prometheus::QueryVars {
+            name: &canary.name,
             namespace: &canary.namespace,
+            service: &canary.service.name,
+            ingress: canary.ingress.as_deref().unwrap_or(""),
+            route: canary.route.as_deref().unwrap_or(""),
             target: &canary.target,
             interval: &interval,
             variables: &m.variables,

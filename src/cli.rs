@@ -55,6 +55,30 @@ pub enum Command {
     Run(RunArgs),
     /// Show every app's phase, weights, failed checks, revision and next step.
     Status(StatusArgs),
+    /// Open the confirm gates (confirm-rollout, confirm-traffic-increase, confirm-promotion)
+    /// for the revision under analysis, by a commit to the app's control file.
+    Approve(ControlArgs),
+    /// Roll back the revision under analysis at the next step, by a commit.
+    Abort(ControlArgs),
+    /// Analyse the failed revision again, by a commit.
+    Retry(ControlArgs),
+    /// Take no step for the app until `weir resume`, by a commit.
+    Pause(ControlArgs),
+    /// Undo `weir pause`, by a commit.
+    Resume(ControlArgs),
+}
+
+/// `weir approve|abort|retry|pause|resume`.
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The app: the Canary's name, or `namespace/name` when the name is not unique.
+    pub app: String,
+    /// The revision the request is about, as `weir status` shows it (default: the one under
+    /// analysis, or the failed one for retry); a request for another revision is refused.
+    #[arg(long)]
+    pub revision: Option<String>,
+    #[command(flatten)]
+    pub repo: RepoArgs,
 }
 
 /// `weir validate`.
@@ -123,6 +147,23 @@ pub struct RepoArgs {
     /// Commits searched for a rollout record that is missing at the head.
     #[arg(long, env = "WEIR_HISTORY_DEPTH", default_value_t = 200)]
     pub history_depth: usize,
+    /// Where the Secrets that AlertProviders name are mounted: weir reads
+    /// <dir>/<namespace>/<secret>/address (and token, proxy).
+    #[arg(long, env = "WEIR_SECRETS_DIR")]
+    pub secrets_dir: Option<PathBuf>,
+    /// Alerts of Canaries that name no AlertProvider go here (Flagger's global provider);
+    /// a webhook URL, never printed.
+    #[arg(long, env = "WEIR_ALERT_URL", hide_env_values = true)]
+    pub alert_url: Option<String>,
+    /// What the --alert-url receiver speaks: slack, msteams, discord, rocket, gchat, generic.
+    #[arg(long, env = "WEIR_ALERT_TYPE", default_value = "slack")]
+    pub alert_type: String,
+    /// Slack, Discord or Rocket.Chat channel for --alert-url.
+    #[arg(long, env = "WEIR_ALERT_CHANNEL")]
+    pub alert_channel: Option<String>,
+    /// The least severity sent to --alert-url: info, warn or error.
+    #[arg(long, env = "WEIR_ALERT_SEVERITY", default_value = "info")]
+    pub alert_severity: String,
     #[command(flatten)]
     pub spec: SpecArgs,
     #[command(flatten)]

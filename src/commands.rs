@@ -4,7 +4,7 @@
 use crate::cli::{Cli, Command, Output, RepoArgs};
 use crate::config;
 use crate::git::Git2Repo;
-use crate::ports::{NoNotifier, Publisher, SystemClock};
+use crate::ports::{Publisher, SystemClock};
 use crate::publish::{DirectCommit, DryRun};
 use crate::reconcile::{AppReport, Engine, Ports, TickReport};
 use crate::source::{DiskTree, Scanner};
@@ -141,6 +141,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             crate::serve::run(&mut engine, every).await?;
             Ok(ExitCode::from(OK))
         }
+        Command::Approve(args) => control(Request::Approve, &args, &mut out),
+        Command::Abort(args) => control(Request::Abort, &args, &mut out),
+        Command::Retry(args) => control(Request::Retry, &args, &mut out),
+        Command::Pause(args) => control(Request::Pause, &args, &mut out),
+        Command::Resume(args) => control(Request::Resume, &args, &mut out),
         Command::Status(args) => {
             let mut engine = engine(&args.repo, Box::new(DryRun::default()))?;
             let report = engine.status()?;
@@ -161,6 +166,179 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// What a control command asks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Request {
+    Approve,
+    Abort,
+    Retry,
+    Pause,
+    Resume,
+}
+
+/// Writes one request into the app's control file (`<app>.weir/control.yaml`) and pushes it
+/// with a lease; weir acts on it at its next step. The rest of weir's folder is carried as
+/// it is.
+fn control(
+    request: Request,
+    args: &crate::cli::ControlArgs,
+    out: &mut Out,
+) -> anyhow::Result<ExitCode> {
+    use crate::control::{Control, CONTROL_FILE};
+    use crate::ports::{AppRef, ChangeSet, ConfigRepo, Publication};
+    use crate::source::{owned_dir, parent, SourceTree};
+    use crate::tree::{Dir, Node};
+    let (roots, min_interval) = config::spec(&args.repo.spec)?;
+    let mut repo = Git2Repo::open(config::git(&args.repo)?)?;
+    let mut publisher = DirectCommit {
+        prefix: args.repo.message_prefix.clone(),
+    };
+    for _attempt in 0..args.repo.push_attempts.max(1) {
+        let head = repo.fetch()?;
+        let tree_box = repo.tree(head)?;
+        let tree: &dyn SourceTree = tree_box.as_ref();
+        let catalog = Scanner::new(&roots, min_interval).scan(tree)?;
+        let (want_ns, want_name) = match args.app.split_once('/') {
+            Some((ns, name)) => (Some(ns), name),
+            None => (None, args.app.as_str()),
+        };
+        let found: Vec<_> = catalog
+            .canaries
+            .iter()
+            .map(|(c, _)| c)
+            .filter(|c| c.name == want_name && want_ns.is_none_or(|ns| c.namespace == ns))
+            .collect();
+        let canary = match found.as_slice() {
+            [one] => *one,
+            [] => anyhow::bail!("no Canary named `{}` in the repository", args.app),
+            _ => anyhow::bail!(
+                "more than one Canary is named `{}`; say which as namespace/name",
+                args.app
+            ),
+        };
+        let app_dir = parent(&canary.file).to_string();
+        let owned = owned_dir(&app_dir);
+        let state =
+            crate::reconcile::read_state(tree, &app_dir, canary, None)?.ok_or_else(|| {
+                anyhow::anyhow!("{} is not initialised yet: nothing to control", args.app)
+            })?;
+        let path = format!("{owned}/{CONTROL_FILE}");
+        let mut c = match tree.read(&path) {
+            Ok(bytes) => crate::control::parse(&path, &bytes, &canary.namespace, &canary.name)?,
+            Err(_) => Control::default(),
+        };
+        let pick = |default: Option<&String>, what: &str| -> anyhow::Result<String> {
+            let Some(rev) = default else {
+                anyhow::bail!("{} has no revision {what}", args.app);
+            };
+            if let Some(asked) = &args.revision {
+                if !rev.starts_with(asked.as_str()) || asked.len() < 7 {
+                    anyhow::bail!(
+                        "the revision {what} is {}, not {asked}",
+                        crate::plan::short(rev)
+                    );
+                }
+            }
+            Ok(rev.clone())
+        };
+        let summary = match request {
+            Request::Approve => {
+                let rev = pick(state.canary_revision.as_ref(), "under analysis")?;
+                let s = format!(
+                    "approve revision {} (weir approve)",
+                    crate::plan::short(&rev)
+                );
+                c.approve = Some(rev);
+                s
+            }
+            Request::Abort => {
+                let rev = pick(state.canary_revision.as_ref(), "under analysis")?;
+                let s = format!("abort revision {} (weir abort)", crate::plan::short(&rev));
+                c.abort = Some(rev);
+                s
+            }
+            Request::Retry => {
+                if state.phase != crate::state::Phase::Failed {
+                    anyhow::bail!(
+                        "{} is {}, not Failed: nothing to retry",
+                        args.app,
+                        state.phase
+                    );
+                }
+                let rev = pick(state.failed_revision.as_ref(), "that failed")?;
+                let s = format!("retry revision {} (weir retry)", crate::plan::short(&rev));
+                c.retry = Some(rev);
+                s
+            }
+            Request::Pause => {
+                c.paused = true;
+                "pause the rollout (weir pause)".to_string()
+            }
+            Request::Resume => {
+                c.paused = false;
+                "resume the rollout (weir resume)".to_string()
+            }
+        };
+        // weir's folder as it is, with the control file written (or removed when empty).
+        let mut dir = Dir::default();
+        for entry in tree.list(&owned)? {
+            if entry.name != CONTROL_FILE {
+                dir.insert(
+                    &entry.name,
+                    Node::Carried {
+                        id: entry.id,
+                        is_dir: entry.is_dir,
+                    },
+                );
+            }
+        }
+        if !c.is_empty() {
+            dir.file(
+                CONTROL_FILE,
+                crate::control::render(&canary.name, &canary.namespace, &c),
+            );
+        }
+        let app = AppRef {
+            namespace: canary.namespace.clone(),
+            name: canary.name.clone(),
+            dir: app_dir.clone(),
+        };
+        let change = ChangeSet {
+            app: app.clone(),
+            dir: owned,
+            tree: Some(dir),
+            events: vec![crate::events::Event {
+                app,
+                phase: state.phase,
+                weight: state.canary_weight,
+                summary,
+                details: vec![format!(
+                    "requested with weir {}; weir acts on it at its next step",
+                    format!("{request:?}").to_lowercase()
+                )],
+            }],
+        };
+        drop(tree_box);
+        match publisher.publish(&mut repo, head, &[change], chrono::Utc::now())? {
+            Publication::Committed { commit, message } => {
+                out.line(&format!(
+                    "pushed {} {}",
+                    commit.short(7),
+                    message.lines().next().unwrap_or("")
+                ));
+                return Ok(ExitCode::from(OK));
+            }
+            Publication::Nothing => {
+                out.line("nothing to commit: the control file already says so");
+                return Ok(ExitCode::from(OK));
+            }
+            Publication::Raced { .. } => continue,
+            Publication::DryRun { .. } => unreachable!("a direct commit is not a dry run"),
+        }
+    }
+    anyhow::bail!("the branch kept moving; nothing was overwritten, try again")
+}
+
 /// Wires the real adapters.
 fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engine> {
     let repo = Git2Repo::open(config::git(args)?)?;
@@ -172,7 +350,14 @@ fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engi
         publisher,
         metrics: Arc::new(metrics),
         clock: Arc::new(SystemClock),
-        notifier: Arc::new(NoNotifier),
+        notifier: Arc::new(
+            crate::alerts::HttpNotifier::new(crate::alerts::NotifierSettings::default())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        hooks: Arc::new(
+            crate::hooks::HttpHooks::new(crate::hooks::HookSettings::default())
+                .map_err(anyhow::Error::msg)?,
+        ),
     };
     Ok(Engine::new(ports, templates, settings))
 }

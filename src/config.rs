@@ -4,7 +4,8 @@
 //! default): WEIR_REPO, WEIR_BRANCH, WEIR_GIT_TOKEN, WEIR_CACHE, WEIR_AUTHOR_NAME,
 //! WEIR_AUTHOR_EMAIL, WEIR_COMMITTER_NAME, WEIR_COMMITTER_EMAIL, WEIR_MESSAGE_PREFIX,
 //! WEIR_PUSH_ATTEMPTS, WEIR_GIT_TIMEOUT, WEIR_TICK_DEADLINE, WEIR_TEMPLATES,
-//! WEIR_HISTORY_DEPTH, WEIR_ROOTS, WEIR_MIN_INTERVAL,
+//! WEIR_HISTORY_DEPTH, WEIR_ROOTS, WEIR_MIN_INTERVAL, WEIR_SECRETS_DIR, WEIR_ALERT_URL,
+//! WEIR_ALERT_TYPE, WEIR_ALERT_CHANNEL, WEIR_ALERT_SEVERITY,
 //! WEIR_PROMETHEUS, WEIR_PROMETHEUS_TOKEN, WEIR_PROMETHEUS_USER, WEIR_PROMETHEUS_PASSWORD,
 //! WEIR_PROMETHEUS_HEADERS, WEIR_PROMETHEUS_TIMEOUT, WEIR_EVERY, WEIR_OUTPUT, WEIR_DIR,
 //! WEIR_LOG, WEIR_LOG_FORMAT.
@@ -39,6 +40,9 @@ pub enum ConfigError {
     /// A template folder that cannot be used.
     #[error(transparent)]
     Templates(#[from] crate::render::RenderError),
+    /// A global alert setting that cannot be used.
+    #[error("--{flag}: {message}")]
+    Alert { flag: &'static str, message: String },
     /// The Prometheus client could not be built.
     #[error(transparent)]
     Prometheus(#[from] prometheus::PromError),
@@ -118,6 +122,8 @@ pub fn reconcile(args: &RepoArgs) -> Result<reconcile::Settings, ConfigError> {
         max_push_attempts: args.push_attempts,
         history_depth: args.history_depth,
         tick_deadline: duration("tick-deadline", &args.tick_deadline)?,
+        default_alerts: default_alerts(args)?,
+        secrets_dir: args.secrets_dir.clone(),
         ..reconcile::Settings::default()
     })
 }
@@ -128,4 +134,62 @@ pub fn templates(args: &RepoArgs) -> Result<Templates, ConfigError> {
         Some(dir) => Templates::from_dir(dir)?,
         None => Templates::embedded()?,
     })
+}
+
+/// The global alert target (`--alert-url`), if one is set.
+fn default_alerts(args: &RepoArgs) -> Result<Vec<crate::ports::AlertTarget>, ConfigError> {
+    use crate::ports::{AlertSeverity, AlertTarget, ProviderKind};
+    let Some(url) = args.alert_url.as_deref().filter(|u| !u.is_empty()) else {
+        return Ok(Vec::new());
+    };
+    let kind = match args.alert_type.as_str() {
+        "slack" => ProviderKind::Slack,
+        "msteams" => ProviderKind::Msteams,
+        "discord" => ProviderKind::Discord,
+        "rocket" => ProviderKind::Rocket,
+        "gchat" => ProviderKind::Gchat,
+        "generic" => ProviderKind::Generic,
+        other => {
+            return Err(ConfigError::Alert {
+                flag: "alert-type",
+                message: format!(
+                    "`{}` is not one of slack, msteams, discord, rocket, gchat, generic",
+                    crate::events::clean(other, 40)
+                ),
+            })
+        }
+    };
+    let min_severity = match args.alert_severity.as_str() {
+        "info" => AlertSeverity::Info,
+        "warn" => AlertSeverity::Warn,
+        "error" => AlertSeverity::Error,
+        other => {
+            return Err(ConfigError::Alert {
+                flag: "alert-severity",
+                message: format!(
+                    "`{}` is not one of info, warn, error",
+                    crate::events::clean(other, 40)
+                ),
+            })
+        }
+    };
+    match reqwest::Url::parse(url) {
+        Ok(u) if matches!(u.scheme(), "http" | "https") => {}
+        _ => {
+            return Err(ConfigError::Alert {
+                flag: "alert-url",
+                message: "not an absolute http(s) URL (not shown: it may hold a token)".into(),
+            })
+        }
+    }
+    Ok(vec![AlertTarget {
+        provider: "default".into(),
+        kind,
+        address: Secret::new(url.to_string()),
+        token: None,
+        channel: args.alert_channel.clone(),
+        username: None,
+        proxy: None,
+        min_severity,
+    }])
 }

@@ -11,6 +11,7 @@ pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
+pub mod control;
 pub mod duration;
 pub mod events;
 pub mod fakes;

@@ -48,8 +48,16 @@ pub const REQUEST_DURATION: &str = r#"histogram_quantile(
 /// A placeholder of a query template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Placeholder {
+    /// `{{ name }}`: the Canary's name.
+    Name,
     /// `{{ namespace }}`
     Namespace,
+    /// `{{ service }}`: the apex Service's name.
+    Service,
+    /// `{{ ingress }}`: `ingressRef.name`, empty without one.
+    Ingress,
+    /// `{{ route }}`: `routeRef.name`, empty without one.
+    Route,
     /// `{{ target }}`
     Target,
     /// `{{ interval }}`
@@ -66,7 +74,7 @@ pub enum QueryError {
     Unclosed(usize),
     /// A name weir does not know.
     #[error(
-        "unknown placeholder `{{{{ {0} }}}}`; use namespace, target, interval or variables.NAME"
+        "unknown placeholder `{{{{ {0} }}}}`; use name, namespace, target, service, ingress, route, interval or variables.NAME"
     )]
     Unknown(String),
     /// `{{ variables.x }}` with no `templateVariables.x`.
@@ -98,7 +106,11 @@ pub fn placeholders(template: &str) -> Result<Vec<Placeholder>, QueryError> {
 
 fn parse_placeholder(name: &str) -> Result<Placeholder, QueryError> {
     match name {
+        "name" => Ok(Placeholder::Name),
         "namespace" => Ok(Placeholder::Namespace),
+        "service" => Ok(Placeholder::Service),
+        "ingress" => Ok(Placeholder::Ingress),
+        "route" => Ok(Placeholder::Route),
         "target" => Ok(Placeholder::Target),
         "interval" => Ok(Placeholder::Interval),
         _ => match name.strip_prefix("variables.") {
@@ -117,8 +129,16 @@ fn parse_placeholder(name: &str) -> Result<Placeholder, QueryError> {
 /// The values a query template is rendered with.
 #[derive(Debug, Clone)]
 pub struct QueryVars<'a> {
+    /// The Canary's name.
+    pub name: &'a str,
     /// The Canary's namespace.
     pub namespace: &'a str,
+    /// The apex Service's name.
+    pub service: &'a str,
+    /// `ingressRef.name`, or empty.
+    pub ingress: &'a str,
+    /// `routeRef.name`, or empty.
+    pub route: &'a str,
     /// The canary workload (the target Deployment's name).
     pub target: &'a str,
     /// The metric's interval, already printed (e.g. `1m`).
@@ -155,7 +175,11 @@ pub fn render(template: &str, vars: &QueryVars) -> Result<String, QueryError> {
             .ok_or(QueryError::Unclosed(offset + start))?;
         let ph = parse_placeholder(after[..end].trim())?;
         let (name, value) = match &ph {
+            Placeholder::Name => ("name".to_string(), vars.name.to_string()),
             Placeholder::Namespace => ("namespace".to_string(), vars.namespace.to_string()),
+            Placeholder::Service => ("service".to_string(), vars.service.to_string()),
+            Placeholder::Ingress => ("ingress".to_string(), vars.ingress.to_string()),
+            Placeholder::Route => ("route".to_string(), vars.route.to_string()),
             Placeholder::Target => ("target".to_string(), vars.target.to_string()),
             Placeholder::Interval => ("interval".to_string(), vars.interval.to_string()),
             Placeholder::Variable(v) => (
@@ -587,7 +611,11 @@ mod tests {
 
     fn vars<'a>(target: &'a str, variables: &'a BTreeMap<String, String>) -> QueryVars<'a> {
         QueryVars {
+            name: "backend",
             namespace: "prod",
+            service: "backend",
+            ingress: "",
+            route: "",
             target,
             interval: "1m",
             variables,

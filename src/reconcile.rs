@@ -16,14 +16,17 @@
 //! One app's problem (a broken spec, record or render) stops that app only.
 
 use crate::app::{self, AppSource, Gate, Resolver};
+use crate::control::{Control, CONTROL_FILE};
 use crate::events::Event;
-use crate::plan::{self, CheckResult, Decision, GateReport, Input, Owned};
+use crate::plan::{self, CheckResult, Decision, GateReport, HookResult, Input, Owned, Step};
 use crate::ports::{
-    AppRef, ChangeSet, Clock, ConfigRepo, MetricSource, Publication, Publisher, RepoError,
+    Alert, AlertTarget, AppRef, ChangeSet, Clock, ConfigRepo, HookCall, HookOutcome, HookPayload,
+    Hooks, MetricSource, Publication, Publisher, RepoError,
 };
 use crate::render::{Templates, GUARDS_FILE, KUSTOMIZATION_FILE, PRIMARY_DIR, STATE_FILE};
 use crate::source::{owned_dir, Scanner, SourceError, SourceTree};
 use crate::spec::{Canary, SpecError};
+use crate::spec::{HookType, Weight};
 use crate::state::{self, Phase, State};
 use crate::tree::{Dir, ObjectId};
 use chrono::{DateTime, Utc};
@@ -49,6 +52,11 @@ pub struct Settings {
     /// Longest a tick may take: past it the tick is abandoned at its next wait, before it
     /// publishes anything more.
     pub tick_deadline: Duration,
+    /// Where alerts go for Canaries that name no AlertProvider (Flagger's global provider).
+    pub default_alerts: Vec<AlertTarget>,
+    /// Where the Secrets that AlertProviders name are mounted:
+    /// `<dir>/<namespace>/<secret>/{address,token,proxy}`.
+    pub secrets_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for Settings {
@@ -60,6 +68,8 @@ impl Default for Settings {
             history_depth: 200,
             gate_concurrency: 16,
             tick_deadline: Duration::from_secs(300),
+            default_alerts: Vec::new(),
+            secrets_dir: None,
         }
     }
 }
@@ -76,6 +86,8 @@ pub struct Ports {
     pub clock: Arc<dyn Clock>,
     /// Who hears about what moved.
     pub notifier: Arc<dyn crate::ports::Notifier>,
+    /// Calls the Canaries' webhooks.
+    pub hooks: Arc<dyn Hooks>,
 }
 
 /// A tick that could not run at all (one app's problems never end up here).
@@ -209,6 +221,9 @@ struct Caches {
     idle: HashMap<String, IdleKey>,
     /// A head at which every app was idle with nothing due.
     quiet_head: Option<ObjectId>,
+    /// When gates were last looked at without a step following (a closed gate), by Canary
+    /// file, with the revision they were about: the next look is an interval later.
+    looks: HashMap<String, (String, DateTime<Utc>)>,
 }
 
 /// The wired engine: ports plus the caches that make idle ticks cheap.
@@ -231,6 +246,11 @@ struct Pending {
     idle_key: IdleKey,
     decision: Decision,
     owned: Owned,
+    /// The control file's requests, and its text as found at the head.
+    control: Control,
+    control_text: Option<String>,
+    /// Evidence gathered this tick.
+    report: Option<GateReport>,
     /// Set when gathering found a reason to leave the app alone.
     blocked: bool,
     line: usize,
@@ -242,6 +262,15 @@ struct Planned {
     report: TickReport,
     quiet: bool,
     memos: Vec<(String, IdleKey)>,
+    /// Alerts and post-rollout and event hooks, for once the steps are published.
+    after: Vec<After>,
+}
+
+/// What follows a published step of one app: its alert and the webhooks that only hear
+/// about it (post-rollout, event).
+struct After {
+    alert: Option<Alert>,
+    calls: Vec<HookCall>,
 }
 
 impl Engine {
@@ -343,7 +372,8 @@ impl Engine {
                         .iter()
                         .flat_map(|c| c.events.clone())
                         .collect();
-                    self.tell(&[]).await;
+                    let commit_hex = commit.to_string();
+                    self.tell(planned.after, &commit_hex).await;
                     return Ok(report);
                 }
                 Publication::Raced { remote } => {
@@ -368,14 +398,42 @@ impl Engine {
         }
     }
 
-    /// Delivers alerts; a slow or failing notifier never holds a tick for long.
-    async fn tell(&self, alerts: &[crate::ports::Alert]) {
-        for a in alerts {
-            let delivered =
-                tokio::time::timeout(Duration::from_secs(30), self.ports.notifier.notify(a)).await;
-            if delivered.is_err() {
-                warn!(app = %a.app, "the notifier did not finish within 30s; the event is in the log and the commit");
+    /// Delivers the alerts and calls the post-rollout and event hooks of published steps,
+    /// all at once; a slow or failing receiver never holds a tick for more than 30s, and
+    /// what they answer is only logged (the step is already in Git).
+    async fn tell(&self, after: Vec<After>, commit: &str) {
+        let notifier = self.ports.notifier.clone();
+        let hooks = self.ports.hooks.clone();
+        let mut jobs = Vec::new();
+        for a in after {
+            if let Some(mut alert) = a.alert {
+                alert.commit = Some(commit.to_string());
+                let notifier = notifier.clone();
+                jobs.push(tokio::spawn(async move { notifier.notify(&alert).await }));
             }
+            for call in a.calls {
+                let hooks = hooks.clone();
+                jobs.push(tokio::spawn(async move {
+                    let kind = call
+                        .payload
+                        .metadata
+                        .get("eventType")
+                        .map_or("post-rollout", |_| "event");
+                    match hooks.call(&call).await {
+                        HookOutcome::Passed => info!(hook = %call.name, kind, "webhook passed"),
+                        HookOutcome::Failed(why) => {
+                            warn!(hook = %call.name, kind, "webhook failed: {why}")
+                        }
+                    }
+                }));
+            }
+        }
+        let all = futures_join_all(jobs);
+        if tokio::time::timeout(Duration::from_secs(30), all)
+            .await
+            .is_err()
+        {
+            warn!("alerts and webhooks did not all finish within 30s; the step is in the log and the commit");
         }
     }
 
@@ -498,8 +556,36 @@ impl Engine {
                     continue;
                 }
             };
+            let control_path = format!("{dir}/{CONTROL_FILE}");
+            let (control, control_text) = match tree.read(&control_path) {
+                Ok(bytes) => {
+                    match crate::control::parse(
+                        &control_path,
+                        &bytes,
+                        &canary.namespace,
+                        &canary.name,
+                    ) {
+                        Ok(c) => (c, Some(String::from_utf8_lossy(&bytes).into_owned())),
+                        Err(e) => {
+                            warn!("{e}");
+                            line.errors.push(format!("{e}; weir leaves the app alone until the control file is fixed or removed"));
+                            report.apps.push(line);
+                            continue;
+                        }
+                    }
+                }
+                Err(SourceError::Missing(_)) => (Control::default(), None),
+                Err(e) => {
+                    line.errors.push(e.to_string());
+                    report.apps.push(line);
+                    continue;
+                }
+            };
             report.apps.push(line);
             pending.push(Pending {
+                control,
+                control_text,
+                report: None,
                 app: AppRef {
                     namespace: canary.namespace.clone(),
                     name: canary.name.clone(),
@@ -566,9 +652,13 @@ impl Engine {
             sourced
                 .iter()
                 .map(|p| match (&p.state, &p.primary, p.recovered) {
-                    (Some(state), Some(primary), None) => {
-                        Some((&p.canary, &p.source.selector, state, primary.as_ref()))
-                    }
+                    (Some(state), Some(primary), None) => Some((
+                        &p.canary,
+                        &p.source.selector,
+                        state,
+                        primary.as_ref(),
+                        p.control_text.clone(),
+                    )),
                     _ => None,
                 })
                 .collect(),
@@ -590,18 +680,12 @@ impl Engine {
                     continue;
                 }
             };
-            p.decision = plan::plan(&Input {
-                analysis: &p.canary.analysis,
-                skip_analysis: p.canary.skip_analysis,
-                suspend: p.canary.suspend,
-                state: p.state.as_ref(),
-                revision: &p.source.revision,
-                head: &head_hex,
-                images: &p.source.images,
-                owned: &p.owned,
-                gates: None,
-                now,
-            });
+            let last_look = caches
+                .looks
+                .get(&p.canary.file)
+                .filter(|(rev, _)| *rev == p.source.revision)
+                .map(|(_, at)| *at);
+            p.decision = plan::plan(&input(&p, &head_hex, None, last_look, now));
             ready.push(p);
         }
         let mut pending = ready;
@@ -611,59 +695,90 @@ impl Engine {
             "gathered"
         );
 
-        // Evidence: every due gate at once, bounded, then decide again with it.
+        // Evidence: every gate the planner asks for, every app's at once with a bound, then
+        // decide again with it; a decision may ask for more (a confirm gate once the analysis
+        // passed), so in a few rounds.
         let limit = Arc::new(tokio::sync::Semaphore::new(
             settings.gate_concurrency.max(1),
         ));
-        let mut jobs = tokio::task::JoinSet::new();
-        for (i, p) in pending.iter().enumerate() {
-            if let Decision::NeedGates { canary_weight } = p.decision {
-                let metrics = self.ports.metrics.clone();
-                let gates = p.gates.clone();
-                let canary = p.canary.clone();
-                let limit = limit.clone();
-                let revision = p
-                    .state
-                    .as_ref()
-                    .and_then(|s| s.canary_revision.clone())
-                    .unwrap_or_default();
-                let span = info_span!("app", app = %canary.name, namespace = %canary.namespace);
+        let first_look = self.ports.clock.now();
+        for _round in 0..4 {
+            let mut jobs = tokio::task::JoinSet::new();
+            for (i, p) in pending.iter_mut().enumerate() {
+                let Decision::NeedGates {
+                    canary_weight,
+                    metrics: want_metrics,
+                    hooks: kinds,
+                } = p.decision.clone()
+                else {
+                    continue;
+                };
+                let report = match p.report.take() {
+                    Some(r) if r.canary_weight == canary_weight => r,
+                    _ => GateReport {
+                        revision: p.source.revision.clone(),
+                        canary_weight,
+                        at: first_look,
+                        checks: None,
+                        hooks: Default::default(),
+                    },
+                };
+                let job = Gathering {
+                    metrics: self.ports.metrics.clone(),
+                    hooks: self.ports.hooks.clone(),
+                    limit: limit.clone(),
+                    canary: p.canary.clone(),
+                    gates: p.gates.clone(),
+                    phase: p
+                        .state
+                        .as_ref()
+                        .map(|s| s.phase.to_string())
+                        .unwrap_or_else(|| "Initializing".into()),
+                };
+                let span = info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
                 jobs.spawn(
                     async move {
-                        let checks = run_gates(metrics.as_ref(), &limit, &canary, &gates).await;
-                        (i, revision, canary_weight, checks)
+                        let report = job.gather(report, want_metrics, &kinds).await;
+                        (i, report)
                     }
                     .instrument(span),
                 );
             }
-        }
-        let mut results = Vec::new();
-        while let Some(joined) = jobs.join_next().await {
-            if let Ok(r) = joined {
-                results.push(r);
+            if jobs.is_empty() {
+                break;
+            }
+            while let Some(joined) = jobs.join_next().await {
+                if let Ok((i, report)) = joined {
+                    pending[i].report = Some(report);
+                }
+            }
+            let gathered_at = self.ports.clock.now();
+            for p in pending.iter_mut() {
+                if !matches!(p.decision, Decision::NeedGates { .. }) {
+                    continue;
+                }
+                let Some(report) = p.report.as_ref() else {
+                    continue;
+                };
+                let mut report = report.clone();
+                report.at = report.at.min(gathered_at);
+                p.decision = plan::plan(&input(p, &head_hex, Some(&report), None, gathered_at));
+                p.report = Some(report);
             }
         }
-        let gathered_at = self.ports.clock.now();
-        for (i, revision, canary_weight, checks) in results {
-            let p = &mut pending[i];
-            let gate_report = GateReport {
-                revision,
-                canary_weight,
-                at: gathered_at,
-                checks,
-            };
-            p.decision = plan::plan(&Input {
-                analysis: &p.canary.analysis,
-                skip_analysis: p.canary.skip_analysis,
-                suspend: p.canary.suspend,
-                state: p.state.as_ref(),
-                revision: &p.source.revision,
-                head: &head_hex,
-                images: &p.source.images,
-                owned: &p.owned,
-                gates: Some(&gate_report),
-                now: gathered_at,
-            });
+        // A closed gate is looked at again an interval later; a step starts afresh.
+        for p in &pending {
+            match (&p.decision, &p.report) {
+                (Decision::Write(_), _) => {
+                    caches.looks.remove(&p.canary.file);
+                }
+                (Decision::Idle { .. }, Some(r)) => {
+                    caches
+                        .looks
+                        .insert(p.canary.file.clone(), (r.revision.clone(), r.at));
+                }
+                _ => {}
+            }
         }
 
         // Execute: each decided step becomes the app's change set (rendered on every core).
@@ -681,8 +796,28 @@ impl Engine {
                         } else {
                             p.primary.as_ref()
                         };
+                        let control = if step.retried {
+                            // The retry is consumed, and an abort of the same revision
+                            // with it: the retry asks to analyse it again.
+                            let mut c = p.control.clone();
+                            if c.abort == c.retry {
+                                c.abort = None;
+                            }
+                            c.retry = None;
+                            (!c.is_empty()).then(|| {
+                                crate::control::render(&p.canary.name, &p.canary.namespace, &c)
+                            })
+                        } else {
+                            p.control_text.clone()
+                        };
                         primary.map(|primary| {
-                            (&p.canary, &p.source.selector, &step.next, primary.as_ref())
+                            (
+                                &p.canary,
+                                &p.source.selector,
+                                &step.next,
+                                primary.as_ref(),
+                                control,
+                            )
                         })
                     }
                     _ => None,
@@ -691,6 +826,7 @@ impl Engine {
         );
         let mut changes = Vec::new();
         let mut memos = Vec::new();
+        let mut after = Vec::new();
         for (p, rendered) in pending.into_iter().zip(rendered) {
             let line = &mut report.apps[p.line];
             match &p.decision {
@@ -750,6 +886,8 @@ impl Engine {
                         "{}",
                         step.event
                     );
+                    let details = with_hook_results(&step.details, p.report.as_ref());
+                    after.push(aftermath(&p, step, &catalog.providers, settings));
                     changes.push(ChangeSet {
                         dir: owned_dir(&p.source.dir),
                         tree: Some(dir),
@@ -758,13 +896,14 @@ impl Engine {
                             phase: step.next.phase,
                             weight: step.next.canary_weight,
                             summary: step.summary.clone(),
-                            details: step.details.clone(),
+                            details,
                         }],
                         app: p.app,
                     });
                 }
             }
         }
+        changes.extend(orphans(tree, &catalog, &resolved));
         report.apps.extend(invalid_lines(&catalog));
         report
             .apps
@@ -774,6 +913,7 @@ impl Engine {
             report,
             quiet,
             memos,
+            after,
         })
     }
 }
@@ -784,6 +924,7 @@ type RenderJob<'a> = Option<(
     &'a crate::render::Selector,
     &'a State,
     &'a AppSource,
+    Option<String>,
 )>;
 
 /// Renders weir's folder for each job on every core, with its id; `None` for no job.
@@ -792,14 +933,19 @@ fn render_all(
     jobs: Vec<RenderJob>,
 ) -> Vec<Option<Result<(Dir, ObjectId), crate::render::RenderError>>> {
     let render = |job: &RenderJob| {
-        job.map(|(canary, selector, state, primary)| {
-            templates
-                .render_owned(canary, selector, state, primary)
-                .map(|dir| {
-                    let id = dir.id();
-                    (dir, id)
-                })
-        })
+        job.as_ref()
+            .map(|(canary, selector, state, primary, control)| {
+                templates
+                    .render_owned(canary, selector, state, primary)
+                    .map(|mut dir| {
+                        // The control file is people's, carried as it is.
+                        if let Some(text) = control {
+                            dir.file(CONTROL_FILE, text.clone());
+                        }
+                        let id = dir.id();
+                        (dir, id)
+                    })
+            })
     };
     let work = jobs.iter().filter(|j| j.is_some()).count();
     let threads = std::thread::available_parallelism()
@@ -959,7 +1105,11 @@ async fn run_gates(
 ) -> Vec<CheckResult> {
     let queries = gates.iter().map(|gate| async move {
         let vars = crate::prometheus::QueryVars {
+            name: &canary.name,
             namespace: &canary.namespace,
+            service: &canary.service.name,
+            ingress: canary.ingress.as_deref().unwrap_or(""),
+            route: canary.route.as_deref().unwrap_or(""),
             target: &canary.target,
             interval: &gate.interval,
             variables: &gate.variables,
@@ -1105,4 +1255,367 @@ fn fill(line: &mut AppReport, canary: &Canary, s: &State) {
 
 fn fmt_time(t: DateTime<Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// The planner's input for a pending app.
+fn input<'a>(
+    p: &'a Pending,
+    head: &'a str,
+    gates: Option<&'a GateReport>,
+    last_look: Option<DateTime<Utc>>,
+    now: DateTime<Utc>,
+) -> Input<'a> {
+    Input {
+        analysis: &p.canary.analysis,
+        skip_analysis: p.canary.skip_analysis,
+        suspend: p.canary.suspend,
+        state: p.state.as_ref(),
+        revision: &p.source.revision,
+        head,
+        images: &p.source.images,
+        owned: &p.owned,
+        control: &p.control,
+        gates,
+        last_look,
+        revert_on_deletion: p.canary.revert_on_deletion,
+        now,
+    }
+}
+
+/// What one app's gathering needs, owned so that it runs on its own task.
+struct Gathering {
+    metrics: Arc<dyn MetricSource>,
+    hooks: Arc<dyn Hooks>,
+    limit: Arc<tokio::sync::Semaphore>,
+    canary: Canary,
+    gates: Vec<Gate>,
+    /// The app's phase as recorded, sent to confirm-rollout and rollback hooks.
+    phase: String,
+}
+
+impl Gathering {
+    /// Adds to `report` what the planner asked for and it lacks: the metric values, and the
+    /// answers of each hook type (in order, up to the first failure; rollback hooks up to the
+    /// first that asks for a rollback, as Flagger calls them).
+    async fn gather(
+        &self,
+        mut report: GateReport,
+        metrics: bool,
+        kinds: &[HookType],
+    ) -> GateReport {
+        for kind in kinds {
+            if report.hooks.contains_key(kind) {
+                continue;
+            }
+            let mut answers = Vec::new();
+            for hook in self.canary.analysis.hooks(*kind) {
+                // Flagger sends the recorded phase to these two, Progressing to the rest.
+                let phase = match kind {
+                    HookType::ConfirmRollout | HookType::Rollback => self.phase.clone(),
+                    _ => "Progressing".to_string(),
+                };
+                let call = HookCall {
+                    name: hook.name.clone(),
+                    url: hook.url.clone(),
+                    payload: HookPayload {
+                        name: self.canary.name.clone(),
+                        namespace: self.canary.namespace.clone(),
+                        phase,
+                        checksum: report.revision.clone(),
+                        metadata: hook.metadata.clone(),
+                    },
+                    timeout: hook.timeout,
+                    retries: hook.retries,
+                    insecure_tls: hook.disable_tls,
+                };
+                let outcome = {
+                    let _permit = self.limit.acquire().await;
+                    self.hooks.call(&call).await
+                };
+                let (passed, message) = match outcome {
+                    HookOutcome::Passed => (true, "passed".to_string()),
+                    HookOutcome::Failed(why) => (false, why),
+                };
+                info!(hook = %hook.name, kind = %kind, passed, "{kind} webhook {}: {message}", hook.name);
+                answers.push(HookResult {
+                    name: hook.name.clone(),
+                    passed,
+                    message,
+                    mute_alert: hook.mute_alert,
+                });
+                let decided = if *kind == HookType::Rollback {
+                    passed
+                } else {
+                    !passed
+                };
+                if decided {
+                    break;
+                }
+            }
+            report.hooks.insert(*kind, answers);
+        }
+        // Failed pre-rollout and rollout hooks already count; Flagger skips the metrics then.
+        let hook_failed = [HookType::PreRollout, HookType::Rollout].iter().any(|k| {
+            report
+                .hooks
+                .get(k)
+                .is_some_and(|a| a.iter().any(|h| !h.passed))
+        });
+        if metrics && report.checks.is_none() && !hook_failed {
+            report.checks = Some(
+                run_gates(
+                    self.metrics.as_ref(),
+                    &self.limit,
+                    &self.canary,
+                    &self.gates,
+                )
+                .await,
+            );
+        } else if metrics && report.checks.is_none() {
+            report.checks = Some(
+                self.gates
+                    .iter()
+                    .map(|g| CheckResult {
+                        name: g.name.clone(),
+                        value: Err("not run: a webhook check failed first".into()),
+                        min: g.min,
+                        max: g.max,
+                    })
+                    .collect(),
+            );
+        }
+        report
+    }
+}
+
+/// The step's details with every webhook answer of the tick, for the commit body.
+fn with_hook_results(details: &[String], report: Option<&GateReport>) -> Vec<String> {
+    let mut out = details.to_vec();
+    for (kind, answers) in report.map(|r| &r.hooks).into_iter().flatten() {
+        for h in answers {
+            let line = if h.passed {
+                format!("{kind} webhook {} passed", h.name)
+            } else {
+                format!("{kind} webhook {} failed: {}", h.name, h.message)
+            };
+            if !out.contains(&line) {
+                out.push(line);
+            }
+        }
+    }
+    out
+}
+
+/// The alert and the hooks that hear about a step once it is published.
+fn aftermath(
+    p: &Pending,
+    step: &Step,
+    providers: &std::collections::BTreeMap<
+        (String, String),
+        crate::spec::alert_provider::AlertProviderSpec,
+    >,
+    settings: &Settings,
+) -> After {
+    let canary = &p.canary;
+    let next = &step.next;
+    let payload = |phase: String, metadata| HookPayload {
+        name: canary.name.clone(),
+        namespace: canary.namespace.clone(),
+        phase,
+        checksum: next
+            .canary_revision
+            .clone()
+            .unwrap_or_else(|| p.source.revision.clone()),
+        metadata,
+    };
+    let call = |hook: &crate::spec::Webhook, payload: HookPayload| HookCall {
+        name: hook.name.clone(),
+        url: hook.url.clone(),
+        payload,
+        timeout: hook.timeout,
+        retries: hook.retries,
+        insecure_tls: hook.disable_tls,
+    };
+    let mut calls = Vec::new();
+    // post-rollout: after the release succeeded or was rolled back.
+    let before = p.state.as_ref().map(|s| s.phase);
+    let ended = matches!(next.phase, Phase::Succeeded | Phase::Failed)
+        && before.is_some_and(|b| b != next.phase && b.in_flight());
+    if ended {
+        for hook in canary.analysis.hooks(HookType::PostRollout) {
+            calls.push(call(
+                hook,
+                payload(next.phase.to_string(), hook.metadata.clone()),
+            ));
+        }
+    }
+    // event: every step, with Flagger's three keys, which the hook's metadata cannot change.
+    let warning = step
+        .alert
+        .as_ref()
+        .is_some_and(|(s, _)| *s != crate::ports::AlertSeverity::Info);
+    for hook in canary.analysis.hooks(HookType::Event) {
+        let mut metadata = hook.metadata.clone();
+        metadata.insert("eventMessage".into(), step.event.clone());
+        metadata.insert(
+            "eventType".into(),
+            if warning { "Warning" } else { "Normal" }.into(),
+        );
+        metadata.insert(
+            "timestamp".into(),
+            next.last_step_at.timestamp_millis().to_string(),
+        );
+        calls.push(call(hook, payload(next.phase.to_string(), metadata)));
+    }
+    let alert = step.alert.as_ref().map(|(severity, message)| {
+        let mut targets = Vec::new();
+        if canary.analysis.alerts.is_empty() {
+            targets.extend(settings.default_alerts.iter().cloned());
+        }
+        for a in &canary.analysis.alerts {
+            let found = providers
+                .get(&(a.provider_namespace.clone(), a.provider_name.clone()))
+                .or_else(|| providers.get(&("?".to_string(), a.provider_name.clone())));
+            let Some(spec) = found else {
+                warn!(app = %p.app, alert = %a.name, "AlertProvider {}/{} is not in the repository; alert {} is not sent", a.provider_namespace, a.provider_name, a.name);
+                continue;
+            };
+            let mut spec = spec.clone();
+            if spec.namespace.is_none() {
+                spec.namespace = Some(a.provider_namespace.clone());
+            }
+            match crate::spec::alert_provider::resolve(&spec, settings.secrets_dir.as_deref()) {
+                Ok(mut target) => {
+                    target.min_severity = a.severity;
+                    targets.push(target);
+                }
+                Err(why) => warn!(app = %p.app, alert = %a.name, "{why}; alert not sent"),
+            }
+        }
+        let failing = p
+            .report
+            .as_ref()
+            .map(|r| {
+                let hooks = r.hooks.iter().flat_map(|(kind, answers)| {
+                    answers
+                        .iter()
+                        .filter(|h| !h.passed && *kind != HookType::Rollback)
+                        .map(move |h| format!("{kind} {}: {}", h.name, h.message))
+                });
+                let checks = r
+                    .checks
+                    .iter()
+                    .flatten()
+                    .filter(|c| !c.passed())
+                    .map(|c| c.describe());
+                hooks.chain(checks).collect()
+            })
+            .unwrap_or_default();
+        Alert {
+            app: p.app.clone(),
+            severity: *severity,
+            message: message.clone(),
+            phase: next.phase,
+            canary_weight: next.canary_weight,
+            failed_checks: next.failed_checks,
+            threshold: canary.analysis.threshold,
+            failing,
+            commit: None,
+            fields: vec![
+                (
+                    "Target".into(),
+                    format!("Deployment/{}.{}", canary.target, canary.namespace),
+                ),
+                ("Traffic routing".into(), canary.analysis.strategy.describe()),
+                ("Event".into(), step.event.clone()),
+            ],
+            targets,
+        }
+    });
+    After { alert, calls }
+}
+
+/// weir's folders whose Canary is gone, when the record asks for it (`revertOnDeletion`):
+/// the folder is removed, handing the routing back to the user's own objects. A folder is
+/// an orphan only when nothing in its app folder is a Canary or could be one (a file with
+/// errors), so that a broken Canary never removes weir's folder.
+fn orphans(
+    tree: &dyn SourceTree,
+    catalog: &crate::source::Catalog,
+    resolved: &crate::rules::Resolved,
+) -> Vec<ChangeSet> {
+    let _ = resolved;
+    let mut claimed: std::collections::HashSet<String> = std::collections::HashSet::new();
+    for (c, _) in &catalog.canaries {
+        claimed.insert(crate::source::parent(&c.file).to_string());
+    }
+    for bad in &catalog.invalid {
+        claimed.insert(crate::source::parent(&bad.file).to_string());
+    }
+    for e in &catalog.errors {
+        claimed.insert(crate::source::parent(&e.file).to_string());
+    }
+    let mut out = Vec::new();
+    for owned in &catalog.owned {
+        let Some(app_dir) = owned.strip_suffix(crate::source::OWNED_SUFFIX) else {
+            continue;
+        };
+        if claimed.contains(app_dir) {
+            continue;
+        }
+        let path = format!("{owned}/{STATE_FILE}");
+        let Ok(bytes) = tree.read(&path) else {
+            continue;
+        };
+        let Ok(record) = state::parse(&path, &bytes) else {
+            continue;
+        };
+        if !record.status.revert_on_deletion {
+            continue;
+        }
+        let app = AppRef {
+            namespace: record.metadata.namespace.clone(),
+            name: record.metadata.name.clone(),
+            dir: app_dir.to_string(),
+        };
+        // A parent kustomization that lists the folder would fail to build without it: an
+        // empty kustomization stays in its place.
+        let parent = crate::source::parent(owned);
+        let folder = owned.rsplit('/').next().unwrap_or(owned);
+        let listed = ["kustomization.yaml", "kustomization.yml", "Kustomization"]
+            .iter()
+            .filter_map(|k| {
+                let p = if parent.is_empty() {
+                    k.to_string()
+                } else {
+                    format!("{parent}/{k}")
+                };
+                tree.read(&p).ok()
+            })
+            .any(|text| String::from_utf8_lossy(&text).contains(folder));
+        let tree = listed.then(|| {
+            let mut d = Dir::default();
+            d.file(
+                KUSTOMIZATION_FILE,
+                format!("# The Canary of {}/{} was deleted (revertOnDeletion): weir's objects are gone.\n# Remove this folder from the kustomization that lists it, then this folder.\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n", app.namespace, app.name),
+            );
+            d
+        });
+        info!(app = %app, "Canary deleted with revertOnDeletion: weir's folder removed");
+        out.push(ChangeSet {
+            dir: owned.clone(),
+            events: vec![Event {
+                app: app.clone(),
+                phase: Phase::Succeeded,
+                weight: Weight::ZERO,
+                summary: "Canary deleted (revertOnDeletion), weir's objects removed".into(),
+                details: vec![
+                    "the routing goes back to your own objects; the primary Deployment and weir's Services, DestinationRules and VirtualService are removed".into(),
+                ],
+            }],
+            tree,
+            app,
+        });
+    }
+    out
 }

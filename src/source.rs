@@ -207,16 +207,27 @@ pub struct Catalog {
     pub invalid: Vec<spec::InvalidCanary>,
     /// All MetricTemplates.
     pub templates: TemplateIndex,
+    /// weir's folders (`*.weir`) found under the roots, sorted.
+    pub owned: Vec<String>,
+    /// All AlertProviders, by namespace and name (the namespace `?` when none is known).
+    pub providers:
+        std::collections::BTreeMap<(String, String), spec::alert_provider::AlertProviderSpec>,
     /// Every error (and the warnings of invalid specs), sorted by file and line.
     pub errors: Vec<SpecError>,
 }
+
+/// A scanned file: its path, blob id, and the namespace its folder's kustomization gives it
+/// (the same blob reads differently under another namespace).
+type FileKey = (String, ObjectId, Option<String>);
 
 #[derive(Default)]
 struct DirScan {
     files: Vec<Arc<(String, spec::FileScan)>>,
     /// Memo keys of the folders and files directly inside, to keep them when this hits.
     child_dirs: Vec<(String, ObjectId)>,
-    child_files: Vec<(String, ObjectId)>,
+    child_files: Vec<FileKey>,
+    /// weir's folders (`*.weir`) in this folder and below.
+    owned: Vec<String>,
 }
 
 /// Finds specs under the configured roots, remembering what it read by object id.
@@ -224,11 +235,11 @@ pub struct Scanner {
     roots: Vec<String>,
     min_interval: Duration,
     dirs: HashMap<(String, ObjectId), Arc<DirScan>>,
-    files: HashMap<(String, ObjectId), Arc<(String, spec::FileScan)>>,
+    files: HashMap<FileKey, Arc<(String, spec::FileScan)>>,
     /// Keys used by the scan in progress; the rest is dropped afterwards so a long-running
     /// weir keeps only what the current head needs.
     used_dirs: std::collections::HashSet<(String, ObjectId)>,
-    used_files: std::collections::HashSet<(String, ObjectId)>,
+    used_files: std::collections::HashSet<FileKey>,
 }
 
 impl Scanner {
@@ -252,9 +263,13 @@ impl Scanner {
     /// Scans a tree. Unchanged folders and files cost a hash lookup.
     pub fn scan(&mut self, tree: &dyn SourceTree) -> Result<Catalog, SourceError> {
         let mut files = Vec::new();
+        let mut owned: Vec<String> = Vec::new();
         for root in self.roots.clone() {
             match self.scan_dir(tree, &root, tree.dir_id(&root)) {
-                Ok(scan) => files.extend(scan.files.iter().cloned()),
+                Ok(scan) => {
+                    files.extend(scan.files.iter().cloned());
+                    owned.extend(scan.owned.iter().cloned());
+                }
                 Err(SourceError::Missing(_)) => {
                     return Err(SourceError::Missing(format!(
                         "root folder `{root}` (from --roots)"
@@ -288,6 +303,9 @@ impl Scanner {
         files.sort_by(|a, b| a.0.cmp(&b.0));
         files.dedup_by(|a, b| a.0 == b.0);
         let mut catalog = Catalog::default();
+        owned.sort();
+        owned.dedup();
+        catalog.owned = owned;
         for file in &files {
             let scan = &file.1;
             catalog.errors.extend(scan.errors.iter().cloned());
@@ -305,6 +323,15 @@ impl Scanner {
             for t in &scan.templates {
                 match t {
                     Ok(t) => catalog.templates.insert(t.clone()),
+                    Err(errors) => catalog.errors.extend(errors.iter().cloned()),
+                }
+            }
+            for provider in &scan.providers {
+                match provider {
+                    Ok(p) => {
+                        let ns = p.namespace.clone().unwrap_or_else(|| "?".into());
+                        catalog.providers.insert((ns, p.name.clone()), p.clone());
+                    }
                     Err(errors) => catalog.errors.extend(errors.iter().cloned()),
                 }
             }
@@ -332,24 +359,36 @@ impl Scanner {
             }
         }
         let mut scan = DirScan::default();
-        for entry in tree.list(dir)? {
+        let entries = tree.list(dir)?;
+        // The folder's kustomization `namespace:` applies to every spec in it, as kustomize
+        // applies it; read only when the folder has a file that may hold a spec.
+        let mut namespace: Option<Option<String>> = None;
+        for entry in entries {
             let path = join(dir, &entry.name);
             if entry.is_dir {
-                if entry.name.ends_with(OWNED_SUFFIX) || entry.name.starts_with('.') {
+                if entry.name.ends_with(OWNED_SUFFIX) {
+                    scan.owned.push(path.clone());
+                    continue;
+                }
+                if entry.name.starts_with('.') {
                     continue;
                 }
                 let known = (!entry.id.is_zero()).then_some(entry.id);
                 let sub = self.scan_dir(tree, &path, known)?;
                 scan.files.extend(sub.files.iter().cloned());
+                scan.owned.extend(sub.owned.iter().cloned());
                 scan.child_dirs.push((path.clone(), entry.id));
             } else if entry.name.ends_with(".yaml") || entry.name.ends_with(".yml") {
-                let key = (path.clone(), entry.id);
+                let ns = namespace
+                    .get_or_insert_with(|| kustomization_namespace(tree, dir))
+                    .clone();
+                let key = (path.clone(), entry.id, ns.clone());
                 let file = match self.files.get(&key) {
                     Some(hit) if !entry.id.is_zero() => hit.clone(),
                     _ => {
                         let result = match tree.read(&path) {
                             Ok(bytes) if spec::may_hold_spec(&bytes) => {
-                                spec::scan_file(&path, &bytes, self.min_interval)
+                                spec::scan_file_in(&path, &bytes, self.min_interval, ns.as_deref())
                             }
                             Ok(_) => spec::FileScan::default(),
                             // One file weir will not read does not stop the others.
@@ -369,6 +408,7 @@ impl Scanner {
                 self.used_files.insert(key);
                 if !file.1.canaries.is_empty()
                     || !file.1.templates.is_empty()
+                    || !file.1.providers.is_empty()
                     || !file.1.errors.is_empty()
                 {
                     scan.files.push(file);
@@ -382,4 +422,27 @@ impl Scanner {
         }
         Ok(scan)
     }
+}
+
+/// The `namespace:` of a folder's kustomization, if it has one that sets it. A kustomization
+/// weir cannot read sets nothing here; resolving the app reports it.
+fn kustomization_namespace(tree: &dyn SourceTree, dir: &str) -> Option<String> {
+    for name in ["kustomization.yaml", "kustomization.yml", "Kustomization"] {
+        match tree.read(&join(dir, name)) {
+            Ok(bytes) => {
+                if !bytes.windows(10).any(|w| w == b"namespace:") {
+                    return None;
+                }
+                let text = std::str::from_utf8(&bytes).ok()?;
+                let doc: serde_yaml::Value = crate::yaml::from_str(text).ok()?;
+                return doc
+                    .get("namespace")
+                    .and_then(|v| v.as_str())
+                    .filter(|ns| !ns.is_empty())
+                    .map(str::to_string);
+            }
+            Err(_) => continue,
+        }
+    }
+    None
 }

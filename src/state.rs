@@ -91,6 +91,52 @@ pub struct State {
     /// The last event, as in the commit message.
     #[serde(default)]
     pub message: String,
+    /// Traffic is mirrored to the canary (Blue/Green with mirror, or the first step of a
+    /// mirrored canary).
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub mirrored: bool,
+    /// Session affinity: `name=value` of the cookie that pins users to the canary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_affinity_cookie: Option<String>,
+    /// Session affinity: `name=value` of the cookie that pins users to the primary.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub primary_session_affinity_cookie: Option<String>,
+    /// Session affinity: the canary cookie of the last run, expired by a clean-up route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_session_affinity_cookie: Option<String>,
+    /// The Canary asked for weir's folder to go when the Canary goes (`revertOnDeletion`);
+    /// kept here because the Canary is gone when it matters.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub revert_on_deletion: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Default for State {
+    /// A record at rest on nothing, at the epoch; callers set what they mean.
+    fn default() -> State {
+        State {
+            phase: Phase::Initialized,
+            canary_weight: Weight::ZERO,
+            iterations: 0,
+            failed_checks: 0,
+            canary_revision: None,
+            promoted_revision: String::new(),
+            promoted_commit: None,
+            failed_revision: None,
+            primary_images: Vec::new(),
+            last_step_at: DateTime::<Utc>::UNIX_EPOCH,
+            last_transition_at: DateTime::<Utc>::UNIX_EPOCH,
+            message: String::new(),
+            mirrored: false,
+            session_affinity_cookie: None,
+            primary_session_affinity_cookie: None,
+            previous_session_affinity_cookie: None,
+            revert_on_deletion: false,
+        }
+    }
 }
 
 /// The whole record file.
@@ -249,7 +295,49 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
             }
         }
     }
+    for (field, value) in [
+        ("status.sessionAffinityCookie", &s.session_affinity_cookie),
+        (
+            "status.primarySessionAffinityCookie",
+            &s.primary_session_affinity_cookie,
+        ),
+        (
+            "status.previousSessionAffinityCookie",
+            &s.previous_session_affinity_cookie,
+        ),
+    ] {
+        if let Some(v) = value {
+            if !is_cookie(v) {
+                return Err(malformed(
+                    file,
+                    &text,
+                    field,
+                    format!(
+                        "`{}` is not a cookie weir writes (name=letters); fix or remove the record",
+                        crate::events::clean(v, 60)
+                    ),
+                ));
+            }
+        }
+    }
     Ok(record)
+}
+
+/// `name=value` as weir makes session cookies: a token name and 1 to 64 ASCII letters. The
+/// value lands in a VirtualService regex and a `Set-Cookie` header, so nothing else passes.
+pub fn is_cookie(v: &str) -> bool {
+    match v.split_once('=') {
+        Some((name, value)) => {
+            !name.is_empty()
+                && name.len() <= 128
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+                && (1..=64).contains(&value.len())
+                && value.bytes().all(|b| b.is_ascii_alphabetic())
+        }
+        None => false,
+    }
 }
 
 /// Checks that a record belongs to the app it sits beside: a record copied from another app
@@ -371,6 +459,10 @@ mod tests {
             last_step_at: t,
             last_transition_at: t,
             message: "advance canary weight 10 -> 20".into(),
+            mirrored: true,
+            session_affinity_cookie: Some("flagger-cookie=abcdefghij".into()),
+            revert_on_deletion: true,
+            ..State::default()
         };
         let text = render("backend", "prod", &state);
         assert_eq!(parse("s.yaml", text.as_bytes()).unwrap().status, state);

@@ -7,6 +7,7 @@
 //! or decides anything.
 
 pub mod primary;
+pub mod routes;
 
 use crate::app::AppSource;
 use crate::spec::Canary;
@@ -136,6 +137,14 @@ impl Templates {
             canary_selector: &selector.value,
             canary_weight: state.canary_weight.get(),
             primary_weight: state.canary_weight.complement().get(),
+            mirrored: state.mirrored,
+            hosts: routes::hosts(canary),
+            http: routes::http_routes(canary, state),
+            extra_ports: primary
+                .extra_ports
+                .iter()
+                .map(|(name, port)| PortCtx { name, port: *port })
+                .collect(),
         };
         let mut dir = Dir::default();
         for file in TEMPLATE_FILES {
@@ -196,6 +205,20 @@ struct Context<'a> {
     canary_selector: &'a str,
     canary_weight: u8,
     primary_weight: u8,
+    /// Traffic is mirrored to the canary.
+    mirrored: bool,
+    /// The VirtualService's hosts (none for a delegate).
+    hosts: Vec<String>,
+    /// The VirtualService's `http` routes for this step, for every strategy.
+    http: Vec<serde_yaml::Value>,
+    /// Ports `portDiscovery` adds to the Services.
+    extra_ports: Vec<PortCtx<'a>>,
+}
+
+#[derive(Serialize)]
+struct PortCtx<'a> {
+    name: &'a str,
+    port: u16,
 }
 
 #[derive(Serialize)]
@@ -205,11 +228,17 @@ struct ServiceCtx<'a> {
     port_name: &'a str,
     target_port: &'a serde_json::Value,
     app_protocol: Option<&'a str>,
+    traffic_distribution: Option<&'a str>,
+    headless: bool,
+    delegation: bool,
+    apex: &'a crate::spec::Metadata,
+    primary: &'a crate::spec::Metadata,
+    canary: &'a crate::spec::Metadata,
     gateways: &'a [String],
     hosts: &'a [String],
     traffic_policy: Option<&'a serde_json::Value>,
     #[serde(rename = "match")]
-    match_: Option<&'a serde_json::Value>,
+    match_: &'a [serde_json::Value],
     retries: Option<&'a serde_json::Value>,
     timeout: Option<&'a str>,
     headers: Option<&'a serde_json::Value>,
@@ -226,10 +255,16 @@ impl<'a> ServiceCtx<'a> {
             port_name: &s.port_name,
             target_port: &s.target_port,
             app_protocol: s.app_protocol.as_deref(),
+            traffic_distribution: s.traffic_distribution.as_deref(),
+            headless: s.headless,
+            delegation: s.delegation,
+            apex: &s.apex,
+            primary: &s.primary,
+            canary: &s.canary,
             gateways: &s.gateways,
             hosts: &s.hosts,
             traffic_policy: s.traffic_policy.as_ref(),
-            match_: s.match_.as_ref(),
+            match_: &s.match_,
             retries: s.retries.as_ref(),
             timeout: s.timeout.as_deref(),
             headers: s.headers.as_ref(),
@@ -239,28 +274,96 @@ impl<'a> ServiceCtx<'a> {
     }
 }
 
-/// `{{ value | toyaml(8) }}`: block YAML whose continuation lines are indented by `indent`.
+/// `{{ value | toyaml(8) }}`: block YAML whose continuation lines are indented by `indent`,
+/// in the templates' own style (strings quoted as JSON, lists indented under their key,
+/// keys in their order).
 fn to_yaml(value: minijinja::Value, indent: usize) -> Result<String, minijinja::Error> {
     let json = serde_json::to_value(&value).map_err(|e| {
         minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
     })?;
-    let text = serde_yaml::to_string(&json).map_err(|e| {
-        minijinja::Error::new(minijinja::ErrorKind::InvalidOperation, e.to_string())
-    })?;
     let pad = " ".repeat(indent);
-    Ok(text
-        .trim_end()
-        .lines()
+    Ok(block(&json)
+        .iter()
         .enumerate()
         .map(|(i, line)| {
             if i == 0 {
-                line.to_string()
+                line.clone()
             } else {
                 format!("{pad}{line}")
             }
         })
         .collect::<Vec<_>>()
         .join("\n"))
+}
+
+/// The lines of `v` as block YAML, at indent 0.
+fn block(v: &serde_json::Value) -> Vec<String> {
+    use serde_json::Value as J;
+    match v {
+        J::Object(map) if !map.is_empty() => {
+            let mut out = Vec::new();
+            for (k, v) in map {
+                let k = yaml_key(k);
+                match v {
+                    J::Object(m) if !m.is_empty() => {
+                        out.push(format!("{k}:"));
+                        out.extend(block(v).into_iter().map(|l| format!("  {l}")));
+                    }
+                    J::Array(a) if !a.is_empty() => {
+                        out.push(format!("{k}:"));
+                        out.extend(block(v).into_iter().map(|l| format!("  {l}")));
+                    }
+                    _ => out.push(format!("{k}: {}", scalar(v))),
+                }
+            }
+            out
+        }
+        J::Array(items) if !items.is_empty() => {
+            let mut out = Vec::new();
+            for item in items {
+                let lines = block(item);
+                for (i, l) in lines.into_iter().enumerate() {
+                    out.push(if i == 0 {
+                        format!("- {l}")
+                    } else {
+                        format!("  {l}")
+                    });
+                }
+            }
+            out
+        }
+        _ => vec![scalar(v)],
+    }
+}
+
+/// A scalar (or an empty collection) on one line: strings as JSON, which YAML reads as a
+/// double-quoted scalar.
+fn scalar(v: &serde_json::Value) -> String {
+    use serde_json::Value as J;
+    match v {
+        J::Object(_) => "{}".to_string(),
+        J::Array(_) => "[]".to_string(),
+        other => other.to_string(),
+    }
+}
+
+/// A key as written: plain when it cannot be read as anything but that string.
+fn yaml_key(k: &str) -> String {
+    let plain = k
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "_-./".contains(c))
+        && !matches!(
+            k.to_ascii_lowercase().as_str(),
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
+        );
+    if plain {
+        k.to_string()
+    } else {
+        serde_json::Value::String(k.to_string()).to_string()
+    }
 }
 
 fn describe(e: &minijinja::Error) -> String {

@@ -93,6 +93,204 @@ pub struct MetricCheck {
     pub at: (usize, usize),
 }
 
+/// How a release moves traffic, chosen as Flagger chooses it: `iterations` with `match` is
+/// A/B testing, `iterations` alone is Blue/Green, `stepWeight(s)` is the progressive canary.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Strategy {
+    /// Progressive traffic shifting, one step each interval, up to `max_weight`.
+    Canary {
+        /// How the weight grows.
+        steps: Steps,
+        /// Weight at which the canary is promoted (the last of `stepWeights` when given).
+        max_weight: Weight,
+    },
+    /// Requests matching `match` go to the canary for `iterations` intervals.
+    AbTesting {
+        /// Intervals of analysis before promotion.
+        iterations: u32,
+        /// Istio HTTP match conditions (`analysis.match`), merged with `service.match`.
+        match_: Vec<Json>,
+    },
+    /// The canary is analysed for `iterations` intervals without live traffic (unless
+    /// mirrored), then all traffic switches to it, then it is promoted.
+    BlueGreen {
+        /// Intervals of analysis before the switch.
+        iterations: u32,
+    },
+}
+
+impl Strategy {
+    /// The name Flagger's alerts use for the routing.
+    pub fn describe(&self) -> String {
+        match self {
+            Strategy::Canary {
+                steps: Steps::Linear(w),
+                max_weight,
+            } => format!("Weight step: {w} max: {max_weight}"),
+            Strategy::Canary {
+                steps: Steps::List(ws),
+                max_weight,
+            } => format!(
+                "Weight steps: {} max: {max_weight}",
+                ws.iter()
+                    .map(|w| w.to_string())
+                    .collect::<Vec<_>>()
+                    .join(",")
+            ),
+            Strategy::AbTesting { .. } => "A/B Testing".to_string(),
+            Strategy::BlueGreen { .. } => "Blue/Green".to_string(),
+        }
+    }
+}
+
+/// When a webhook is called, as in Flagger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum HookType {
+    /// Before a new revision is analysed; a failure holds it in `Waiting`.
+    ConfirmRollout,
+    /// Once, before the first step of the analysis; a failure counts as a failed check.
+    PreRollout,
+    /// Every step of the analysis, before the metrics; a failure counts as a failed check.
+    Rollout,
+    /// Before each traffic increase (canary strategy); a failure holds the weight.
+    ConfirmTrafficIncrease,
+    /// Before promotion; a failure holds the release in `WaitingPromotion`.
+    ConfirmPromotion,
+    /// After the release succeeded or was rolled back; only logged.
+    PostRollout,
+    /// Every step while analysing; a pass rolls the release back.
+    Rollback,
+    /// Every event weir records; only logged.
+    Event,
+}
+
+impl HookType {
+    /// Flagger's spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HookType::ConfirmRollout => "confirm-rollout",
+            HookType::PreRollout => "pre-rollout",
+            HookType::Rollout => "rollout",
+            HookType::ConfirmTrafficIncrease => "confirm-traffic-increase",
+            HookType::ConfirmPromotion => "confirm-promotion",
+            HookType::PostRollout => "post-rollout",
+            HookType::Rollback => "rollback",
+            HookType::Event => "event",
+        }
+    }
+
+    /// The types a Canary may name, in Flagger's spelling.
+    pub const ALL: [HookType; 8] = [
+        HookType::ConfirmRollout,
+        HookType::PreRollout,
+        HookType::Rollout,
+        HookType::ConfirmTrafficIncrease,
+        HookType::ConfirmPromotion,
+        HookType::PostRollout,
+        HookType::Rollback,
+        HookType::Event,
+    ];
+
+    /// A gate that waits for a person (or a system) without counting failures.
+    pub fn is_confirm(self) -> bool {
+        matches!(
+            self,
+            HookType::ConfirmRollout
+                | HookType::ConfirmTrafficIncrease
+                | HookType::ConfirmPromotion
+        )
+    }
+}
+
+impl std::fmt::Display for HookType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One webhook of the analysis.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Webhook {
+    /// Its name, for events.
+    pub name: String,
+    /// When it is called.
+    pub kind: HookType,
+    /// Where (absolute http(s) URL).
+    pub url: String,
+    /// How long each attempt may take (default 10s).
+    pub timeout: Duration,
+    /// Attempts after the first.
+    pub retries: u32,
+    /// Sent as the payload's `metadata`.
+    pub metadata: BTreeMap<String, String>,
+    /// No "waiting for approval" alert for this gate.
+    pub mute_alert: bool,
+    /// Do not verify the server's certificate.
+    pub disable_tls: bool,
+}
+
+/// Session affinity: a user who reached the canary keeps reaching it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionAffinity {
+    /// The cookie that pins a user to the canary.
+    pub cookie_name: String,
+    /// The cookie that pins a user to the primary, if any.
+    pub primary_cookie_name: Option<String>,
+    /// Max-Age of the canary cookie, in seconds (default 86400).
+    pub max_age: u32,
+    /// Cookie attributes, in Flagger's order: Domain, HttpOnly, Partitioned, Path, SameSite, Secure.
+    pub domain: Option<String>,
+    /// `HttpOnly`.
+    pub http_only: bool,
+    /// `Partitioned`.
+    pub partitioned: bool,
+    /// `Path`.
+    pub path: Option<String>,
+    /// `SameSite` (Strict, Lax or None).
+    pub same_site: Option<String>,
+    /// `Secure`.
+    pub secure: bool,
+}
+
+impl SessionAffinity {
+    /// The `Set-Cookie` value for `name=value` living `max_age` seconds, with the attributes.
+    pub fn set_cookie(&self, cookie: &str, max_age: i64) -> String {
+        let mut out = format!("{cookie}; Max-Age={max_age}");
+        if let Some(d) = &self.domain {
+            out.push_str(&format!("; Domain={d}"));
+        }
+        if self.http_only {
+            out.push_str("; HttpOnly");
+        }
+        if self.partitioned {
+            out.push_str("; Partitioned");
+        }
+        if let Some(p) = &self.path {
+            out.push_str(&format!("; Path={p}"));
+        }
+        if let Some(s) = &self.same_site {
+            out.push_str(&format!("; SameSite={s}"));
+        }
+        if self.secure {
+            out.push_str("; Secure");
+        }
+        out
+    }
+}
+
+/// Where a Canary's alerts go: an AlertProvider and the least severity it receives.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertRef {
+    /// The entry's name.
+    pub name: String,
+    /// The least severity sent.
+    pub severity: crate::ports::AlertSeverity,
+    /// The AlertProvider's namespace (default: the Canary's).
+    pub provider_namespace: String,
+    /// The AlertProvider's name.
+    pub provider_name: String,
+}
+
 /// The analysis settings that drive the planner.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
@@ -100,14 +298,44 @@ pub struct Analysis {
     pub interval: Duration,
     /// Failed checks that trigger a rollback.
     pub threshold: u32,
-    /// How the weight grows.
-    pub steps: Steps,
-    /// Weight at which the canary is promoted (the last of `stepWeights` when given).
-    pub max_weight: Weight,
+    /// How traffic moves.
+    pub strategy: Strategy,
     /// When set, traffic returns to the primary in these increments after promotion.
     pub step_weight_promotion: Option<Weight>,
+    /// Mirror traffic to the canary (Blue/Green: during the iterations; canary: one step
+    /// before the first shift).
+    pub mirror: bool,
+    /// Percent of requests mirrored (Istio `mirrorPercentage`); all when unset.
+    pub mirror_weight: Option<Weight>,
+    /// Sticky sessions (canary strategy).
+    pub session_affinity: Option<SessionAffinity>,
     /// The metric checks.
     pub metrics: Vec<MetricCheck>,
+    /// The webhooks, in the Canary's order.
+    pub webhooks: Vec<Webhook>,
+    /// Where alerts go.
+    pub alerts: Vec<AlertRef>,
+}
+
+impl Analysis {
+    /// The webhooks of one type, in order.
+    pub fn hooks(&self, kind: HookType) -> impl Iterator<Item = &Webhook> {
+        self.webhooks.iter().filter(move |h| h.kind == kind)
+    }
+
+    /// Whether any webhook has this type.
+    pub fn has_hooks(&self, kind: HookType) -> bool {
+        self.hooks(kind).next().is_some()
+    }
+}
+
+/// Labels and annotations for one of the objects weir writes.
+#[derive(Debug, Clone, PartialEq, Default, serde::Serialize)]
+pub struct Metadata {
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Annotations.
+    pub annotations: BTreeMap<String, String>,
 }
 
 /// Istio routing settings copied into the VirtualService and Services weir writes.
@@ -123,14 +351,22 @@ pub struct Service {
     pub target_port: Json,
     /// Optional `appProtocol`.
     pub app_protocol: Option<String>,
+    /// Optional `trafficDistribution` of the Services.
+    pub traffic_distribution: Option<String>,
+    /// Headless Services (`clusterIP: None`).
+    pub headless: bool,
+    /// Add the target's other container ports to the Services, and ports to destinations.
+    pub port_discovery: bool,
+    /// A VirtualService without hosts or gateways, for a root VirtualService to delegate to.
+    pub delegation: bool,
     /// VirtualService gateways.
     pub gateways: Vec<String>,
     /// VirtualService hosts besides the apex name.
     pub hosts: Vec<String>,
     /// DestinationRule traffic policy.
     pub traffic_policy: Option<Json>,
-    /// HTTP match conditions.
-    pub match_: Option<Json>,
+    /// HTTP match conditions of every route.
+    pub match_: Vec<Json>,
     /// HTTP retries.
     pub retries: Option<Json>,
     /// HTTP timeout.
@@ -141,6 +377,12 @@ pub struct Service {
     pub cors_policy: Option<Json>,
     /// URI rewrite.
     pub rewrite: Option<Json>,
+    /// Metadata of the apex Service and the VirtualService.
+    pub apex: Metadata,
+    /// Metadata of `<name>-primary`.
+    pub primary: Metadata,
+    /// Metadata of `<name>-canary`.
+    pub canary: Metadata,
 }
 
 /// A validated Canary.
@@ -155,7 +397,8 @@ pub struct Canary {
     pub name: String,
     /// Line and column of `metadata.name`.
     pub name_at: (usize, usize),
-    /// `metadata.namespace`.
+    /// The namespace: the folder's kustomization `namespace:` when it sets one (it wins, as
+    /// kustomize applies it), else `metadata.namespace`.
     pub namespace: String,
     /// Line and column of `spec.service.name` (or `spec.service` when it has no name).
     pub service_at: (usize, usize),
@@ -167,6 +410,10 @@ pub struct Canary {
     pub autoscaler: Option<String>,
     /// Line and column of `autoscalerRef.name`.
     pub autoscaler_at: (usize, usize),
+    /// `ingressRef.name`, for `{{ ingress }}` in templates.
+    pub ingress: Option<String>,
+    /// `routeRef.name`, for `{{ route }}` in templates.
+    pub route: Option<String>,
     /// Routing settings.
     pub service: Service,
     /// Analysis settings.
@@ -175,24 +422,28 @@ pub struct Canary {
     pub skip_analysis: bool,
     /// Do nothing while true.
     pub suspend: bool,
+    /// Remove weir's folder when the Canary is deleted.
+    pub revert_on_deletion: bool,
     /// Prometheus address for built-in metrics (`metricsServer`).
     pub metrics_server: Option<String>,
 }
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
-/// Applies Flagger's defaults and rules to a parsed Canary. Returns the Canary with any
-/// warnings, or every error found (not just the first).
+/// Applies Flagger's defaults and rules to a parsed Canary. `namespace` is the folder's
+/// kustomization `namespace:`, which wins over the file's as kustomize applies it. Returns the
+/// Canary with any warnings, or every error found (not just the first).
 pub(super) fn validate(
     raw: raw::Canary,
     at: &Located,
     min_interval: Duration,
+    namespace: Option<&str>,
 ) -> Result<(Canary, Vec<SpecError>), Vec<SpecError>> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let spec = raw.spec;
 
-    let namespace = match raw.metadata.namespace {
+    let namespace = match namespace.map(str::to_string).or(raw.metadata.namespace) {
         Some(ns) if is_dns_label(&ns) => ns,
         Some(ns) => {
             errors.push(at.error(
@@ -204,7 +455,7 @@ pub(super) fn validate(
         None => {
             errors.push(at.error(
                 &p(&["metadata"]),
-                "namespace is required: weir renders namespaced Services and PromQL from it",
+                "namespace is required: set metadata.namespace, or `namespace:` in the kustomization.yaml of this folder; weir renders namespaced Services and PromQL from it",
             ));
             String::new()
         }
@@ -238,26 +489,16 @@ pub(super) fn validate(
             format!("`{}` is not a valid Kubernetes name", spec.target_ref.name),
         ));
     }
-    let target_at = {
-        let l = at
-            .index
-            .map(|i| i.locate(at.doc, &p(&["spec", "targetRef", "name"])));
-        l.map(|l| (l.line, l.col)).unwrap_or((1, 1))
-    };
     let position = |path: &[&str]| {
         at.index
             .map(|i| i.locate(at.doc, &p(path)))
             .map(|l| (l.line, l.col))
             .unwrap_or((1, 1))
     };
+    let target_at = position(&["spec", "targetRef", "name"]);
     let name_at = position(&["metadata", "name"]);
     let service_at = position(&["spec", "service", "name"]);
-    let autoscaler_at = {
-        let l = at
-            .index
-            .map(|i| i.locate(at.doc, &p(&["spec", "autoscalerRef", "name"])));
-        l.map(|l| (l.line, l.col)).unwrap_or((1, 1))
-    };
+    let autoscaler_at = position(&["spec", "autoscalerRef", "name"]);
     let autoscaler = match spec.autoscaler_ref {
         Some(r) if r.kind == "HorizontalPodAutoscaler" => Some(r.name),
         Some(r) => {
@@ -270,26 +511,16 @@ pub(super) fn validate(
         None => None,
     };
 
-    let unsupported: [(&str, bool, &str); 5] = [
+    let unsupported: [(&str, bool, &str); 3] = [
         (
-            "ingressRef",
-            spec.ingress_ref.is_some(),
-            "ingress controllers are not supported; weir renders Istio routing",
-        ),
-        (
-            "upstreamRefs",
-            spec.upstream_refs.is_some(),
-            "upstream references are not supported",
+            "upstreamRef",
+            spec.upstream_ref.is_some(),
+            "Gloo upstreams are not supported; weir renders Istio routing: remove it",
         ),
         (
             "canaryAnalysis",
             spec.canary_analysis.is_some(),
             "the old name is not read; rename it to `analysis`",
-        ),
-        (
-            "revertOnDeletion",
-            spec.revert_on_deletion.unwrap_or(false),
-            "not supported yet: delete weir's folder in the same commit instead",
         ),
         (
             "metricsServer",
@@ -311,13 +542,36 @@ pub(super) fn validate(
         ));
     }
 
-    let service = service(spec.service, &spec.target_ref.name, at, &mut errors);
+    let service = service(
+        spec.service,
+        &spec.target_ref.name,
+        at,
+        &mut errors,
+        &mut warnings,
+    );
+    let skip_analysis = spec.skip_analysis.unwrap_or(false);
     let analysis = match spec.analysis {
-        Some(a) => analysis(a, at, min_interval, &mut errors, &mut warnings),
+        Some(a) => analysis(a, at, min_interval, &namespace, &mut errors, &mut warnings),
+        // Flagger treats a Canary without analysis as skipAnalysis; weir asks for it said.
+        None if skip_analysis => Some(Analysis {
+            interval: DEFAULT_INTERVAL,
+            threshold: 1,
+            strategy: Strategy::Canary {
+                steps: Steps::Linear(Weight::FULL),
+                max_weight: Weight::FULL,
+            },
+            step_weight_promotion: None,
+            mirror: false,
+            mirror_weight: None,
+            session_affinity: None,
+            metrics: Vec::new(),
+            webhooks: Vec::new(),
+            alerts: Vec::new(),
+        }),
         None => {
             errors.push(at.error(
                 &p(&["spec"]),
-                "analysis is required: give it stepWeight or stepWeights (and metrics)",
+                "analysis is required: give it stepWeight, stepWeights or iterations (and metrics), or set skipAnalysis: true",
             ));
             None
         }
@@ -331,10 +585,17 @@ pub(super) fn validate(
             .as_ref()
             .and_then(|m| m.get(NO_EVIDENCE_ANNOTATION))
             .is_some_and(|v| v == "true");
-        if a.metrics.is_empty() && !opted_in && !spec.skip_analysis.unwrap_or(false) {
+        let checks = !a.metrics.is_empty()
+            || a.webhooks.iter().any(|h| {
+                matches!(
+                    h.kind,
+                    HookType::PreRollout | HookType::Rollout | HookType::ConfirmPromotion
+                )
+            });
+        if !checks && !opted_in && !skip_analysis {
             errors.push(at.error(
                 &p(&["spec", "analysis", "metrics"]),
-                format!("the analysis checks nothing (no metrics): weir would promote every revision without evidence. Add metrics, or opt in with the annotation {NO_EVIDENCE_ANNOTATION}: \"true\""),
+                format!("the analysis checks nothing (no metrics, no pre-rollout, rollout or confirm-promotion webhook): weir would promote every revision without evidence. Add metrics, or opt in with the annotation {NO_EVIDENCE_ANNOTATION}: \"true\""),
             ));
         }
     }
@@ -354,10 +615,13 @@ pub(super) fn validate(
             target_at,
             autoscaler,
             autoscaler_at,
+            ingress: spec.ingress_ref.map(|r| r.name),
+            route: spec.route_ref.map(|r| r.name),
             service: service.expect("no errors means the service was built"),
             analysis: analysis.expect("no errors means the analysis was built"),
-            skip_analysis: spec.skip_analysis.unwrap_or(false),
+            skip_analysis,
             suspend: spec.suspend.unwrap_or(false),
+            revert_on_deletion: spec.revert_on_deletion.unwrap_or(false),
             metrics_server: spec.metrics_server,
         },
         warnings,
@@ -368,11 +632,20 @@ fn to_json(v: Option<serde_yaml::Value>) -> Option<Json> {
     v.map(|v| serde_json::to_value(v).unwrap_or(Json::Null))
 }
 
+fn metadata(raw: Option<raw::CustomMetadata>) -> Metadata {
+    raw.map(|m| Metadata {
+        labels: m.labels.unwrap_or_default(),
+        annotations: m.annotations.unwrap_or_default(),
+    })
+    .unwrap_or_default()
+}
+
 fn service(
     raw: raw::Service,
     target: &str,
     at: &Located,
     errors: &mut Vec<SpecError>,
+    warnings: &mut Vec<SpecError>,
 ) -> Option<Service> {
     let base = p(&["spec", "service"]);
     let field = |name: &str| {
@@ -391,17 +664,31 @@ fn service(
             0
         }
     };
-    for (name, present) in [
-        ("delegation", raw.delegation.is_some()),
-        ("apex", raw.apex.is_some()),
-        ("primary", raw.primary.is_some()),
-        ("canary", raw.canary.is_some()),
-        ("mirror", raw.mirror.is_some()),
-        ("portDiscovery", raw.port_discovery.unwrap_or(false)),
+    for (name, present, why) in [
+        ("gatewayRefs", raw.gateway_refs.is_some(), "Gateway API routing is not supported; weir renders an Istio VirtualService: use gateways"),
+        ("mirror", raw.mirror.is_some(), "Gateway API mirror filters are not supported; for Istio, set analysis.mirror (and mirrorWeight)"),
+        ("meshName", raw.mesh_name.is_some(), "App Mesh is not supported; weir renders Istio routing: remove it"),
+        ("backends", raw.backends.is_some(), "App Mesh backends are not supported; weir renders Istio routing: remove them"),
+        ("backendTimeout", raw.backend_timeout.is_some(), "a Gateway API field; for Istio, use timeout"),
     ] {
         if present {
-            errors.push(at.error(&field(name), "not supported yet by weir"));
+            errors.push(at.error(&field(name), why));
         }
+    }
+    if raw.unmanaged_metadata.is_some() {
+        warnings.push(at.warning(
+            &field("unmanagedMetadata"),
+            "has no effect with weir: Flux applies only the labels and annotations weir writes, and keeps what others add",
+        ));
+    }
+    let delegation = raw.delegation.unwrap_or(false);
+    let gateways = raw.gateways.unwrap_or_default();
+    let hosts = raw.hosts.unwrap_or_default();
+    if delegation && (!gateways.is_empty() || !hosts.is_empty()) {
+        errors.push(at.error(
+            &field("delegation"),
+            "a delegate VirtualService cannot have hosts or gateways (the root VirtualService has them): remove spec.service.hosts and spec.service.gateways",
+        ));
     }
     // weir writes Services `<name>`, `<name>-primary` and `<name>-canary`: each must be a
     // DNS-1035 label of at most 63 characters.
@@ -438,15 +725,27 @@ fn service(
         port_name: raw.port_name.unwrap_or_else(|| "http".to_string()),
         target_port,
         app_protocol: raw.app_protocol,
-        gateways: raw.gateways.unwrap_or_default(),
-        hosts: raw.hosts.unwrap_or_default(),
+        traffic_distribution: raw.traffic_distribution,
+        headless: raw.headless.unwrap_or(false),
+        port_discovery: raw.port_discovery.unwrap_or(false),
+        delegation,
+        gateways,
+        hosts,
         traffic_policy: to_json(raw.traffic_policy),
-        match_: to_json(raw.match_),
+        match_: raw
+            .match_
+            .unwrap_or_default()
+            .into_iter()
+            .map(|m| to_json(Some(m)).unwrap_or(Json::Null))
+            .collect(),
         retries: to_json(raw.retries),
         timeout: raw.timeout,
         headers: to_json(raw.headers),
         cors_policy: to_json(raw.cors_policy),
         rewrite: to_json(raw.rewrite),
+        apex: metadata(raw.apex),
+        primary: metadata(raw.primary),
+        canary: metadata(raw.canary),
     })
 }
 
@@ -454,6 +753,7 @@ fn analysis(
     raw: raw::Analysis,
     at: &Located,
     min_interval: Duration,
+    namespace: &str,
     errors: &mut Vec<SpecError>,
     warnings: &mut Vec<SpecError>,
 ) -> Option<Analysis> {
@@ -479,20 +779,6 @@ fn analysis(
             }
         },
     };
-    let not_yet: [(&str, bool, &str); 7] = [
-        ("iterations", raw.iterations.is_some_and(|i| i > 0), "A/B and Blue/Green strategies (iterations) are not supported yet; use stepWeight or stepWeights"),
-        ("match", raw.match_.is_some(), "A/B testing (analysis.match) is not supported yet"),
-        ("mirror", raw.mirror.unwrap_or(false), "traffic mirroring is not supported yet"),
-        ("mirrorWeight", raw.mirror_weight.is_some(), "traffic mirroring is not supported yet"),
-        ("sessionAffinity", raw.session_affinity.is_some(), "session affinity is not supported yet"),
-        ("webhooks", raw.webhooks.is_some(), "webhooks are not supported yet; remove them or keep Flagger for this app"),
-        ("alerts", raw.alerts.is_some(), "alerts are not supported yet"),
-    ];
-    for (name, present, why) in not_yet {
-        if present {
-            errors.push(at.error(&field(name), why));
-        }
-    }
     for (name, present) in [
         (
             "primaryReadyThreshold",
@@ -520,62 +806,136 @@ fn analysis(
             }
         }
     };
-    let steps = match (raw.step_weight, raw.step_weights) {
-        (Some(_), Some(_)) => {
-            errors.push(at.error(
-                &field("stepWeights"),
-                "give either stepWeight or stepWeights, not both",
-            ));
-            None
-        }
-        (Some(w), None) => Some(Steps::Linear(weight("stepWeight", w, errors))),
-        (None, Some(list)) if list.is_empty() => {
-            errors.push(at.error(&field("stepWeights"), "must list at least one weight"));
-            None
-        }
-        (None, Some(list)) => {
-            let mut ws = Vec::new();
-            for (i, w) in list.iter().enumerate() {
-                let mut path = field("stepWeights");
-                path.push(Seg::Index(i));
-                match Weight::new(*w) {
-                    Some(weight) if *w > 0 => {
-                        if ws.last().is_some_and(|prev| *prev >= weight) {
-                            errors.push(at.error(
-                                &path,
-                                format!("{w} does not increase; stepWeights must be strictly increasing"),
-                            ));
-                        }
-                        ws.push(weight);
-                    }
-                    _ => errors.push(at.error(
-                        &path,
-                        format!("{w} is not a weight; use a percentage from 1 to 100"),
-                    )),
+    let iterations = raw.iterations.filter(|i| *i > 0);
+    let match_: Vec<Json> = raw
+        .match_
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| to_json(Some(m)).unwrap_or(Json::Null))
+        .collect();
+    if iterations.is_some() && (raw.step_weight.is_some() || raw.step_weights.is_some()) {
+        let which = if raw.step_weight.is_some() {
+            "stepWeight"
+        } else {
+            "stepWeights"
+        };
+        errors.push(at.error(
+            &field(which),
+            format!(
+                "give either iterations (A/B testing, Blue/Green) or {which} (canary), not both"
+            ),
+        ));
+    }
+    if iterations.is_none() && !match_.is_empty() {
+        errors.push(at.error(
+            &field("match"),
+            "A/B testing needs iterations as well: without them Flagger ignores match and runs a canary",
+        ));
+    }
+    let strategy = match iterations {
+        Some(n) if !match_.is_empty() => Some(Strategy::AbTesting {
+            iterations: n,
+            match_,
+        }),
+        Some(n) => Some(Strategy::BlueGreen { iterations: n }),
+        None => {
+            let steps = match (raw.step_weight, raw.step_weights) {
+                (Some(_), Some(_)) => {
+                    errors.push(at.error(
+                        &field("stepWeights"),
+                        "give either stepWeight or stepWeights, not both",
+                    ));
+                    None
                 }
+                (Some(w), None) => Some(Steps::Linear(weight("stepWeight", w, errors))),
+                (None, Some(list)) if list.is_empty() => {
+                    errors.push(at.error(&field("stepWeights"), "must list at least one weight"));
+                    None
+                }
+                (None, Some(list)) => {
+                    let mut ws = Vec::new();
+                    for (i, w) in list.iter().enumerate() {
+                        let mut path = field("stepWeights");
+                        path.push(Seg::Index(i));
+                        match Weight::new(*w) {
+                            Some(weight) if *w > 0 => {
+                                if ws.last().is_some_and(|prev| *prev >= weight) {
+                                    errors.push(at.error(
+                                        &path,
+                                        format!("{w} does not increase; stepWeights must be strictly increasing"),
+                                    ));
+                                }
+                                ws.push(weight);
+                            }
+                            _ => errors.push(at.error(
+                                &path,
+                                format!("{w} is not a weight; use a percentage from 1 to 100"),
+                            )),
+                        }
+                    }
+                    Some(Steps::List(ws))
+                }
+                (None, None) => {
+                    errors.push(at.error(
+                        &p(&["spec", "analysis"]),
+                        "one of stepWeight, stepWeights or iterations is required",
+                    ));
+                    None
+                }
+            };
+            let max_weight = match (&steps, raw.max_weight) {
+                (Some(Steps::List(ws)), Some(_)) if !ws.is_empty() => {
+                    warnings.push(at.warning(
+                        &field("maxWeight"),
+                        "ignored by Flagger's rules when stepWeights is set: the last step is the maximum",
+                    ));
+                    *ws.last().unwrap_or(&Weight::FULL)
+                }
+                (Some(Steps::List(ws)), None) => *ws.last().unwrap_or(&Weight::FULL),
+                (_, Some(m)) => weight("maxWeight", m, errors),
+                (_, None) => Weight::FULL,
+            };
+            steps.map(|steps| Strategy::Canary { steps, max_weight })
+        }
+    };
+    if iterations.is_some() {
+        for (name, present) in [("maxWeight", raw.max_weight.is_some())] {
+            if present {
+                warnings.push(at.warning(
+                    &field(name),
+                    "ignored with iterations (A/B testing, Blue/Green), as in Flagger",
+                ));
             }
-            Some(Steps::List(ws))
         }
-        (None, None) => {
+    }
+    let mirror = raw.mirror.unwrap_or(false);
+    let mirror_weight = raw.mirror_weight.map(|w| weight("mirrorWeight", w, errors));
+    if mirror_weight.is_some() && !mirror {
+        warnings.push(at.warning(&field("mirrorWeight"), "ignored without mirror: true"));
+    }
+    if mirror && matches!(strategy, Some(Strategy::AbTesting { .. })) {
+        errors.push(at.error(
+            &field("mirror"),
+            "mirroring does not combine with A/B testing (Flagger drops it): use it with Blue/Green (iterations) or the canary strategy",
+        ));
+    }
+    let session_affinity = raw
+        .session_affinity
+        .and_then(|sa| session_affinity(sa, at, errors));
+    if session_affinity.is_some() {
+        if !matches!(strategy, Some(Strategy::Canary { .. }) | None) {
             errors.push(at.error(
-                &p(&["spec", "analysis"]),
-                "one of stepWeight, stepWeights or iterations is required",
+                &field("sessionAffinity"),
+                "session affinity works with the canary strategy (stepWeight or stepWeights), as in Flagger",
             ));
-            None
         }
-    };
-    let max_weight = match (&steps, raw.max_weight) {
-        (Some(Steps::List(ws)), Some(_)) if !ws.is_empty() => {
-            warnings.push(at.warning(
-                &field("maxWeight"),
-                "ignored by Flagger's rules when stepWeights is set: the last step is the maximum",
+        if mirror {
+            errors.push(at.error(
+                &field("sessionAffinity"),
+                "session affinity does not combine with mirroring: choose one",
             ));
-            *ws.last().unwrap_or(&Weight::FULL)
         }
-        (Some(Steps::List(ws)), None) => *ws.last().unwrap_or(&Weight::FULL),
-        (_, Some(m)) => weight("maxWeight", m, errors),
-        (_, None) => Weight::FULL,
-    };
+    }
     let step_weight_promotion = raw
         .step_weight_promotion
         .map(|w| weight("stepWeightPromotion", w, errors));
@@ -598,16 +958,235 @@ fn analysis(
             metrics.push(check);
         }
     }
+    let mut webhooks = Vec::new();
+    for (i, h) in raw.webhooks.unwrap_or_default().into_iter().enumerate() {
+        let mut path = field("webhooks");
+        path.push(Seg::Index(i));
+        if let Some(hook) = webhook(h, &path, at, errors) {
+            webhooks.push(hook);
+        }
+    }
+    let mut alerts = Vec::new();
+    for (i, a) in raw.alerts.unwrap_or_default().into_iter().enumerate() {
+        let mut path = field("alerts");
+        path.push(Seg::Index(i));
+        if let Some(alert) = alert(a, &path, namespace, at, errors) {
+            alerts.push(alert);
+        }
+    }
     if errors.len() > before {
         return None;
     }
     Some(Analysis {
         interval,
         threshold,
-        steps: steps.expect("no errors means steps were read"),
-        max_weight,
+        strategy: strategy.expect("no errors means the strategy was read"),
         step_weight_promotion,
+        mirror,
+        mirror_weight,
+        session_affinity,
         metrics,
+        webhooks,
+        alerts,
+    })
+}
+
+/// A cookie name: an RFC 6265 token (no separators, spaces or controls).
+fn is_cookie_name(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 128
+        && s.bytes()
+            .all(|b| b.is_ascii_graphic() && !b"()<>@,;:\\\"/[]?={}".contains(&b))
+}
+
+fn session_affinity(
+    raw: raw::SessionAffinity,
+    at: &Located,
+    errors: &mut Vec<SpecError>,
+) -> Option<SessionAffinity> {
+    let field = |name: &str| p(&["spec", "analysis", "sessionAffinity", name]);
+    let before = errors.len();
+    if !is_cookie_name(&raw.cookie_name) {
+        errors.push(at.error(
+            &field("cookieName"),
+            format!(
+                "`{}` is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)",
+                raw.cookie_name
+            ),
+        ));
+    }
+    if let Some(primary) = &raw.primary_cookie_name {
+        if !is_cookie_name(primary) {
+            errors.push(at.error(
+                &field("primaryCookieName"),
+                format!("`{primary}` is not a cookie name (letters, digits and !#$%&'*+-.^_`|~)"),
+            ));
+        } else if *primary == raw.cookie_name {
+            errors.push(at.error(
+                &field("primaryCookieName"),
+                "must differ from cookieName: one cookie cannot pin users to both sides",
+            ));
+        }
+    }
+    if let Some(s) = &raw.same_site {
+        if !matches!(s.as_str(), "Strict" | "Lax" | "None") {
+            errors.push(at.error(
+                &field("sameSite"),
+                format!("`{s}` is not one of Strict, Lax, None"),
+            ));
+        }
+    }
+    for (name, value) in [("domain", &raw.domain), ("path", &raw.path)] {
+        if value.as_deref().is_some_and(|v| {
+            v.is_empty() || v.contains([';', ',']) || v.chars().any(|c| c.is_control() || c == ' ')
+        }) {
+            errors.push(at.error(
+                &field(name),
+                "a cookie attribute is one word without ';', ',' or spaces",
+            ));
+        }
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(SessionAffinity {
+        cookie_name: raw.cookie_name,
+        primary_cookie_name: raw.primary_cookie_name,
+        max_age: raw.max_age.filter(|m| *m > 0).unwrap_or(86_400),
+        domain: raw.domain,
+        http_only: raw.http_only.unwrap_or(false),
+        partitioned: raw.partitioned.unwrap_or(false),
+        path: raw.path,
+        same_site: raw.same_site,
+        secure: raw.secure.unwrap_or(false),
+    })
+}
+
+/// The most attempts weir makes of one webhook call (Flagger has no bound; a tick has).
+const MAX_HOOK_RETRIES: u32 = 10;
+
+fn webhook(
+    raw: raw::Webhook,
+    base: &[Seg],
+    at: &Located,
+    errors: &mut Vec<SpecError>,
+) -> Option<Webhook> {
+    let field = |name: &str| {
+        let mut path = base.to_vec();
+        path.push(Seg::Key(name.to_string()));
+        path
+    };
+    let before = errors.len();
+    let kind = match raw.type_.as_deref().unwrap_or("") {
+        "" => Some(HookType::Rollout),
+        t => match HookType::ALL.iter().find(|k| k.as_str() == t) {
+            Some(k) => Some(*k),
+            None => {
+                errors.push(at.error(
+                    &field("type"),
+                    format!(
+                        "`{t}` is not a webhook type; use one of {}",
+                        HookType::ALL.map(|k| k.as_str()).join(", ")
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    if raw.name.is_empty() || raw.name.len() > 253 || raw.name.chars().any(char::is_control) {
+        errors.push(at.error(
+            &field("name"),
+            "a webhook name is one line of at most 253 printable characters",
+        ));
+    }
+    if !is_http_url(&raw.url) {
+        errors.push(at.error(
+            &field("url"),
+            format!(
+                "`{}` is not an absolute http(s) URL",
+                crate::secret::redact_url(&raw.url)
+            ),
+        ));
+    }
+    // Flagger: a timeout shorter than two characters (empty) is 10s.
+    let timeout = match raw.timeout.as_deref() {
+        None => Duration::from_secs(10),
+        Some(t) if t.len() < 2 => Duration::from_secs(10),
+        Some(t) => match GoDuration::parse(t) {
+            Ok(d)
+                if d.get() >= Duration::from_millis(100)
+                    && d.get() <= Duration::from_secs(3600) =>
+            {
+                d.get()
+            }
+            Ok(_) => {
+                errors.push(at.error(&field("timeout"), "must be between 100ms and 1h"));
+                Duration::from_secs(10)
+            }
+            Err(e) => {
+                errors.push(at.error(&field("timeout"), e.to_string()));
+                Duration::from_secs(10)
+            }
+        },
+    };
+    let retries = raw.retries.unwrap_or(0);
+    if retries > MAX_HOOK_RETRIES {
+        errors.push(at.error(
+            &field("retries"),
+            format!(
+                "{retries} is more than weir makes ({MAX_HOOK_RETRIES}): a tick has a deadline"
+            ),
+        ));
+    }
+    if errors.len() > before {
+        return None;
+    }
+    Some(Webhook {
+        name: raw.name,
+        kind: kind?,
+        url: raw.url,
+        timeout,
+        retries,
+        metadata: raw.metadata.unwrap_or_default(),
+        mute_alert: raw.mute_alert.unwrap_or(false),
+        disable_tls: raw.disable_tls.unwrap_or(false),
+    })
+}
+
+fn alert(
+    raw: raw::Alert,
+    base: &[Seg],
+    namespace: &str,
+    at: &Located,
+    errors: &mut Vec<SpecError>,
+) -> Option<AlertRef> {
+    use crate::ports::AlertSeverity;
+    let field = |name: &str| {
+        let mut path = base.to_vec();
+        path.push(Seg::Key(name.to_string()));
+        path
+    };
+    // Flagger's CRD and docs: no severity means info.
+    let severity = match raw.severity.as_deref().unwrap_or("") {
+        "" | "info" => AlertSeverity::Info,
+        "warn" => AlertSeverity::Warn,
+        "error" => AlertSeverity::Error,
+        other => {
+            errors.push(at.error(
+                &field("severity"),
+                format!("`{other}` is not a severity; use info, warn or error"),
+            ));
+            return None;
+        }
+    };
+    Some(AlertRef {
+        name: raw.name,
+        severity,
+        provider_namespace: raw
+            .provider_ref
+            .namespace
+            .unwrap_or_else(|| namespace.to_string()),
+        provider_name: raw.provider_ref.name,
     })
 }
 

@@ -11,7 +11,10 @@ mod hostile_tests;
 mod raw;
 pub mod template;
 
-pub use canary::{Analysis, Canary, MetricCheck, MetricSource, Service, Steps, Weight};
+pub use canary::{
+    AlertRef, Analysis, Canary, HookType, Metadata, MetricCheck, MetricSource, Service,
+    SessionAffinity, Steps, Strategy, Webhook, Weight,
+};
 pub use template::{MetricTemplate, TemplateIndex};
 
 use crate::yaml_edit::{display_path, PositionIndex, Seg};
@@ -151,6 +154,8 @@ pub struct FileScan {
     pub canaries: Vec<CanaryResult>,
     /// MetricTemplate documents.
     pub templates: Vec<Result<MetricTemplate, Vec<SpecError>>>,
+    /// AlertProvider documents.
+    pub providers: Vec<Result<alert_provider::AlertProviderSpec, Vec<SpecError>>>,
     /// Problems that concern the whole file (syntax) or documents of the wrong version.
     pub errors: Vec<SpecError>,
 }
@@ -177,7 +182,9 @@ impl FileScan {
 pub fn may_hold_spec(bytes: &[u8]) -> bool {
     let needle_canary = b"Canary";
     let needle_template = b"MetricTemplate";
-    contains(bytes, needle_canary) || contains(bytes, needle_template)
+    contains(bytes, needle_canary)
+        || contains(bytes, needle_template)
+        || contains(bytes, b"AlertProvider")
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
@@ -187,6 +194,17 @@ fn contains(haystack: &[u8], needle: &[u8]) -> bool {
 /// Parses every document of a YAML file and validates the Canary and MetricTemplate ones.
 /// `min_interval` is the smallest analysis interval accepted.
 pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) -> FileScan {
+    scan_file_in(file, bytes, min_interval, None)
+}
+
+/// [`scan_file`] for a file whose folder's kustomization sets `namespace:`, which kustomize
+/// applies to every object it builds: it wins over the documents' own.
+pub fn scan_file_in(
+    file: &str,
+    bytes: &[u8],
+    min_interval: std::time::Duration,
+    namespace: Option<&str>,
+) -> FileScan {
     let mut scan = FileScan::default();
     let src = match std::str::from_utf8(bytes) {
         Ok(s) => s,
@@ -202,8 +220,13 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
             return scan;
         }
     };
+    // The position index (yaml-rust2) is stricter than libyaml in a few corners that
+    // kubectl and Flux accept, such as continuation lines of a quoted scalar indented like
+    // its key (Flagger's own CRD file has them). Such a file is read without positions;
+    // only a file that libyaml refuses too is broken.
     let index = match PositionIndex::parse(src) {
-        Ok(index) => index,
+        Ok(index) => Some(index),
+        Err(_) if crate::yaml::documents(src).is_ok() => None,
         Err(e) => {
             scan.errors.push(SpecError {
                 file: file.to_string(),
@@ -278,13 +301,13 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
         if kind.is_some() && kind != Some("Canary") {
             only_canaries = false;
         }
-        if kind != Some("Canary") && kind != Some("MetricTemplate") {
+        if !matches!(kind, Some("Canary" | "MetricTemplate" | "AlertProvider")) {
             continue;
         }
         let at = Located {
             file,
             doc,
-            index: Some(&index),
+            index: index.as_ref(),
         };
         let api = meta.api_version_str().unwrap_or("");
         if !api.starts_with("flagger.app/") {
@@ -307,7 +330,7 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
                         .map(|s| crate::events::clean(s, 253))
                 };
                 let parsed = strict::<raw::Canary>(src, doc, &at)
-                    .and_then(|raw| canary::validate(raw, &at, min_interval))
+                    .and_then(|raw| canary::validate(raw, &at, min_interval, namespace))
                     .map_err(|errors| InvalidCanary {
                         file: file.to_string(),
                         name: text("name"),
@@ -316,9 +339,18 @@ pub fn scan_file(file: &str, bytes: &[u8], min_interval: std::time::Duration) ->
                     });
                 scan.canaries.push(parsed);
             }
+            Some("AlertProvider") => {
+                let parsed = alert_provider::read(src, doc, &at).map(|mut provider| {
+                    if let Some(ns) = namespace {
+                        provider.namespace = Some(ns.to_string());
+                    }
+                    provider
+                });
+                scan.providers.push(parsed);
+            }
             _ => {
                 let parsed = strict::<raw::MetricTemplate>(src, doc, &at)
-                    .and_then(|raw| template::validate(raw, &at));
+                    .and_then(|raw| template::validate(raw, &at, namespace));
                 scan.templates.push(parsed);
             }
         }

@@ -57,6 +57,16 @@ pub struct CrossRef {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LocalRef {
+    #[serde(default)]
+    pub api_version: Option<String>,
+    #[serde(default)]
+    pub kind: Option<String>,
+    pub name: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct CanarySpec {
     #[serde(default)]
     pub provider: Option<String>,
@@ -66,9 +76,11 @@ pub struct CanarySpec {
     #[serde(default)]
     pub autoscaler_ref: Option<CrossRef>,
     #[serde(default)]
-    pub ingress_ref: Option<Value>,
+    pub ingress_ref: Option<LocalRef>,
     #[serde(default)]
-    pub upstream_refs: Option<Value>,
+    pub route_ref: Option<LocalRef>,
+    #[serde(default)]
+    pub upstream_ref: Option<Value>,
     pub service: Service,
     #[serde(default)]
     pub analysis: Option<Analysis>,
@@ -97,35 +109,59 @@ pub struct Service {
     #[serde(default)]
     pub app_protocol: Option<String>,
     #[serde(default)]
+    pub traffic_distribution: Option<String>,
+    #[serde(default)]
     pub port_discovery: Option<bool>,
+    #[serde(default)]
+    pub headless: Option<bool>,
     #[serde(default)]
     pub timeout: Option<String>,
     #[serde(default)]
+    pub backend_timeout: Option<Value>,
+    #[serde(default)]
     pub gateways: Option<Vec<String>>,
+    #[serde(default)]
+    pub gateway_refs: Option<Value>,
     #[serde(default)]
     pub hosts: Option<Vec<String>>,
     #[serde(default)]
+    pub delegation: Option<bool>,
+    #[serde(default)]
     pub traffic_policy: Option<Value>,
     #[serde(default, rename = "match")]
-    pub match_: Option<Value>,
+    pub match_: Option<Vec<Value>>,
+    #[serde(default)]
+    pub rewrite: Option<Value>,
     #[serde(default)]
     pub retries: Option<Value>,
     #[serde(default)]
     pub headers: Option<Value>,
     #[serde(default)]
+    pub mirror: Option<Value>,
+    #[serde(default)]
     pub cors_policy: Option<Value>,
     #[serde(default)]
-    pub rewrite: Option<Value>,
+    pub mesh_name: Option<Value>,
     #[serde(default)]
-    pub delegation: Option<Value>,
+    pub backends: Option<Value>,
     #[serde(default)]
-    pub apex: Option<Value>,
+    pub apex: Option<CustomMetadata>,
     #[serde(default)]
-    pub primary: Option<Value>,
+    pub primary: Option<CustomMetadata>,
     #[serde(default)]
-    pub canary: Option<Value>,
+    pub canary: Option<CustomMetadata>,
     #[serde(default)]
-    pub mirror: Option<Value>,
+    pub unmanaged_metadata: Option<Value>,
+}
+
+/// Labels and annotations for the objects weir writes (`service.apex`, `.primary`, `.canary`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomMetadata {
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub annotations: Option<BTreeMap<String, String>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -154,15 +190,65 @@ pub struct Analysis {
     #[serde(default)]
     pub canary_ready_threshold: Option<u32>,
     #[serde(default)]
-    pub alerts: Option<Value>,
+    pub alerts: Option<Vec<Alert>>,
     #[serde(default)]
     pub metrics: Option<Vec<Metric>>,
     #[serde(default)]
-    pub webhooks: Option<Value>,
+    pub webhooks: Option<Vec<Webhook>>,
     #[serde(default, rename = "match")]
-    pub match_: Option<Value>,
+    pub match_: Option<Vec<Value>>,
     #[serde(default)]
-    pub session_affinity: Option<Value>,
+    pub session_affinity: Option<SessionAffinity>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Webhook {
+    #[serde(default, rename = "type")]
+    pub type_: Option<String>,
+    pub name: String,
+    pub url: String,
+    #[serde(default)]
+    pub mute_alert: Option<bool>,
+    #[serde(default)]
+    pub timeout: Option<String>,
+    #[serde(default)]
+    pub metadata: Option<BTreeMap<String, String>>,
+    #[serde(default)]
+    pub retries: Option<u32>,
+    #[serde(default, rename = "disableTLS")]
+    pub disable_tls: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct Alert {
+    pub name: String,
+    #[serde(default)]
+    pub severity: Option<String>,
+    pub provider_ref: TemplateRef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SessionAffinity {
+    pub cookie_name: String,
+    #[serde(default)]
+    pub primary_cookie_name: Option<String>,
+    #[serde(default)]
+    pub max_age: Option<u32>,
+    #[serde(default)]
+    pub domain: Option<String>,
+    #[serde(default)]
+    pub http_only: Option<bool>,
+    #[serde(default)]
+    pub partitioned: Option<bool>,
+    #[serde(default)]
+    pub path: Option<String>,
+    #[serde(default)]
+    pub same_site: Option<String>,
+    #[serde(default)]
+    pub secure: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 pub struct MetricTemplate {
     /// Repository-relative path of its file.
     pub file: String,
-    /// `metadata.namespace` (empty when left out).
+    /// The folder's kustomization `namespace:`, else `metadata.namespace` (empty when
+    /// neither says).
     pub namespace: String,
     /// `metadata.name`.
     pub name: String,
@@ -24,6 +25,7 @@ pub struct MetricTemplate {
 pub(super) fn validate(
     raw: raw::MetricTemplate,
     at: &Located,
+    namespace: Option<&str>,
 ) -> Result<MetricTemplate, Vec<SpecError>> {
     let mut errors = Vec::new();
     let provider = &raw.spec.provider;
@@ -75,7 +77,10 @@ pub(super) fn validate(
         .unwrap_or((1, 1));
     Ok(MetricTemplate {
         file: at.file().to_string(),
-        namespace: raw.metadata.namespace.unwrap_or_default(),
+        namespace: namespace
+            .map(str::to_string)
+            .or(raw.metadata.namespace)
+            .unwrap_or_default(),
         name: raw.metadata.name,
         address: provider.address.clone(),
         query: raw.spec.query,

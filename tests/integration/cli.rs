@@ -127,3 +127,72 @@ fn a_closed_stdout_ends_the_output_quietly() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(out.status.code(), Some(0), "{stderr}");
 }
+
+/// `weir approve|abort|retry|pause|resume` each make one commit to the app's control file,
+/// which weir carries, acts on, and (for retry) clears once acted on; every commit builds.
+#[test]
+fn control_commands_commit_requests_that_the_next_step_acts_on() {
+    use crate::support::repo::flux_build;
+    use weir::state::Phase;
+    let fixture = Fixture::new();
+    let control = || fixture.show("main", "apps/backend.weir/control.yaml");
+    let ok = |args: &[&str]| {
+        let out = weir(&fixture, args);
+        assert!(out.status.success(), "{args:?}: {}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    // Nothing to control before weir has initialised the app.
+    let out = weir(&fixture, &["pause", "backend"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("not initialised yet"),
+        "{}",
+        text(&out.stderr)
+    );
+    ok(&["step"]);
+    fixture.bump("backend", "6.1.1");
+    ok(&["step"]);
+    assert_eq!(fixture.state("backend").unwrap().phase, Phase::Progressing);
+
+    // Pause: a commit, and then no step while paused.
+    let pushed = ok(&["pause", "backend"]);
+    assert!(
+        pushed.contains("pause the rollout (weir pause)"),
+        "{pushed}"
+    );
+    assert!(control().unwrap().contains("paused: true"));
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    assert_eq!(ok(&["step"]).trim(), "nothing to commit");
+    ok(&["resume", "prod/backend"]);
+    assert_eq!(control(), None, "an empty control file is removed");
+
+    // Abort: the next step rolls the revision back.
+    ok(&["abort", "backend"]);
+    let abort = control().unwrap();
+    let revision = fixture.state("backend").unwrap().canary_revision.unwrap();
+    assert!(abort.contains(&format!("abort: {revision}")), "{abort}");
+    ok(&["step"]);
+    let failed = fixture.state("backend").unwrap();
+    assert_eq!(failed.phase, Phase::Failed);
+    assert!(
+        control().is_some(),
+        "weir carries the control file it did not consume"
+    );
+
+    // Retry: the analysis starts again, and the request is removed with that step.
+    let out = weir(&fixture, &["retry", "backend", "--revision", "0000000"]);
+    assert!(
+        !out.status.success(),
+        "a retry of another revision is refused"
+    );
+    ok(&["retry", "backend"]);
+    assert!(control().unwrap().contains("retry: "));
+    ok(&["step"]);
+    let retried = fixture.state("backend").unwrap();
+    assert_eq!(retried.phase, Phase::Progressing);
+    // The retry is consumed, and the abort of the same revision with it.
+    assert_eq!(control(), None);
+    for (rev, _) in fixture.log().iter().take(8) {
+        flux_build(&fixture, rev);
+    }
+}

@@ -187,6 +187,7 @@ async fn a_template_that_fails_for_one_app_stops_only_that_app() {
             metrics: Arc::new(FakeMetrics::constant(100.0)),
             clock: Arc::new(FakeClock::at(chrono::Utc::now())),
             notifier: Arc::new(NoNotifier),
+            hooks: Arc::new(weir::ports::NoHooks),
         },
         Templates::from_dir(dir.path()).unwrap(),
         Settings {

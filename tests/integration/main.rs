@@ -8,6 +8,7 @@ mod corpus;
 mod executor;
 mod hostile;
 mod invalid;
+mod plan_strategies;
 mod planner;
 mod primary;
 mod race;

@@ -7,11 +7,12 @@
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 use std::time::Duration;
+use weir::control::Control;
 use weir::duration::GoDuration;
 use weir::plan::{
     due_at, next_weight, plan, short, CheckResult, Decision, GateReport, Input, Owned, Step,
 };
-use weir::spec::{Analysis, MetricCheck, MetricSource, Steps, Weight};
+use weir::spec::{Analysis, MetricCheck, MetricSource, Steps, Strategy as Rollout, Weight};
 use weir::state::{Phase, State};
 use Phase::{Failed, Finalising, Initialized, Progressing, Promoting, Succeeded};
 
@@ -32,6 +33,22 @@ fn images_now() -> Vec<String> {
 
 /// Weir's folder as the record implies it, the usual case.
 const CURRENT: Owned = Owned::Current;
+
+/// No request in the control file.
+const NO_CONTROL: Control = Control {
+    paused: false,
+    approve: None,
+    abort: None,
+    retry: None,
+};
+
+/// The canary strategy's steps and maximum weight of an analysis.
+fn canary_steps(a: &Analysis) -> (&Steps, Weight) {
+    match &a.strategy {
+        Rollout::Canary { steps, max_weight } => (steps, *max_weight),
+        other => panic!("not the canary strategy: {other:?}"),
+    }
+}
 
 /// 10:00:00, when the recorded state's last step was committed.
 fn t0() -> DateTime<Utc> {
@@ -74,10 +91,17 @@ fn linear(step: u32, max: u32) -> Analysis {
     Analysis {
         interval: Duration::from_secs(60),
         threshold: 5,
-        steps: Steps::Linear(w(step)),
-        max_weight: w(max),
+        strategy: Rollout::Canary {
+            steps: Steps::Linear(w(step)),
+            max_weight: w(max),
+        },
         step_weight_promotion: None,
+        mirror: false,
+        mirror_weight: None,
+        session_affinity: None,
         metrics: vec![success_rate(), duration()],
+        webhooks: Vec::new(),
+        alerts: Vec::new(),
     }
 }
 
@@ -89,8 +113,10 @@ fn default_analysis() -> Analysis {
 /// stepWeights as written; maxWeight is the last one, as the spec validation sets it.
 fn listed(weights: &[u32]) -> Analysis {
     Analysis {
-        steps: Steps::List(weights.iter().map(|p| w(*p)).collect()),
-        max_weight: w(*weights.last().unwrap()),
+        strategy: Rollout::Canary {
+            steps: Steps::List(weights.iter().map(|p| w(*p)).collect()),
+            max_weight: w(*weights.last().unwrap()),
+        },
         ..default_analysis()
     }
 }
@@ -117,6 +143,7 @@ fn state(phase: Phase, weight: u32) -> State {
         last_step_at: t0(),
         last_transition_at: t(-600),
         message: "previous step".to_string(),
+        ..State::default()
     }
 }
 
@@ -197,7 +224,11 @@ fn gates(weight: u32, success: Result<f64, &str>, duration: Result<f64, &str>) -
         revision: REV.to_string(),
         canary_weight: w(weight),
         at: t(60),
-        checks: vec![check(&metrics[0], success), check(&metrics[1], duration)],
+        checks: Some(vec![
+            check(&metrics[0], success),
+            check(&metrics[1], duration),
+        ]),
+        hooks: Default::default(),
     }
 }
 
@@ -358,10 +389,17 @@ impl Case {
             head: HEAD,
             images: &images,
             owned: &CURRENT,
+            control: &NO_CONTROL,
             gates: self.gates.as_ref(),
+            last_look: None,
+            revert_on_deletion: false,
             now: self.now,
         };
-        let got = plan(&input);
+        // Alerts have their own cases; these compare the rest of the decision.
+        let mut got = plan(&input);
+        if let Decision::Write(step) = &mut got {
+            step.alert = None;
+        }
         let want = match self.want.as_ref().expect("every case states what it wants") {
             Want::Idle(reason, wake_at) => Decision::Idle {
                 reason: reason.to_string(),
@@ -369,6 +407,8 @@ impl Case {
             },
             Want::NeedGates(weight) => Decision::NeedGates {
                 canary_weight: w(*weight),
+                metrics: true,
+                hooks: Vec::new(),
             },
             Want::Write {
                 snapshot,
@@ -389,6 +429,7 @@ impl Case {
                     last_step_at: self.now,
                     last_transition_at: self.now,
                     message: String::new(),
+                    ..State::default()
                 });
                 let mut next = before.clone();
                 patch(&mut next);
@@ -399,7 +440,12 @@ impl Case {
                 }
                 let mut details: Vec<String> = match (judged, &self.gates) {
                     (false, _) => Vec::new(),
-                    (true, Some(report)) => report.checks.iter().map(|c| c.describe()).collect(),
+                    (true, Some(report)) => report
+                        .checks
+                        .iter()
+                        .flatten()
+                        .map(|c| c.describe())
+                        .collect(),
                     (true, None) => panic!("case {}: a judged step needs gates", self.name),
                 };
                 // The body says what the subject leaves out.
@@ -429,6 +475,8 @@ impl Case {
                     event: event.clone(),
                     summary: summary_of(event),
                     details,
+                    alert: None,
+                    retried: false,
                 })
             }
         };
@@ -597,10 +645,13 @@ fn waits_for_the_interval_and_fresh_gates() {
             .gates(with(|r| r.at = t(91)))
             .needs_gates(10),
         case("fewer checks than metrics", progressing(10))
-            .gates(with(|r| r.checks.truncate(1)))
+            .gates(with(|r| r.checks.as_mut().unwrap().truncate(1)))
             .needs_gates(10),
         case("more checks than metrics", progressing(10))
-            .gates(with(|r| r.checks.push(r.checks[0].clone())))
+            .gates(with(|r| {
+                let checks = r.checks.as_mut().unwrap();
+                checks.push(checks[0].clone())
+            }))
             .needs_gates(10),
         case("gates gathered at now, later than due", progressing(10))
             .now(t(75))
@@ -617,7 +668,7 @@ fn advances_on_passing_gates() {
         ..default_analysis()
     };
     let empty = GateReport {
-        checks: Vec::new(),
+        checks: Some(Vec::new()),
         ..passing(10)
     };
     check_all([
@@ -836,8 +887,10 @@ fn follows_the_source_revision() {
     };
     let starting = "new revision fedcba9 detected, starting canary analysis";
     check_all([
-        case("a failed revision is not retried", failed.clone())
-            .idle("revision abc1234 failed; waiting for a new revision", None),
+        case("a failed revision is not retried", failed.clone()).idle(
+            "revision abc1234 failed; waiting for a new revision (or weir retry)",
+            None,
+        ),
         case("a newer revision after a failure", failed)
             .rev(NEWER)
             .writes(false, starting, start_newer),
@@ -985,7 +1038,10 @@ fn huge_intervals_do_not_panic() {
         head: HEAD,
         images: &[],
         owned: &CURRENT,
+        control: &NO_CONTROL,
         gates: None,
+        last_look: None,
+        revert_on_deletion: false,
         now: t(60),
     });
     assert!(matches!(got, Decision::Idle { .. }), "{got:?}");
@@ -1123,10 +1179,10 @@ fn analysis() -> impl Strategy<Value = Analysis> {
             |(interval_ms, threshold, (steps, max_weight), promotion, metrics)| Analysis {
                 interval: Duration::from_millis(interval_ms),
                 threshold,
-                steps,
-                max_weight,
+                strategy: Rollout::Canary { steps, max_weight },
                 step_weight_promotion: promotion.map(w),
                 metrics,
+                ..default_analysis()
             },
         )
 }
@@ -1180,8 +1236,9 @@ struct Run {
 /// The highest weight a rollout may reach: maxWeight plus Flagger's overshoot (less than
 /// one stepWeight past it, and never past 100), or the last of stepWeights.
 fn weight_ceiling(a: &Analysis) -> u32 {
-    match &a.steps {
-        Steps::Linear(step) => (u32::from(a.max_weight.get()) + u32::from(step.get()) - 1).min(100),
+    let (steps, max_weight) = canary_steps(a);
+    match steps {
+        Steps::Linear(step) => (u32::from(max_weight.get()) + u32::from(step.get()) - 1).min(100),
         Steps::List(list) => u32::from(list.last().unwrap().get()),
     }
 }
@@ -1190,7 +1247,7 @@ fn weight_ceiling(a: &Analysis) -> u32 {
 fn climb(a: &Analysis) -> (u32, u32) {
     let mut weight = Weight::ZERO;
     let mut steps = 0;
-    while weight < a.max_weight {
+    while weight < canary_steps(a).1 {
         weight = next_weight(a, weight);
         steps += 1;
     }
@@ -1213,7 +1270,10 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
         head: &head,
         images: &images,
         owned: &CURRENT,
+        control: &NO_CONTROL,
         gates: None,
+        last_look: None,
+        revert_on_deletion: false,
         now,
     });
     let Decision::Write(step) = init else {
@@ -1248,7 +1308,10 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                 head: &head,
                 images: &images,
                 owned: &CURRENT,
+                control: &NO_CONTROL,
                 gates: None,
+                last_look: None,
+                revert_on_deletion: false,
                 now,
             });
             let Decision::Write(step) = d else {
@@ -1286,7 +1349,10 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
             head: &head,
             images: &images,
             owned: &CURRENT,
+            control: &NO_CONTROL,
             gates: None,
+            last_look: None,
+            revert_on_deletion: false,
             now,
         };
         let fresh = GateReport {
@@ -1296,17 +1362,19 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                 + TimeDelta::milliseconds(
                     ((now - due).num_milliseconds() as f64 * tick.gathered) as i64,
                 ),
-            checks: a
-                .metrics
-                .iter()
-                .zip(tick.answers.iter().cycle())
-                .map(|(m, ans)| CheckResult {
-                    name: m.name.clone(),
-                    value: value(m, *ans),
-                    min: m.min,
-                    max: m.max,
-                })
-                .collect(),
+            checks: Some(
+                a.metrics
+                    .iter()
+                    .zip(tick.answers.iter().cycle())
+                    .map(|(m, ans)| CheckResult {
+                        name: m.name.clone(),
+                        value: value(m, *ans),
+                        min: m.min,
+                        max: m.max,
+                    })
+                    .collect(),
+            ),
+            hooks: Default::default(),
         };
         if !is_due {
             // Nothing is written before it is due, whatever the gates say.
@@ -1329,7 +1397,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
         run.due_ticks += 1;
         let (step, judged) = match decide(&input) {
             Decision::Write(step) => (step, None),
-            Decision::NeedGates { canary_weight } => {
+            Decision::NeedGates { canary_weight, .. } => {
                 prop_assert_eq!(state.phase, Phase::Progressing);
                 prop_assert_eq!(canary_weight, state.canary_weight);
                 if let Some(kind) = tick.stale {
@@ -1344,8 +1412,9 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                         Stale::BeforeDue => report.at = due - TimeDelta::milliseconds(1),
                         Stale::InTheFuture => report.at = now + TimeDelta::milliseconds(1),
                         Stale::WrongCount => {
-                            if report.checks.pop().is_none() {
-                                report.checks.push(result(Ok(1.0), Some(0.0), None));
+                            let checks = report.checks.as_mut().unwrap();
+                            if checks.pop().is_none() {
+                                checks.push(result(Ok(1.0), Some(0.0), None));
                             }
                         }
                     }
@@ -1359,7 +1428,11 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                     });
                     prop_assert_eq!(
                         d,
-                        Decision::NeedGates { canary_weight },
+                        Decision::NeedGates {
+                            canary_weight,
+                            metrics: true,
+                            hooks: Vec::new()
+                        },
                         "stale report {:?} was used",
                         kind
                     );
@@ -1423,7 +1496,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                 run.passes += 1;
                 prop_assert_eq!(next.failed_checks, before.failed_checks);
                 prop_assert_eq!(next.iterations, before.iterations + 1);
-                if from < a.max_weight {
+                if from < canary_steps(a).1 {
                     prop_assert_eq!(next.phase, Phase::Progressing);
                     prop_assert_eq!(to, next_weight(a, from));
                     prop_assert!(to > from);

@@ -65,6 +65,7 @@ fn weirs_folder_for_an_app() {
         last_step_at: t,
         last_transition_at: t,
         message: "advance canary weight 10 -> 20".into(),
+        ..State::default()
     };
     let dir = Templates::embedded()
         .unwrap()

@@ -260,6 +260,7 @@ impl Fixture {
                 metrics,
                 clock,
                 notifier: Arc::new(NoNotifier),
+                hooks: Arc::new(weir::ports::NoHooks),
             },
             Templates::embedded().unwrap(),
             Settings {
