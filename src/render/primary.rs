@@ -103,17 +103,40 @@ fn kustomization(
     let label = q(&selector.label);
     let value = q(&format!("{}-primary", selector.value));
     let marker = format!("          {}: {}\n", q(PRIMARY_ANNOTATION), q(&owner));
+    // An app folder without a kustomization is built from its YAML files (Flux generates
+    // the kustomization); carried, it is listed file by file, the Canary's own file left out.
+    let has_kustomization = source
+        .app_listing
+        .iter()
+        .any(|e| !e.is_dir && crate::app::KUSTOMIZATION_FILES.contains(&e.name.as_str()));
+    let resources: Vec<String> = if has_kustomization {
+        vec![carried_path(&source.mirror_root, &source.dir)]
+    } else {
+        let mut files: Vec<String> = source
+            .app_listing
+            .iter()
+            .filter(|e| !e.is_dir && (e.name.ends_with(".yaml") || e.name.ends_with(".yml")))
+            .map(|e| crate::source::join(&source.dir, &e.name))
+            .filter(|path| source.canary_alone.as_deref() != Some(path.as_str()))
+            .map(|path| carried_path(&source.mirror_root, &path))
+            .collect();
+        files.sort();
+        files
+    };
+    let resources: String = resources
+        .iter()
+        .map(|r| format!("  - {}\n", q(r)))
+        .collect();
     let mut k = format!(
         "# Primary of {owner}: the app's source at revision {rev} (commit {commit}),\n\
          # carried from Git under source/ and built by Flux. Written by weir; do not edit.\n\
          apiVersion: kustomize.config.k8s.io/v1beta1\n\
          kind: Kustomization\n\
-         resources:\n  - {resource}\n\
+         resources:\n{resources}\
          nameSuffix: -primary\n\
          patches:\n",
         rev = crate::plan::short(&source.revision),
         commit = crate::plan::short(promoted_commit),
-        resource = q(&carried_path(&source.mirror_root, &source.dir)),
     );
     // The target Deployment, with the primary's selector label.
     k.push_str(&format!(

@@ -356,3 +356,68 @@ async fn bases_outside_the_app_folder_are_carried_with_their_references() {
     let built = docs(&flux_build(&fixture, "main"));
     assert_eq!(memory(&built, "backend-primary"), "1Gi");
 }
+
+/// An app folder without a kustomization (plain manifests, as Flagger's tutorials lay them
+/// out; Flux generates the kustomization): the primary lists its files one by one, and
+/// weir's folder builds.
+#[tokio::test]
+async fn an_app_folder_of_plain_manifests_gets_a_primary_that_builds() {
+    let fixture = Fixture::with(|work| {
+        let app = work.join("apps/plain");
+        std::fs::create_dir_all(&app).unwrap();
+        std::fs::write(
+            app.join("deployment.yaml"),
+            "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: plain\n  namespace: prod\nspec:\n  selector:\n    matchLabels:\n      app: plain\n  template:\n    metadata:\n      labels:\n        app: plain\n    spec:\n      containers:\n        - name: app\n          image: ghcr.io/acme/plain:1.0.0\n          ports:\n            - name: http\n              containerPort: 9898\n            - name: grpc\n              containerPort: 9999\n",
+        )
+        .unwrap();
+        std::fs::write(
+            app.join("canary.yaml"),
+            "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: plain\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: plain\n  service:\n    port: 9898\n    portDiscovery: true\n  analysis:\n    interval: 3s\n    threshold: 2\n    iterations: 2\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n        interval: 1m\n",
+        )
+        .unwrap();
+    });
+    let (mut engine, _clock, _) = fake_engine(&fixture);
+    let report = engine.tick().await.unwrap();
+    let plain = report
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/plain")
+        .expect("the app is found");
+    assert!(plain.errors.is_empty(), "{:#?}", plain.errors);
+    let checkout = fixture.dir.path().join("plain-check");
+    crate::support::repo::git(
+        fixture.dir.path(),
+        &[
+            "clone",
+            "-q",
+            fixture.remote.to_str().unwrap(),
+            checkout.to_str().unwrap(),
+        ],
+    );
+    let out = std::process::Command::new("kubectl")
+        .args(["kustomize"])
+        .arg(checkout.join("apps/plain.weir"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let built: Vec<Value> = docs(&String::from_utf8_lossy(&out.stdout));
+    let primary = find(&built, "Deployment", "plain-primary").expect("primary");
+    assert_eq!(
+        primary["spec"]["selector"]["matchLabels"]["app"],
+        "plain-primary"
+    );
+    assert!(find(&built, "Canary", "plain-primary").is_none());
+    // portDiscovery: the other container port is on every Service, by its name.
+    let apex = find(&built, "Service", "plain").expect("apex Service");
+    let ports: Vec<&str> = apex["spec"]["ports"]
+        .as_sequence()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(ports, ["http", "grpc"]);
+}
