@@ -249,3 +249,83 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// Alerts go out after the push, with Flagger's message, the commit that made the step, and
+/// the targets of the global provider; a failing analysis sends the error alert naming the
+/// failing check.
+#[tokio::test]
+async fn alerts_follow_the_pushed_step_with_its_commit() {
+    use weir::ports::{AlertSeverity, AlertTarget, ProviderKind};
+    let fixture = Fixture::new();
+    let notifier = weir::fakes::RecordingNotifier::default();
+    let clock = FakeClock::at(chrono::Utc::now());
+    let metrics = FakeMetrics::constant(50.0);
+    let target = AlertTarget {
+        provider: "default".into(),
+        kind: ProviderKind::Generic,
+        address: weir::secret::Secret::new("http://127.0.0.1:9/alerts"),
+        token: None,
+        channel: None,
+        username: None,
+        proxy: None,
+        min_severity: AlertSeverity::Info,
+    };
+    let mut engine = Engine::new(
+        Ports {
+            repo: Box::new(fixture.repo()),
+            publisher: Box::new(DirectCommit::default()),
+            metrics: Arc::new(metrics.clone()),
+            clock: Arc::new(clock.clone()),
+            notifier: Arc::new(notifier.clone()),
+            hooks: Arc::new(weir::ports::NoHooks),
+        },
+        Templates::embedded().unwrap(),
+        Settings {
+            min_interval: Duration::from_secs(1),
+            default_alerts: vec![target],
+            ..Settings::default()
+        },
+    );
+    let report = engine.tick().await.unwrap();
+    let commit = report.commit.unwrap().to_string();
+    {
+        let alerts = notifier.alerts.lock().unwrap();
+        assert_eq!(alerts.len(), 2, "one per initialised app: {alerts:#?}");
+        for a in alerts.iter() {
+            assert_eq!(
+                a.message,
+                "New Deployment detected, initialization completed."
+            );
+            assert_eq!(a.commit.as_deref(), Some(commit.as_str()));
+            assert_eq!(a.targets.len(), 1);
+        }
+    }
+    // A bad release: success rate 50 fails every check until the rollback.
+    fixture.bump("backend", "6.1.1");
+    for _ in 0..8 {
+        clock.advance(Duration::from_secs(5));
+        engine.tick().await.unwrap();
+        if fixture.state("backend").unwrap().phase == weir::state::Phase::Failed {
+            break;
+        }
+    }
+    assert_eq!(
+        fixture.state("backend").unwrap().phase,
+        weir::state::Phase::Failed
+    );
+    let alerts = notifier.alerts.lock().unwrap();
+    let last = alerts.last().unwrap();
+    assert_eq!(last.severity, AlertSeverity::Error);
+    assert_eq!(last.message, "Failed checks threshold reached 2");
+    assert!(
+        last.failing
+            .iter()
+            .any(|f| f.starts_with("request-success-rate 50 < 99")),
+        "{:?}",
+        last.failing
+    );
+    assert_eq!(
+        last.commit.as_deref(),
+        Some(fixture.log().last().unwrap().0.as_str())
+    );
+}
