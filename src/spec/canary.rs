@@ -670,6 +670,7 @@ fn service(
         ("meshName", raw.mesh_name.is_some(), "App Mesh is not supported; weir renders Istio routing: remove it"),
         ("backends", raw.backends.is_some(), "App Mesh backends are not supported; weir renders Istio routing: remove them"),
         ("backendTimeout", raw.backend_timeout.is_some(), "a Gateway API field; for Istio, use timeout"),
+        ("appProtocol", raw.app_protocol.as_deref() == Some("tcp"), "TCP routing (appProtocol: tcp) is not supported yet: weir renders HTTP routes; use http, http2 or grpc, or leave it out"),
     ] {
         if present {
             errors.push(at.error(&field(name), why));

@@ -446,4 +446,54 @@ mod tests {
         assert_eq!((err.line, err.col), (11, 3), "{err}");
         assert_eq!(err.field, "spec.extra");
     }
+
+    /// The Flagger fields weir cannot honour are one error each, naming the field and the
+    /// way forward; the ones it honours are accepted.
+    #[test]
+    fn fields_weir_cannot_honour_are_named_and_the_others_accepted() {
+        let canary = |service_extra: &str| {
+            format!(
+                "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\n  namespace: test\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: podinfo\n  service:\n    port: 9898\n{service_extra}  analysis:\n    interval: 1m\n    iterations: 3\n    match:\n      - headers:\n          x-canary:\n            exact: insider\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n"
+            )
+        };
+        let scan_one = |extra: &str| {
+            let text = canary(extra);
+            let scan = scan_file(
+                "c.yaml",
+                text.as_bytes(),
+                std::time::Duration::from_secs(10),
+            );
+            scan.canaries.into_iter().next().unwrap()
+        };
+        for (extra, field, says) in [
+            (
+                "    appProtocol: tcp\n",
+                "spec.service.appProtocol",
+                "TCP routing",
+            ),
+            (
+                "    meshName: global\n",
+                "spec.service.meshName",
+                "App Mesh",
+            ),
+            (
+                "    gatewayRefs:\n      - name: public\n",
+                "spec.service.gatewayRefs",
+                "Gateway API",
+            ),
+        ] {
+            let errors = scan_one(extra).unwrap_err().errors;
+            assert_eq!(errors.len(), 1, "{errors:?}");
+            assert_eq!(errors[0].field, field, "{}", errors[0]);
+            assert!(errors[0].message.contains(says), "{}", errors[0]);
+        }
+        let accepted = "    portDiscovery: true\n    delegation: false\n    apex:\n      labels:\n        team: a\n    primary:\n      annotations:\n        a: b\n    canary:\n      labels:\n        c: d\n    appProtocol: http\n";
+        let (c, _) = scan_one(accepted).unwrap();
+        assert!(c.service.port_discovery);
+        assert_eq!(c.service.apex.labels["team"], "a");
+        assert!(matches!(
+            c.analysis.strategy,
+            Strategy::AbTesting { iterations: 3, .. }
+        ));
+    }
 }
