@@ -677,7 +677,7 @@ impl HttpNotifier {
             .iter()
             .filter(|t| takes(t, alert.severity))
             .map(|t| self.deliver_one(alert, t));
-        join_all(deliveries).await
+        crate::ports::join_all(deliveries).await
     }
 
     async fn deliver_one(&self, alert: &Alert, target: &AlertTarget) -> Delivery {
@@ -817,32 +817,6 @@ fn client_builder(settings: &NotifierSettings) -> reqwest::ClientBuilder {
         .timeout(settings.timeout)
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
-}
-
-/// Runs futures concurrently and keeps their order.
-async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
-    let mut running: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut done: Vec<Option<F::Output>> = running.iter().map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (slot, future) in done.iter_mut().zip(running.iter_mut()) {
-            if slot.is_none() {
-                match future.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => *slot = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    done.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
 }
 
 impl Notifier for HttpNotifier {

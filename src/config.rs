@@ -138,26 +138,18 @@ pub fn templates(args: &RepoArgs) -> Result<Templates, ConfigError> {
 
 /// The global alert target (`--alert-url`), if one is set.
 fn default_alerts(args: &RepoArgs) -> Result<Vec<crate::ports::AlertTarget>, ConfigError> {
-    use crate::ports::{AlertSeverity, AlertTarget, ProviderKind};
+    use crate::ports::{AlertSeverity, AlertTarget};
     let Some(url) = args.alert_url.as_deref().filter(|u| !u.is_empty()) else {
         return Ok(Vec::new());
     };
-    let kind = match args.alert_type.as_str() {
-        "slack" => ProviderKind::Slack,
-        "msteams" => ProviderKind::Msteams,
-        "discord" => ProviderKind::Discord,
-        "rocket" => ProviderKind::Rocket,
-        "gchat" => ProviderKind::Gchat,
-        "generic" => ProviderKind::Generic,
-        other => {
-            return Err(ConfigError::Alert {
-                flag: "alert-type",
-                message: format!(
-                    "`{}` is not one of slack, msteams, discord, rocket, gchat, generic",
-                    crate::events::clean(other, 40)
-                ),
-            })
-        }
+    let Some(kind) = crate::spec::alert_provider::kind(&args.alert_type) else {
+        return Err(ConfigError::Alert {
+            flag: "alert-type",
+            message: format!(
+                "`{}` is not one of slack, msteams, discord, rocket, gchat, generic",
+                crate::events::clean(&args.alert_type, 40)
+            ),
+        });
     };
     let min_severity = match args.alert_severity.as_str() {
         "info" => AlertSeverity::Info,

@@ -428,7 +428,7 @@ impl Engine {
                 }));
             }
         }
-        let all = futures_join_all(jobs);
+        let all = crate::ports::join_all(jobs);
         if tokio::time::timeout(Duration::from_secs(30), all)
             .await
             .is_err()
@@ -1137,35 +1137,7 @@ async fn run_gates(
         info!(metric = %gate.name, passed = check.passed(), "{}", check.describe());
         check
     });
-    futures_join_all(queries).await
-}
-
-/// Runs futures concurrently and keeps their order.
-async fn futures_join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut handles: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = (0..handles.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, h) in handles.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match h.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
+    crate::ports::join_all(queries).await
 }
 
 /// Reads an app's record at the head, checked against its app (and the clock, when given).

@@ -97,7 +97,8 @@ impl AlertProviderSpec {
     }
 }
 
-fn kind(type_: &str) -> Option<ProviderKind> {
+/// The provider kind a `spec.type` names.
+pub fn kind(type_: &str) -> Option<ProviderKind> {
     Some(match type_ {
         "slack" => ProviderKind::Slack,
         "msteams" => ProviderKind::Msteams,
