@@ -398,10 +398,14 @@ fn decide(input: &Input, state: &State) -> Decision {
                     images => format!("promotion completed, primary now {}", images.join(", ")),
                 };
                 let mut s = step(next, event, Vec::new());
-                s.alert = Some((
-                    AlertSeverity::Info,
-                    "Canary analysis completed successfully, promotion finished.".to_string(),
-                ));
+                // A promotion after an analysis has counted at least one iteration; only
+                // skipAnalysis promotes with none.
+                let message = if state.iterations == 0 {
+                    "Canary analysis was skipped, promotion finished."
+                } else {
+                    "Canary analysis completed successfully, promotion finished."
+                };
+                s.alert = Some((AlertSeverity::Info, message.to_string()));
                 Decision::Write(s)
             }
         },
@@ -443,7 +447,7 @@ fn new_revision(input: &Input, state: &State, retry: bool) -> Decision {
         );
         s.alert = Some((
             AlertSeverity::Info,
-            "Canary analysis was skipped, promotion finished.".to_string(),
+            "New revision detected, progressing canary analysis.".to_string(),
         ));
         return Decision::Write(s);
     }

@@ -16,4 +16,5 @@ mod repair;
 mod restart;
 mod rollout;
 mod snapshots;
+mod strategies;
 mod support;

@@ -532,4 +532,12 @@ fn skip_analysis_promotes_without_checks() {
         ]
     );
     assert!(run.asked.is_empty());
+    let alerts: Vec<&str> = run.alerts.iter().map(|a| a.1.as_str()).collect();
+    assert_eq!(
+        alerts,
+        [
+            "New revision detected, progressing canary analysis.",
+            "Canary analysis was skipped, promotion finished."
+        ]
+    );
 }

@@ -271,6 +271,42 @@ impl Fixture {
         )
     }
 
+    /// An engine with the real webhook client (short retry waits) and `notifier`, on this
+    /// fixture's remote and a Prometheus at `prometheus`.
+    pub fn engine_with_hooks(
+        &self,
+        prometheus: Option<String>,
+        notifier: Arc<dyn weir::ports::Notifier>,
+    ) -> Engine {
+        let prom = weir::prometheus::Client::new(weir::prometheus::Settings {
+            default_address: prometheus,
+            timeout: Duration::from_secs(5),
+            ..Default::default()
+        })
+        .unwrap();
+        let hooks = weir::hooks::HttpHooks::new(weir::hooks::HookSettings {
+            retry_wait_min: Duration::from_millis(10),
+            retry_wait_max: Duration::from_millis(100),
+        })
+        .unwrap();
+        Engine::new(
+            Ports {
+                repo: Box::new(self.repo()),
+                publisher: Box::new(DirectCommit::default()),
+                metrics: Arc::new(prom),
+                clock: Arc::new(SystemClock),
+                notifier,
+                hooks: Arc::new(hooks),
+            },
+            Templates::embedded().unwrap(),
+            Settings {
+                roots: vec![".".into()],
+                min_interval: Duration::from_secs(1),
+                ..Settings::default()
+            },
+        )
+    }
+
     /// Runs a command in the work tree, as a person would, and pushes the result.
     pub fn push_change(&self, message: &str, change: impl FnOnce(&Path)) {
         git(&self.work, &["pull", "-q", "--rebase", "origin", "main"]);
