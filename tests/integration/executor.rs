@@ -329,3 +329,51 @@ async fn alerts_follow_the_pushed_step_with_its_commit() {
         Some(fixture.log().last().unwrap().0.as_str())
     );
 }
+
+/// Deleting a Canary with `revertOnDeletion: true` removes weir's folder in the next commit
+/// (the routing goes back to the user's objects) and the repository still builds; without it,
+/// weir's folder stays as Flagger leaves its objects.
+#[tokio::test]
+async fn a_deleted_canary_with_revert_on_deletion_takes_weirs_folder_with_it() {
+    let fixture = Fixture::with(|work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        let text = std::fs::read_to_string(&canary)
+            .unwrap()
+            .replace("spec:\n", "spec:\n  revertOnDeletion: true\n");
+        std::fs::write(&canary, text).unwrap();
+    });
+    let (mut engine, clock, _) = fake_engine(&fixture);
+    engine.tick().await.unwrap();
+    assert!(fixture.state("backend").unwrap().revert_on_deletion);
+    assert!(!fixture.state("frontend").unwrap().revert_on_deletion);
+    fixture.push_change("remove the backend and frontend Canaries", |work| {
+        for app in ["backend", "frontend"] {
+            std::fs::remove_file(work.join(format!("apps/{app}/canary.yaml"))).unwrap();
+            let k = work.join(format!("apps/{app}/kustomization.yaml"));
+            let text = std::fs::read_to_string(&k)
+                .unwrap()
+                .replace("  - canary.yaml\n", "");
+            std::fs::write(&k, text).unwrap();
+        }
+    });
+    clock.advance(Duration::from_secs(5));
+    let report = engine.tick().await.unwrap();
+    assert!(report.commit.is_some(), "{report:#?}");
+    let (_, subject) = fixture.log().last().cloned().unwrap();
+    assert_eq!(
+        subject,
+        "backend: Canary deleted (revertOnDeletion), weir's objects removed"
+    );
+    assert!(fixture
+        .show("main", "apps/backend.weir/state.yaml")
+        .is_none());
+    assert!(fixture
+        .show("main", "apps/frontend.weir/state.yaml")
+        .is_some());
+    let built = crate::support::repo::docs(&crate::support::repo::flux_build(&fixture, "main"));
+    assert!(crate::support::repo::find(&built, "Deployment", "backend-primary").is_none());
+    assert!(crate::support::repo::find(&built, "Deployment", "backend").is_some());
+    // Nothing more to do.
+    clock.advance(Duration::from_secs(5));
+    assert!(engine.tick().await.unwrap().commit.is_none());
+}
