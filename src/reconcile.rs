@@ -1281,25 +1281,13 @@ impl Gathering {
             }
             let mut answers = Vec::new();
             for hook in self.canary.analysis.hooks(*kind) {
-                // Flagger sends the recorded phase to these two, Progressing to the rest.
-                let phase = match kind {
-                    HookType::ConfirmRollout | HookType::Rollback => self.phase.clone(),
-                    _ => "Progressing".to_string(),
-                };
-                let call = HookCall {
-                    name: hook.name.clone(),
-                    url: hook.url.clone(),
-                    payload: HookPayload {
-                        name: self.canary.name.clone(),
-                        namespace: self.canary.namespace.clone(),
-                        phase,
-                        checksum: report.revision.clone(),
-                        metadata: hook.metadata.clone(),
-                    },
-                    timeout: hook.timeout,
-                    retries: hook.retries,
-                    insecure_tls: hook.disable_tls,
-                };
+                let call = hook_call(
+                    &self.canary,
+                    hook,
+                    &self.phase,
+                    &report.revision,
+                    hook.metadata.clone(),
+                );
                 let outcome = {
                     let _permit = self.limit.acquire().await;
                     self.hooks.call(&call).await
@@ -1390,23 +1378,13 @@ fn aftermath(
 ) -> After {
     let canary = &p.canary;
     let next = &step.next;
-    let payload = |phase: String, metadata| HookPayload {
-        name: canary.name.clone(),
-        namespace: canary.namespace.clone(),
-        phase,
-        checksum: next
-            .canary_revision
-            .clone()
-            .unwrap_or_else(|| p.source.revision.clone()),
-        metadata,
-    };
-    let call = |hook: &crate::spec::Webhook, payload: HookPayload| HookCall {
-        name: hook.name.clone(),
-        url: hook.url.clone(),
-        payload,
-        timeout: hook.timeout,
-        retries: hook.retries,
-        insecure_tls: hook.disable_tls,
+    let checksum = next
+        .canary_revision
+        .clone()
+        .unwrap_or_else(|| p.source.revision.clone());
+    let phase = next.phase.to_string();
+    let call = |hook: &crate::spec::Webhook, metadata| {
+        hook_call(canary, hook, &phase, &checksum, metadata)
     };
     let mut calls = Vec::new();
     // post-rollout: after the release succeeded or was rolled back.
@@ -1415,10 +1393,7 @@ fn aftermath(
         && before.is_some_and(|b| b != next.phase && b.in_flight());
     if ended {
         for hook in canary.analysis.hooks(HookType::PostRollout) {
-            calls.push(call(
-                hook,
-                payload(next.phase.to_string(), hook.metadata.clone()),
-            ));
+            calls.push(call(hook, hook.metadata.clone()));
         }
     }
     // event: every step, with Flagger's three keys, which the hook's metadata cannot change.
@@ -1437,7 +1412,7 @@ fn aftermath(
             "timestamp".into(),
             next.last_step_at.timestamp_millis().to_string(),
         );
-        calls.push(call(hook, payload(next.phase.to_string(), metadata)));
+        calls.push(call(hook, metadata));
     }
     let alert = step.alert.as_ref().map(|(severity, message)| {
         let mut targets = Vec::new();
@@ -1590,4 +1565,36 @@ fn orphans(
         });
     }
     out
+}
+
+/// The call of one webhook: Flagger's payload, in which confirm-rollout, rollback,
+/// post-rollout and event hooks get `phase` (the recorded phase, or the phase the step
+/// reached), and the analysis hooks get `Progressing`, as Flagger sends them.
+pub fn hook_call(
+    canary: &Canary,
+    hook: &crate::spec::Webhook,
+    phase: &str,
+    checksum: &str,
+    metadata: std::collections::BTreeMap<String, String>,
+) -> HookCall {
+    let phase = match hook.kind {
+        HookType::ConfirmRollout | HookType::Rollback | HookType::PostRollout | HookType::Event => {
+            phase.to_string()
+        }
+        _ => "Progressing".to_string(),
+    };
+    HookCall {
+        name: hook.name.clone(),
+        url: hook.url.clone(),
+        payload: HookPayload {
+            name: canary.name.clone(),
+            namespace: canary.namespace.clone(),
+            phase,
+            checksum: checksum.to_string(),
+            metadata,
+        },
+        timeout: hook.timeout,
+        retries: hook.retries,
+        insecure_tls: hook.disable_tls,
+    }
 }

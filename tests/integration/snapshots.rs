@@ -140,3 +140,49 @@ fn status_and_validate_output() {
         .unwrap();
     insta::assert_snapshot!("validate_fixture", String::from_utf8_lossy(&out.stdout));
 }
+
+/// The JSON each webhook type receives: Flagger's fields in Flagger's order, the phase
+/// Flagger sends for that type (the recorded phase to confirm-rollout and rollback, the
+/// reached phase to post-rollout and event, Progressing to the rest), metadata as strings.
+#[test]
+fn webhook_payloads_per_type() {
+    let kinds = [
+        "confirm-rollout",
+        "pre-rollout",
+        "rollout",
+        "confirm-traffic-increase",
+        "confirm-promotion",
+        "post-rollout",
+        "rollback",
+        "event",
+    ];
+    let hooks: String = kinds
+        .iter()
+        .map(|k| {
+            format!(
+                "      - name: {k}-hook\n        type: {k}\n        url: http://flagger-loadtester.test/\n        metadata:\n          type: cmd\n          cmd: \"hey -z 1m http://podinfo-canary.test:9898/\"\n"
+            )
+        })
+        .collect();
+    let text = format!(
+        "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\n  namespace: test\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: podinfo\n  service:\n    port: 9898\n  analysis:\n    interval: 1m\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n    webhooks:\n{hooks}"
+    );
+    let scan = weir::spec::scan_file("canary.yaml", text.as_bytes(), Duration::from_secs(10));
+    let (canary, _) = scan.canaries.into_iter().next().unwrap().unwrap();
+    let mut out = String::new();
+    for hook in &canary.analysis.webhooks {
+        let call = weir::reconcile::hook_call(
+            &canary,
+            hook,
+            "Waiting",
+            "9f2c1e0d3b4a59687766554433221100ffeeddcc",
+            hook.metadata.clone(),
+        );
+        out.push_str(&format!(
+            "{}: {}\n",
+            hook.kind,
+            serde_json::to_string(&call.payload).unwrap()
+        ));
+    }
+    insta::assert_snapshot!(out);
+}
