@@ -196,3 +196,54 @@ fn control_commands_commit_requests_that_the_next_step_acts_on() {
         flux_build(&fixture, rev);
     }
 }
+
+/// A confirm-promotion gate on a flagger-loadtester that stays closed holds the release in
+/// WaitingPromotion without counting a failed check, step after step; `weir approve` opens it
+/// with a reviewed commit, and the next step promotes.
+#[test]
+fn a_closed_gate_waits_until_weir_approve() {
+    use crate::support::loadtester::LoadTester;
+    use weir::state::Phase;
+    let loadtester = LoadTester::start();
+    let url = loadtester.url();
+    let fixture = Fixture::with(|work| {
+        let path = work.join("apps/backend/canary.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let head = &text[..text.find("  analysis:").unwrap()];
+        let analysis = format!(
+            "  analysis:\n    interval: 1s\n    threshold: 2\n    stepWeight: 50\n    maxWeight: 50\n    webhooks:\n      - name: approval\n        type: confirm-promotion\n        url: {url}/gate/check\n"
+        );
+        std::fs::write(&path, format!("{head}{analysis}")).unwrap();
+    });
+    let step = || {
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+        let out = weir(&fixture, &["step"]);
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        text(&out.stdout)
+    };
+    step();
+    fixture.bump("backend", "6.1.1");
+    let mut phases = Vec::new();
+    for _ in 0..4 {
+        step();
+        phases.push(fixture.state("backend").unwrap().phase);
+    }
+    assert_eq!(
+        phases,
+        [
+            Phase::Progressing,
+            Phase::Progressing,
+            Phase::WaitingPromotion,
+            Phase::WaitingPromotion
+        ]
+    );
+    let waiting = fixture.state("backend").unwrap();
+    assert_eq!(waiting.failed_checks, 0);
+    assert_eq!(waiting.canary_weight.get(), 50);
+    assert!(loadtester.calls_to("/gate/check").len() >= 2);
+    let out = weir(&fixture, &["approve", "backend"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("(weir approve)"));
+    step();
+    assert_eq!(fixture.state("backend").unwrap().phase, Phase::Promoting);
+}
