@@ -689,16 +689,4 @@ spec:
         assert!(err.contains("a link that leads outside"), "{err}");
         assert!(!err.contains("SECRET-CONTENT"), "{err}");
     }
-
-    #[cfg(unix)]
-    #[test]
-    fn a_fifo_is_refused_rather_than_read_forever() {
-        let dir = tempfile::tempdir().unwrap();
-        write(dir.path(), "address", b"https://ok.example/hook");
-        let fifo = dir.path().join("flagger/on-call-url/token");
-        let made = std::process::Command::new("mkfifo").arg(&fifo).status();
-        assert!(made.unwrap().success(), "mkfifo (coreutils) makes the fifo");
-        let err = resolve(&provider(Some("on-call-url")), Some(dir.path())).unwrap_err();
-        assert_eq!(err, format!("{}: not a regular file", fifo.display()));
-    }
 }

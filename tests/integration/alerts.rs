@@ -479,3 +479,31 @@ async fn refusals_that_will_not_change_are_not_retried() {
     );
     assert_eq!((gone.count(), slack_api.count()), (1, 1));
 }
+
+/// A secret key that is a FIFO (nothing would ever finish writing it) is refused rather than
+/// read for ever. Here, not in the library's unit tests: making the FIFO takes `mkfifo`.
+#[cfg(unix)]
+#[test]
+fn a_fifo_in_the_secrets_folder_is_refused_rather_than_read_forever() {
+    use weir::spec::alert_provider::{resolve, AlertProviderSpec};
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("flagger/on-call-url");
+    std::fs::create_dir_all(&folder).unwrap();
+    std::fs::write(folder.join("address"), "https://ok.example/hook").unwrap();
+    let fifo = folder.join("token");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    assert!(made.unwrap().success(), "mkfifo (coreutils) makes the fifo");
+    let provider = AlertProviderSpec {
+        file: "platform/alerts/on-call.yaml".into(),
+        name: "on-call".into(),
+        namespace: Some("flagger".into()),
+        kind: ProviderKind::Slack,
+        channel: None,
+        username: None,
+        address: None,
+        proxy: None,
+        secret_ref: Some("on-call-url".into()),
+    };
+    let err = resolve(&provider, Some(dir.path())).unwrap_err();
+    assert_eq!(err, format!("{}: not a regular file", fifo.display()));
+}

@@ -19,6 +19,19 @@ fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).to_string()
 }
 
+/// Waits until the backend's next step is due on the wall clock (`interval` after the step
+/// its record names), so that a `weir step` that writes nothing does so for its own reason.
+fn until_due(fixture: &Fixture, interval: std::time::Duration) {
+    let due = fixture
+        .state("backend")
+        .map(|s| s.last_step_at + chrono::Duration::from_std(interval).unwrap());
+    crate::support::wait::until(
+        "the next step to be due",
+        interval + std::time::Duration::from_secs(5),
+        || due.is_none_or(|d| chrono::Utc::now() >= d),
+    );
+}
+
 #[test]
 fn plan_shows_the_diff_and_pushes_nothing_then_step_pushes_it() {
     let fixture = Fixture::new();
@@ -161,7 +174,7 @@ fn control_commands_commit_requests_that_the_next_step_acts_on() {
         "{pushed}"
     );
     assert!(control().unwrap().contains("paused: true"));
-    std::thread::sleep(std::time::Duration::from_secs(3));
+    until_due(&fixture, std::time::Duration::from_secs(3));
     assert_eq!(ok(&["step"]).trim(), "nothing to commit");
     ok(&["resume", "prod/backend"]);
     assert_eq!(control(), None, "an empty control file is removed");
@@ -216,7 +229,7 @@ fn a_closed_gate_waits_until_weir_approve() {
         std::fs::write(&path, format!("{head}{analysis}")).unwrap();
     });
     let step = || {
-        std::thread::sleep(std::time::Duration::from_millis(1100));
+        until_due(&fixture, std::time::Duration::from_secs(1));
         let out = weir(&fixture, &["step"]);
         assert!(out.status.success(), "{}", text(&out.stderr));
         text(&out.stdout)
