@@ -351,7 +351,7 @@ fn decide(input: &Input, state: &State) -> Decision {
         let mut next = at_rest(state, Phase::Failed, input.now);
         next.failed_revision = Some(rev.to_string());
         next.failed_checks = state.failed_checks;
-        let mut s = step(
+        let s = step(
             next,
             format!(
                 "rolling back revision {}, aborted by the control file",
@@ -359,11 +359,11 @@ fn decide(input: &Input, state: &State) -> Decision {
             ),
             vec!["the control file asks to abort this revision (weir abort)".to_string()],
         );
-        s.alert = Some((
+        return alerting(
+            s,
             AlertSeverity::Warn,
-            "Rolling back: the rollout was aborted (weir abort)".to_string(),
-        ));
-        return Decision::Write(s);
+            "Rolling back: the rollout was aborted (weir abort)",
+        );
     }
 
     match state.phase {
@@ -397,7 +397,7 @@ fn decide(input: &Input, state: &State) -> Decision {
                     ),
                     images => format!("promotion completed, primary now {}", images.join(", ")),
                 };
-                let mut s = step(next, event, Vec::new());
+                let s = step(next, event, Vec::new());
                 // A promotion after an analysis has counted at least one iteration; only
                 // skipAnalysis promotes with none.
                 let message = if state.iterations == 0 {
@@ -405,8 +405,7 @@ fn decide(input: &Input, state: &State) -> Decision {
                 } else {
                     "Canary analysis completed successfully, promotion finished."
                 };
-                s.alert = Some((AlertSeverity::Info, message.to_string()));
-                Decision::Write(s)
+                alerting(s, AlertSeverity::Info, message)
             }
         },
     }
@@ -433,7 +432,7 @@ fn new_revision(input: &Input, state: &State, retry: bool) -> Decision {
         next.failed_revision = None;
         next.failed_checks = 0;
         next.iterations = 0;
-        let mut s = step_short(
+        let s = step_short(
             next,
             format!(
                 "new revision {} detected, skipping analysis (spec.skipAnalysis), promoting",
@@ -445,11 +444,11 @@ fn new_revision(input: &Input, state: &State, retry: bool) -> Decision {
             ),
             vec!["spec.skipAnalysis is true: the revision is promoted without checks".to_string()],
         );
-        s.alert = Some((
+        return alerting(
+            s,
             AlertSeverity::Info,
-            "New revision detected, progressing canary analysis.".to_string(),
-        ));
-        return Decision::Write(s);
+            "New revision detected, progressing canary analysis.",
+        );
     }
     let restarting = matches!(state.phase, Phase::Progressing | Phase::WaitingPromotion);
     let event = if retry {
@@ -554,7 +553,7 @@ fn waiting(input: &Input, state: &State) -> Decision {
     if let Some(wait) = confirm_rollout(input, state, false) {
         return wait;
     }
-    let mut s = start(
+    let s = start(
         input,
         state,
         format!(
@@ -562,11 +561,11 @@ fn waiting(input: &Input, state: &State) -> Decision {
             short(input.revision)
         ),
     );
-    s.alert = Some((
+    alerting(
+        s,
         AlertSeverity::Info,
-        "New revision detected, progressing canary analysis.".to_string(),
-    ));
-    Decision::Write(s)
+        "New revision detected, progressing canary analysis.",
+    )
 }
 
 /// The control file approves the revision under analysis.
@@ -649,7 +648,9 @@ fn progress(input: &Input, state: &State) -> Decision {
     } else {
         &[HookType::Rollback, HookType::Rollout]
     };
-    let report = match evidence(input, state, !first, round_one) {
+    // The hooks first: a rollback hook decides alone, and a failed pre-rollout or rollout
+    // check counts without the metrics being run (Flagger's order).
+    let report = match evidence(input, state, false, round_one) {
         Ok(r) => r,
         Err(need) => return need,
     };
@@ -657,7 +658,7 @@ fn progress(input: &Input, state: &State) -> Decision {
         let mut next = at_rest(state, Phase::Failed, input.now);
         next.failed_revision = Some(input.revision.to_string());
         next.failed_checks = state.failed_checks;
-        let mut s = step(
+        let s = step(
             next,
             format!("rolling back, rollback hook {} passed", hook.name),
             vec![format!(
@@ -665,25 +666,38 @@ fn progress(input: &Input, state: &State) -> Decision {
                 hook.name
             )],
         );
-        s.alert = Some((
+        return alerting(
+            s,
             AlertSeverity::Warn,
-            "Rolling back manual webhook invoked".to_string(),
-        ));
-        return Decision::Write(s);
+            "Rolling back manual webhook invoked",
+        );
     }
+    let hook_failures: Vec<String> = [HookType::PreRollout, HookType::Rollout]
+        .into_iter()
+        .filter_map(|kind| {
+            let h = report.failed_hook(kind)?;
+            Some(format!("{kind} check {} failed: {}", h.name, h.message))
+        })
+        .collect();
+    if !hook_failures.is_empty() {
+        return failed_check(input, state, hook_failures, Vec::new());
+    }
+    // Then the metrics, where traffic reaches the canary.
+    let report = match evidence(input, state, !first, round_one) {
+        Ok(r) => r,
+        Err(need) => return need,
+    };
     // Values the planner did not ask for (the first step) judge nothing.
     let checks = match first {
         true => &[][..],
         false => report.checks.as_deref().unwrap_or(&[]),
     };
     let details: Vec<String> = checks.iter().map(|c| c.describe()).collect();
-    let mut failed: Vec<String> = Vec::new();
-    for kind in [HookType::PreRollout, HookType::Rollout] {
-        if let Some(h) = report.failed_hook(kind) {
-            failed.push(format!("{kind} check {} failed: {}", h.name, h.message));
-        }
-    }
-    failed.extend(checks.iter().filter(|c| !c.passed()).map(|c| c.describe()));
+    let failed: Vec<String> = checks
+        .iter()
+        .filter(|c| !c.passed())
+        .map(|c| c.describe())
+        .collect();
     if !failed.is_empty() {
         return failed_check(input, state, failed, details);
     }
@@ -895,17 +909,17 @@ fn failed_check(
         let mut next = at_rest(state, Phase::Failed, input.now);
         next.failed_checks = count;
         next.failed_revision = Some(input.revision.to_string());
-        let mut s = step_short(
+        let s = step_short(
             next,
             format!("rolling back, {} {counted}", failed.join(", ")),
             format!("rolling back {counted}"),
             details,
         );
-        s.alert = Some((
+        return alerting(
+            s,
             AlertSeverity::Error,
-            format!("Failed checks threshold reached {count}"),
-        ));
-        return Decision::Write(s);
+            &format!("Failed checks threshold reached {count}"),
+        );
     }
     let mut next = stepped(state, input.now);
     next.failed_checks = count;
@@ -949,6 +963,24 @@ fn promoting(input: &Input, state: &State) -> Decision {
         "routing all traffic to primary".to_string(),
         Vec::new(),
     )
+}
+
+/// Whether a step ends a release (Succeeded or Failed reached from an analysis or a
+/// promotion): post-rollout hooks hear about it.
+pub fn ends_release(before: Option<&State>, next: &State) -> bool {
+    matches!(next.phase, Phase::Succeeded | Phase::Failed)
+        && before.is_some_and(|b| b.phase != next.phase && b.phase.in_flight())
+}
+
+/// The Canary of a record is gone: with `revertOnDeletion`, weir's folder goes too (the
+/// commit's subject and details); without, the folder stays, as Flagger leaves its objects.
+pub fn canary_deleted(record: &State) -> Option<(String, Vec<String>)> {
+    record.revert_on_deletion.then(|| {
+        (
+            "Canary deleted (revertOnDeletion), weir's objects removed".to_string(),
+            vec!["the routing goes back to your own objects; the primary Deployment and weir's Services, DestinationRules and VirtualService are removed".to_string()],
+        )
+    })
 }
 
 /// The weight after `from`: one stepWeight more (capped at 100, which allows Flagger's
@@ -1091,6 +1123,12 @@ fn step_short(mut next: State, event: String, summary: String, details: Vec<Stri
         alert: None,
         retried: false,
     }
+}
+
+/// The step, sending an alert in Flagger's words.
+fn alerting(mut s: Step, severity: AlertSeverity, message: &str) -> Decision {
+    s.alert = Some((severity, message.to_string()));
+    Decision::Write(s)
 }
 
 fn write(next: State, event: String, details: Vec<String>) -> Decision {

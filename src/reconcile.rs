@@ -1314,14 +1314,7 @@ impl Gathering {
             }
             report.hooks.insert(*kind, answers);
         }
-        // Failed pre-rollout and rollout hooks already count; Flagger skips the metrics then.
-        let hook_failed = [HookType::PreRollout, HookType::Rollout].iter().any(|k| {
-            report
-                .hooks
-                .get(k)
-                .is_some_and(|a| a.iter().any(|h| !h.passed))
-        });
-        if metrics && report.checks.is_none() && !hook_failed {
+        if metrics && report.checks.is_none() {
             report.checks = Some(
                 run_gates(
                     self.metrics.as_ref(),
@@ -1330,18 +1323,6 @@ impl Gathering {
                     &self.gates,
                 )
                 .await,
-            );
-        } else if metrics && report.checks.is_none() {
-            report.checks = Some(
-                self.gates
-                    .iter()
-                    .map(|g| CheckResult {
-                        name: g.name.clone(),
-                        value: Err("not run: a webhook check failed first".into()),
-                        min: g.min,
-                        max: g.max,
-                    })
-                    .collect(),
             );
         }
         report
@@ -1388,10 +1369,7 @@ fn aftermath(
     };
     let mut calls = Vec::new();
     // post-rollout: after the release succeeded or was rolled back.
-    let before = p.state.as_ref().map(|s| s.phase);
-    let ended = matches!(next.phase, Phase::Succeeded | Phase::Failed)
-        && before.is_some_and(|b| b != next.phase && b.in_flight());
-    if ended {
+    if plan::ends_release(p.state.as_ref(), next) {
         for hook in canary.analysis.hooks(HookType::PostRollout) {
             calls.push(call(hook, hook.metadata.clone()));
         }
@@ -1517,9 +1495,9 @@ fn orphans(
         let Ok(record) = state::parse(&path, &bytes) else {
             continue;
         };
-        if !record.status.revert_on_deletion {
+        let Some((summary, details)) = plan::canary_deleted(&record.status) else {
             continue;
-        }
+        };
         let app = AppRef {
             namespace: record.metadata.namespace.clone(),
             name: record.metadata.name.clone(),
@@ -1555,10 +1533,8 @@ fn orphans(
                 app: app.clone(),
                 phase: Phase::Succeeded,
                 weight: Weight::ZERO,
-                summary: "Canary deleted (revertOnDeletion), weir's objects removed".into(),
-                details: vec![
-                    "the routing goes back to your own objects; the primary Deployment and weir's Services, DestinationRules and VirtualService are removed".into(),
-                ],
+                summary,
+                details,
             }],
             tree,
             app,
