@@ -33,7 +33,7 @@ pub const KIND: &str = "RolloutControl";
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Control {
     /// No step is taken while true.
-    #[serde(default, skip_serializing_if = "is_false")]
+    #[serde(default, skip_serializing_if = "crate::state::is_false")]
     pub paused: bool,
     /// The revision whose confirm-* gates are open.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -44,10 +44,6 @@ pub struct Control {
     /// The failed revision to analyse again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<String>,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl Control {

@@ -29,12 +29,8 @@ impl Publisher for DirectCommit {
         changes: &[ChangeSet],
         at: DateTime<Utc>,
     ) -> Result<Publication, RepoError> {
-        if changes.is_empty() {
-            return Ok(Publication::Nothing);
-        }
-        let message = message(&self.prefix, changes);
         let started = std::time::Instant::now();
-        let Some(commit) = repo.commit(head, changes, &message, at)? else {
+        let Some((commit, message)) = build(&*repo, head, changes, &self.prefix, at)? else {
             return Ok(Publication::Nothing);
         };
         let committed = started.elapsed();
@@ -52,6 +48,24 @@ impl Publisher for DirectCommit {
     }
 }
 
+/// The commit of `changes` on `head` with its message; `None` when there is nothing to
+/// commit (no change, or changes that leave the tree as it is).
+fn build(
+    repo: &dyn ConfigRepo,
+    head: ObjectId,
+    changes: &[ChangeSet],
+    prefix: &str,
+    at: DateTime<Utc>,
+) -> Result<Option<(ObjectId, String)>, RepoError> {
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    let message = message(prefix, changes);
+    Ok(repo
+        .commit(head, changes, &message, at)?
+        .map(|commit| (commit, message)))
+}
+
 /// Builds the commit and shows its diff; pushes nothing.
 #[derive(Debug, Clone, Default)]
 pub struct DryRun {
@@ -67,11 +81,7 @@ impl Publisher for DryRun {
         changes: &[ChangeSet],
         at: DateTime<Utc>,
     ) -> Result<Publication, RepoError> {
-        if changes.is_empty() {
-            return Ok(Publication::Nothing);
-        }
-        let message = message(&self.prefix, changes);
-        let Some(commit) = repo.commit(head, changes, &message, at)? else {
+        let Some((commit, message)) = build(&*repo, head, changes, &self.prefix, at)? else {
             return Ok(Publication::Nothing);
         };
         let diff = repo.diff(head, commit)?;

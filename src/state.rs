@@ -110,7 +110,8 @@ pub struct State {
     pub revert_on_deletion: bool,
 }
 
-fn is_false(b: &bool) -> bool {
+/// For `skip_serializing_if`: a flag written only when set.
+pub(crate) fn is_false(b: &bool) -> bool {
     !*b
 }
 
