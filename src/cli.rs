@@ -200,6 +200,16 @@ pub struct PrometheusArgs {
         value_delimiter = ','
     )]
     pub headers: Vec<String>,
+    /// An address MetricTemplates or Canaries name (e.g. the in-cluster
+    /// `http://flagger-prometheus.istio-system:9090`) that stands for --prometheus: queries to
+    /// it go to --prometheus with its credentials, without editing the templates. Repeatable
+    /// (env: comma-separated).
+    #[arg(
+        long = "prometheus-alias",
+        env = "WEIR_PROMETHEUS_ALIASES",
+        value_delimiter = ','
+    )]
+    pub aliases: Vec<String>,
     /// Query timeout.
     #[arg(
         long = "prometheus-timeout",

@@ -110,6 +110,7 @@ pub fn prometheus(args: &PrometheusArgs) -> Result<prometheus::Client, ConfigErr
         basic_auth,
         headers,
         timeout: duration("prometheus-timeout", &args.timeout)?,
+        aliases: args.aliases.clone(),
     })?)
 }
 

@@ -412,6 +412,11 @@ pub struct Settings {
     pub headers: Vec<(String, String)>,
     /// Per-query timeout.
     pub timeout: Duration,
+    /// Addresses the repository names (a MetricTemplate's `provider.address`, a Canary's
+    /// `metricsServer`) that stand for the default address: an in-cluster name such as
+    /// `http://flagger-prometheus.istio-system:9090` that a runner outside the cluster cannot
+    /// resolve. Queries to them go to `default_address`, with its credentials.
+    pub aliases: Vec<String>,
 }
 
 /// Runs instant queries. Cheap to clone.
@@ -426,6 +431,8 @@ pub struct Client {
     settings: std::sync::Arc<Settings>,
     headers: reqwest::header::HeaderMap,
     trusted: Option<String>,
+    /// The origins of `settings.aliases`.
+    aliases: Vec<String>,
     scrubber: crate::secret::Scrubber,
 }
 
@@ -472,10 +479,20 @@ impl Client {
             secrets.push(crate::secret::basic_credential(user, p.expose()));
         }
         let trusted = settings.default_address.as_deref().and_then(origin);
+        let mut aliases = Vec::new();
+        for alias in &settings.aliases {
+            aliases.push(origin(alias).ok_or_else(|| {
+                PromError::Decode(format!(
+                    "Prometheus alias `{}` is not an http(s) address",
+                    crate::secret::redact_url(alias)
+                ))
+            })?);
+        }
         Ok(Client {
             http,
             headers,
             trusted,
+            aliases,
             settings: std::sync::Arc::new(settings),
             scrubber: crate::secret::Scrubber::new(secrets),
         })
@@ -490,6 +507,15 @@ impl Client {
     /// credentials and whose error bodies are shown.
     pub fn is_trusted(&self, address: &str) -> bool {
         self.trusted.is_some() && origin(address) == self.trusted
+    }
+
+    /// Where a query for `address` goes: the default address when `address` is on an
+    /// alias's origin, else `address` itself.
+    pub fn resolve<'a>(&'a self, address: &'a str) -> &'a str {
+        match (&self.settings.default_address, origin(address)) {
+            (Some(default), Some(o)) if self.aliases.contains(&o) => default,
+            _ => address,
+        }
     }
 
     /// Runs `query` against `address` (`http://host:9090`), returning its one value.
@@ -587,7 +613,7 @@ impl crate::ports::MetricSource for Client {
     ) -> crate::ports::BoxFuture<'a, Result<f64, crate::ports::MetricError>> {
         Box::pin(async move {
             let address = address
-                .map(str::to_string)
+                .map(|a| self.resolve(a).to_string())
                 .or_else(|| self.settings.default_address.clone());
             let Some(address) = address else {
                 return Err(crate::ports::MetricError {
@@ -620,6 +646,35 @@ mod tests {
             interval: "1m",
             variables,
         }
+    }
+
+    #[test]
+    fn an_alias_stands_for_the_configured_address() {
+        let client = Client::new(Settings {
+            default_address: Some("https://prom.example.com/tenant".into()),
+            aliases: vec!["http://flagger-prometheus.istio-system:9090".into()],
+            ..Default::default()
+        })
+        .unwrap();
+        assert_eq!(
+            client.resolve("http://Flagger-Prometheus.istio-system:9090/"),
+            "https://prom.example.com/tenant"
+        );
+        assert!(client.is_trusted(client.resolve("http://flagger-prometheus.istio-system:9090")));
+        // Another port or host is not the alias: it is queried as named, without credentials.
+        for other in [
+            "http://flagger-prometheus.istio-system",
+            "http://flagger-prometheus.istio-system:9091",
+            "http://prometheus.istio-system:9090",
+        ] {
+            assert_eq!(client.resolve(other), other);
+            assert!(!client.is_trusted(other));
+        }
+        let bad = Client::new(Settings {
+            aliases: vec!["flagger-prometheus:9090".into()],
+            ..Default::default()
+        });
+        assert!(bad.is_err());
     }
 
     #[test]

@@ -74,6 +74,10 @@ struct Cli {
     /// Image tags that answer in 700-1200 ms instead of 20-60 ms.
     #[arg(long, value_delimiter = ',')]
     slow_tags: Vec<String>,
+    /// Fraction of requests that carry the headers and cookies of the VirtualService's first
+    /// `match` route (users opted in to an A/B test); the others follow the default route.
+    #[arg(long, default_value_t = 0.0)]
+    matched_share: f64,
     /// Fraction of a bad tag's requests that fail.
     #[arg(long, default_value_t = 0.3)]
     error_ratio: f64,
@@ -91,6 +95,11 @@ fn run(cli: Cli) -> Result<()> {
         cli.rps.is_finite() && cli.rps >= 0.0,
         "--rps must be a non-negative number, got {}",
         cli.rps
+    );
+    ensure!(
+        (0.0..=1.0).contains(&cli.matched_share),
+        "--matched-share must be between 0 and 1, got {}",
+        cli.matched_share
     );
     ensure!(
         (0.0..=1.0).contains(&cli.error_ratio),
@@ -140,6 +149,7 @@ fn run(cli: Cli) -> Result<()> {
     });
 
     let ticker = Arc::clone(&shared);
+    let matched_share = cli.matched_share;
     thread::spawn(move || {
         let mut last = Instant::now();
         loop {
@@ -148,7 +158,7 @@ fn run(cli: Cli) -> Result<()> {
             let dt = now.duration_since(last).as_secs_f64();
             last = now;
             let mut state = ticker.lock();
-            let shares = state.routing.shares();
+            let shares = state.routing.shares(matched_share);
             let tags = state.routing.workload_tags();
             state.sim.advance(dt, shares, tags);
         }
@@ -190,6 +200,8 @@ struct Routing {
     primary_tag: Option<String>,
     /// `(primary, canary)` weights from weir's VirtualService; `None` until weir wrote one.
     weights: Option<(u32, u32)>,
+    /// The same for the first route with `match` conditions, when there is one.
+    matched: Option<(u32, u32)>,
 }
 
 /// Index of each workload in the per-workload arrays.
@@ -197,15 +209,24 @@ const PRIMARY: usize = 0;
 const CANARY: usize = 1;
 
 impl Routing {
-    /// Fraction of the traffic each workload receives, `[primary, canary]`.
-    fn shares(&self) -> [f64; 2] {
-        match self.weights {
-            // Before weir, the mesh sends everything to the app's own Deployment.
-            None => [0.0, 1.0],
-            Some((0, 0)) => [1.0, 0.0],
-            Some((p, c)) => {
+    /// Fraction of the traffic each workload receives, `[primary, canary]`, when
+    /// `matched_share` of the requests match the first `match` route.
+    fn shares(&self, matched_share: f64) -> [f64; 2] {
+        let split = |weights: (u32, u32)| match weights {
+            (0, 0) => [1.0, 0.0],
+            (p, c) => {
                 let total = f64::from(p + c);
                 [f64::from(p) / total, f64::from(c) / total]
+            }
+        };
+        match (self.weights, self.matched) {
+            // Before weir, the mesh sends everything to the app's own Deployment.
+            (None, _) => [0.0, 1.0],
+            (Some(default), None) => split(default),
+            (Some(default), Some(matched)) => {
+                let (d, m) = (split(default), split(matched));
+                let mix = |i: usize| (1.0 - matched_share) * d[i] + matched_share * m[i];
+                [mix(PRIMARY), mix(CANARY)]
             }
         }
     }
@@ -340,16 +361,18 @@ fn read_routing(repo: &Repo, commit: &str, target: &Target) -> Result<Routing> {
         },
         None => None,
     };
-    let weights = match repo.read(commit, &virtualservice)? {
+    let (weights, matched) = match repo.read(commit, &virtualservice)? {
         Some(src) => {
-            Some(virtualservice_weights(&src, &target.app).with_context(|| virtualservice)?)
+            let w = virtualservice_weights(&src, &target.app).with_context(|| virtualservice)?;
+            (Some(w.default), w.matched)
         }
-        None => None,
+        None => (None, None),
     };
     Ok(Routing {
         canary_tag,
         primary_tag,
         weights,
+        matched,
     })
 }
 
@@ -449,9 +472,17 @@ fn image_tag(image: &str) -> Option<String> {
         .filter(|tag| !tag.is_empty())
 }
 
-/// `(primary, canary)` weights of the VirtualService's default HTTP route: the first `http`
-/// entry without `match` conditions (requests here carry no headers), else the first entry.
-fn virtualservice_weights(src: &str, app: &str) -> Result<(u32, u32)> {
+/// `(primary, canary)` weights of a VirtualService's HTTP routes.
+#[derive(Debug, PartialEq)]
+struct VsWeights {
+    /// The default route: the first `http` entry without `match` conditions, else the first.
+    default: (u32, u32),
+    /// The first entry with `match` conditions, when there is one.
+    matched: Option<(u32, u32)>,
+}
+
+/// The weights of the VirtualService of `app` in `src`.
+fn virtualservice_weights(src: &str, app: &str) -> Result<VsWeights> {
     let docs = documents(src)?;
     let vs = docs
         .iter()
@@ -465,6 +496,18 @@ fn virtualservice_weights(src: &str, app: &str) -> Result<(u32, u32)> {
         .iter()
         .find(|r| r.get("match").is_none())
         .unwrap_or(&http[0]);
+    let matched = match http.iter().find(|r| r.get("match").is_some()) {
+        Some(rule) => Some(rule_weights(rule, app)?),
+        None => None,
+    };
+    Ok(VsWeights {
+        default: rule_weights(rule, app)?,
+        matched,
+    })
+}
+
+/// `(primary, canary)` weights of one HTTP route.
+fn rule_weights(rule: &Value, app: &str) -> Result<(u32, u32)> {
     let routes = rule
         .get("route")
         .and_then(Value::as_sequence)
@@ -894,9 +937,10 @@ spec:
     #[test]
     fn virtualservice_weights_by_host() {
         let src = vs("        - destination: {host: backend-primary}\n          weight: 80\n        - destination: {host: backend-canary.prod.svc.cluster.local}\n          weight: 20\n");
-        assert_eq!(virtualservice_weights(&src, "backend").unwrap(), (80, 20));
+        let default = |src: &str| virtualservice_weights(src, "backend").unwrap().default;
+        assert_eq!(default(&src), (80, 20));
         let lone = vs("        - destination: {host: backend-primary}\n");
-        assert_eq!(virtualservice_weights(&lone, "backend").unwrap(), (100, 0));
+        assert_eq!(default(&lone), (100, 0));
         let other = vs("        - destination: {host: backend-primaryx}\n");
         assert!(virtualservice_weights(&other, "backend").is_err());
     }
@@ -904,7 +948,29 @@ spec:
     #[test]
     fn virtualservice_weights_skip_header_matches() {
         let src = "kind: VirtualService\nspec:\n  http:\n    - match: [{headers: {x-canary: {exact: insider}}}]\n      route:\n        - destination: {host: backend-canary}\n    - route:\n        - destination: {host: backend-primary}\n          weight: 100\n        - destination: {host: backend-canary}\n          weight: 0\n";
-        assert_eq!(virtualservice_weights(src, "backend").unwrap(), (100, 0));
+        assert_eq!(
+            virtualservice_weights(src, "backend").unwrap(),
+            VsWeights {
+                default: (100, 0),
+                matched: Some((0, 100)),
+            }
+        );
+    }
+
+    #[test]
+    fn matched_requests_follow_the_match_route() {
+        let routing = Routing {
+            weights: Some((100, 0)),
+            matched: Some((0, 100)),
+            ..Routing::default()
+        };
+        assert_eq!(routing.shares(0.0), [1.0, 0.0]);
+        assert_eq!(routing.shares(0.25), [0.75, 0.25]);
+        let plain = Routing {
+            weights: Some((90, 10)),
+            ..Routing::default()
+        };
+        assert_eq!(plain.shares(0.5), [0.9, 0.1]);
     }
 
     #[test]
@@ -923,7 +989,7 @@ spec:
             canary_tag: Some("6.1.0".into()),
             ..Routing::default()
         };
-        assert_eq!(routing.shares(), [0.0, 1.0]);
+        assert_eq!(routing.shares(0.5), [0.0, 1.0]);
         let json = serde_json::to_string(&routing.view()).unwrap();
         assert_eq!(
             json,

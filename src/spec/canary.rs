@@ -430,6 +430,9 @@ pub struct Canary {
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Where Kubernetes puts a namespaced object that names no namespace.
+pub const DEFAULT_NAMESPACE: &str = "default";
+
 /// Applies Flagger's defaults and rules to a parsed Canary. `namespace` is the folder's
 /// kustomization `namespace:`, which wins over the file's as kustomize applies it. Returns the
 /// Canary with any warnings, or every error found (not just the first).
@@ -452,12 +455,14 @@ pub(super) fn validate(
             ));
             String::new()
         }
+        // Flux applies a namespaced object that names no namespace (and no
+        // `targetNamespace`) to `default`, as kubectl does; weir renders for the same one.
         None => {
-            errors.push(at.error(
+            warnings.push(at.warning(
                 &p(&["metadata"]),
-                "namespace is required: set metadata.namespace, or `namespace:` in the kustomization.yaml of this folder; weir renders namespaced Services and PromQL from it",
+                "no namespace: Flux applies this Canary and its Deployment to `default`, so weir renders for `default`; set metadata.namespace, or `namespace:` in the kustomization.yaml of this folder, to say so",
             ));
-            String::new()
+            DEFAULT_NAMESPACE.to_string()
         }
     };
     if !is_dns_subdomain(&raw.metadata.name) {

@@ -17,6 +17,13 @@ use weir::state::State;
 use weir::yaml_edit::{path, set_scalar};
 
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/gitops-istio");
+/// The public gitops-istio layout as its README describes it: the backend with conformance and
+/// load-test webhooks, the frontend A/B tested by user-agent and cookie, the load tester, and
+/// MetricTemplates naming the in-cluster Prometheus.
+pub const UPSTREAM_FIXTURE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/gitops-istio-upstream"
+);
 
 pub struct Fixture {
     pub dir: tempfile::TempDir,
@@ -109,6 +116,11 @@ impl Fixture {
 
     /// The fixture with a custom change before the first push.
     pub fn with(prepare: impl FnOnce(&Path)) -> Fixture {
+        Self::from_dir(Path::new(FIXTURE), prepare)
+    }
+
+    /// Another fixture folder (e.g. [`UPSTREAM_FIXTURE`]), with a change before the first push.
+    pub fn from_dir(fixture: &Path, prepare: impl FnOnce(&Path)) -> Fixture {
         let dir = tempfile::tempdir().unwrap();
         let remote = dir.path().join("remote.git");
         let work = dir.path().join("work");
@@ -118,7 +130,7 @@ impl Fixture {
             .output()
             .unwrap();
         assert!(out.status.success());
-        copy_dir(Path::new(FIXTURE), &work);
+        copy_dir(fixture, &work);
         git(&work, &["init", "-q", "-b", "main"]);
         prepare(&work);
         git(&work, &["add", "-A"]);
@@ -278,12 +290,23 @@ impl Fixture {
         prometheus: Option<String>,
         notifier: Arc<dyn weir::ports::Notifier>,
     ) -> Engine {
-        let prom = weir::prometheus::Client::new(weir::prometheus::Settings {
-            default_address: prometheus,
-            timeout: Duration::from_secs(5),
-            ..Default::default()
-        })
-        .unwrap();
+        self.engine_with_hooks_on(
+            weir::prometheus::Settings {
+                default_address: prometheus,
+                timeout: Duration::from_secs(5),
+                ..Default::default()
+            },
+            notifier,
+        )
+    }
+
+    /// [`Fixture::engine_with_hooks`] with Prometheus settings of the test's choosing.
+    pub fn engine_with_hooks_on(
+        &self,
+        prometheus: weir::prometheus::Settings,
+        notifier: Arc<dyn weir::ports::Notifier>,
+    ) -> Engine {
+        let prom = weir::prometheus::Client::new(prometheus).unwrap();
         let hooks = weir::hooks::HttpHooks::new(weir::hooks::HookSettings {
             retry_wait_min: Duration::from_millis(10),
             retry_wait_max: Duration::from_millis(100),

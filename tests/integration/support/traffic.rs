@@ -38,6 +38,32 @@ impl Traffic {
         weir_dir: &str,
         bad_tags: &[&str],
     ) -> Traffic {
+        Self::start_with(
+            bin,
+            git_dir,
+            branch,
+            app,
+            namespace,
+            app_dir,
+            weir_dir,
+            bad_tags,
+            &[],
+        )
+    }
+
+    /// [`Traffic::start`] with more of the simulator's flags, e.g. `--matched-share 0.2`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn start_with(
+        bin: &str,
+        git_dir: &Path,
+        branch: &str,
+        app: &str,
+        namespace: &str,
+        app_dir: &str,
+        weir_dir: &str,
+        bad_tags: &[&str],
+        extra: &[&str],
+    ) -> Traffic {
         let dir = tempfile::tempdir().expect("creating a temp dir for weir-traffic");
         let port_file = dir.path().join("port");
         let log = std::fs::File::create(dir.path().join("weir-traffic.log"))
@@ -53,6 +79,7 @@ impl Traffic {
         if !bad_tags.is_empty() {
             cmd.arg("--bad-tags").arg(bad_tags.join(","));
         }
+        cmd.args(extra);
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(Stdio::null())
