@@ -227,7 +227,18 @@ pub fn collisions(
                 .filter(|(j, p, w)| !(j == i && p == o && w == weir))
                 .map(describe)
                 .collect();
-            let message = if *weir {
+            // The app's own Service or VirtualService of weir's name: Flagger takes it
+            // over in the cluster; in Git, weir cannot edit the team's file, so it says how.
+            let own = owners
+                .iter()
+                .find(|(j, _, w)| j == i && !*w)
+                .filter(|_| *weir && matches!(kind.as_str(), "Service" | "VirtualService"));
+            let message = if let Some((_, theirs, _)) = own {
+                format!(
+                    "weir would write {kind} {namespace}/{name}, which {} already defines: Flagger takes such an object over in the cluster, weir writes its own from spec.service. Remove it from {} (move its hosts, gateways, retries or timeout to spec.service), or give weir's another name with spec.service.name",
+                    theirs.file, theirs.file
+                )
+            } else if *weir {
                 format!(
                     "weir would write {kind} {namespace}/{name}, which is also in {}: one object twice fails Flux's whole build. Rename one of them (spec.service.name names weir's Services)",
                     others.join(", ")
