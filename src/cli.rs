@@ -47,10 +47,11 @@ pub enum Output {
 pub enum Command {
     /// Check every Canary and MetricTemplate of a checkout; exits non-zero listing every error.
     Validate(ValidateArgs),
-    /// Show the next tick's commit as a unified diff, pushing nothing.
-    Plan(RepoArgs),
-    /// Run one tick, then exit.
-    Step(RepoArgs),
+    /// Show what a change (a pull request) will roll out: its validation, and for every app
+    /// whose source or Canary it changes, the steps, weights, gates and duration that follow.
+    Plan(PlanArgs),
+    /// Run one tick, then exit (`--dry-run`: show the commit as a diff, push nothing).
+    Step(StepArgs),
     /// Tick until SIGTERM or Ctrl-C, finishing the tick in flight.
     Run(RunArgs),
     /// Show every app's phase, weights, failed checks, revision and next step.
@@ -89,6 +90,33 @@ pub struct ValidateArgs {
     pub dir: PathBuf,
     #[command(flatten)]
     pub spec: SpecArgs,
+}
+
+/// `weir plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The checkout (a Git work tree; its history must hold the base commit).
+    #[arg(long, env = "WEIR_DIR", default_value = ".")]
+    pub dir: PathBuf,
+    /// The commit the change is compared with (a pull request's base). Default: the
+    /// `pull_request.base.sha` of `$GITHUB_EVENT_PATH`.
+    #[arg(long, env = "WEIR_BASE")]
+    pub base: Option<String>,
+    /// The change's commit.
+    #[arg(long, env = "WEIR_HEAD", default_value = "HEAD")]
+    pub head: String,
+    #[command(flatten)]
+    pub spec: SpecArgs,
+}
+
+/// `weir step`.
+#[derive(Debug, Args)]
+pub struct StepArgs {
+    /// Build the tick's commit and show it as a unified diff; push nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub repo: RepoArgs,
 }
 
 /// Where specs are and what they may say.

@@ -1,7 +1,7 @@
 //! What each subcommand does, from parsed arguments to an exit code. This is the one place
 //! that wires the real adapters into the engine, and the one that prints reports.
 
-use crate::cli::{Cli, Command, Output, RepoArgs};
+use crate::cli::{Cli, Command, Output, RepoArgs, StepArgs};
 use crate::config;
 use crate::git::Git2Repo;
 use crate::ports::{Publisher, SystemClock};
@@ -52,53 +52,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Validate(args) => {
             let (roots, min_interval) = config::spec(&args.spec)?;
-            let mut scanner = Scanner::new(&roots, min_interval);
             let tree = DiskTree::new(&args.dir);
-            let catalog = scanner.scan(&tree)?;
-            // Scan findings first, then the rules across apps, then what resolving each app
-            // found, then the warnings of valid Canaries: the same rules `step` applies.
-            let mut findings = catalog.errors.clone();
-            let canaries: Vec<_> = catalog.canaries.iter().map(|(c, _)| c).collect();
-            let mut resolver = crate::app::Resolver::default();
-            let resolved = crate::rules::resolve_all(&tree, &canaries, &mut resolver);
-            let mut record_errors = Vec::new();
-            for (canary, _) in &catalog.canaries {
-                if let Some(errors) = resolved.errors.get(&canary.file) {
-                    findings.extend(errors.iter().cloned());
-                    continue;
-                }
-                if let Err(errors) = crate::app::gates(canary, &catalog.templates) {
-                    findings.extend(errors);
-                }
-                // The record weir keeps beside the app, when the checkout has one: a record
-                // `step` would refuse is refused here first.
-                if let Some(source) = resolved.sources.get(&canary.file) {
-                    let now = chrono::Utc::now();
-                    if let Err(e) =
-                        crate::reconcile::read_state(&tree, &source.dir, canary, Some(now))
-                    {
-                        record_errors.push(e.to_string());
-                    }
-                }
-            }
-            findings.extend(catalog.canaries.iter().flat_map(|(_, w)| w.iter().cloned()));
-            let count = |severity| findings.iter().filter(|f| f.severity == severity).count();
-            let (errors, warnings) = (count(Severity::Error), count(Severity::Warning));
-            let errors = errors + record_errors.len();
-            for finding in &findings {
+            let v = crate::validate::validate(&tree, &roots, min_interval)?;
+            for finding in &v.findings {
                 out.line(&finding.to_string());
             }
-            for e in &record_errors {
+            for e in &v.record_errors {
                 out.line(e);
             }
-            out.line(&format!(
-                "{} Canary, {} MetricTemplate, {errors} error(s), {warnings} warning(s)",
-                catalog.canaries.len() + catalog.invalid.len(),
-                catalog.templates.iter().count(),
-            ));
-            Ok(ExitCode::from(if errors > 0 { PROBLEMS } else { OK }))
+            out.line(&v.summary());
+            Ok(ExitCode::from(if v.errors() > 0 { PROBLEMS } else { OK }))
         }
         Command::Plan(args) => {
+            let (roots, min_interval) = config::spec(&args.spec)?;
+            let base = match &args.base {
+                Some(base) => base.clone(),
+                None => config::pull_request_base()?,
+            };
+            let preview = crate::git::with_commit_trees(&args.dir, &base, &args.head, |b, h| {
+                crate::preview::preview(b, h, &roots, min_interval)
+            })??;
+            out.raw(&preview.markdown());
+            Ok(ExitCode::from(if preview.errors() > 0 {
+                PROBLEMS
+            } else {
+                OK
+            }))
+        }
+        Command::Step(StepArgs {
+            dry_run: true,
+            repo: args,
+        }) => {
             let publisher = DryRun {
                 prefix: args.message_prefix.clone(),
             };
@@ -115,7 +99,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             Ok(exit_for(&report))
         }
-        Command::Step(args) => {
+        Command::Step(StepArgs { repo: args, .. }) => {
             let publisher = DirectCommit {
                 prefix: args.message_prefix.clone(),
             };

@@ -46,6 +46,36 @@ pub enum ConfigError {
     /// The Prometheus client could not be built.
     #[error(transparent)]
     Prometheus(#[from] prometheus::PromError),
+    /// No base commit for `weir plan`.
+    #[error("--base: {0}")]
+    Base(String),
+}
+
+/// The base commit of the pull request a GitHub Actions job runs for: `pull_request.base.sha`
+/// of the event file `$GITHUB_EVENT_PATH` names.
+pub fn pull_request_base() -> Result<String, ConfigError> {
+    let Some(path) = std::env::var_os("GITHUB_EVENT_PATH") else {
+        return Err(ConfigError::Base(
+            "give the commit to compare with (not in a GitHub Actions pull_request job, where $GITHUB_EVENT_PATH names it)".into(),
+        ));
+    };
+    let text = std::fs::read(&path).map_err(|e| {
+        ConfigError::Base(format!(
+            "reading $GITHUB_EVENT_PATH ({}): {e}",
+            path.to_string_lossy()
+        ))
+    })?;
+    let event: serde_json::Value = serde_json::from_slice(&text)
+        .map_err(|e| ConfigError::Base(format!("$GITHUB_EVENT_PATH is not JSON: {e}")))?;
+    event
+        .pointer("/pull_request/base/sha")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ConfigError::Base(
+                "the event in $GITHUB_EVENT_PATH has no pull_request.base.sha: run `weir plan` on pull_request events, or give --base".into(),
+            )
+        })
 }
 
 /// Parses a duration flag.

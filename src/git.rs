@@ -618,6 +618,38 @@ pub fn default_cache_dir() -> PathBuf {
     std::env::temp_dir().join("weir-cache")
 }
 
+/// Runs `f` on the trees of two commits of the local repository at or above `dir` (a
+/// checkout), named as `git rev-parse` names them.
+pub fn with_commit_trees<T>(
+    dir: &Path,
+    base: &str,
+    head: &str,
+    f: impl FnOnce(&dyn SourceTree, &dyn SourceTree) -> T,
+) -> Result<T, RepoError> {
+    let repo = Repository::discover(dir).map_err(|e| {
+        RepoError::permanent(format!(
+            "{} is not in a Git repository: {}",
+            dir.display(),
+            e.message()
+        ))
+    })?;
+    fn tree<'r>(repo: &'r Repository, dir: &Path, rev: &str) -> Result<Tree<'r>, RepoError> {
+        repo.revparse_single(rev)
+            .and_then(|o| o.peel_to_tree())
+            .map_err(|e| {
+                RepoError::permanent(format!(
+                    "commit `{rev}` is not in {}: {} (a shallow checkout needs `fetch-depth: 0`)",
+                    dir.display(),
+                    e.message()
+                ))
+            })
+    }
+    let (b, h) = (tree(&repo, dir, base)?, tree(&repo, dir, head)?);
+    let (b, h) = (GitTree::new(&repo, b), GitTree::new(&repo, h));
+    let out = f(&b, &h);
+    Ok(out)
+}
+
 /// A Git tree. Folder listings are remembered for the life of the value (one tick), because
 /// libgit2 does not cache large tree objects: without this, every lookup under a folder of
 /// thousands of apps would inflate and parse that folder again.

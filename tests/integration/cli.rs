@@ -1,4 +1,4 @@
-//! The command-line contract: `plan` shows the commit and pushes nothing, `step` pushes one,
+//! The command-line contract: `step --dry-run` shows the commit and pushes nothing, `step` pushes one,
 //! `status` reports every app, and secrets never reach the output.
 
 use crate::support::repo::Fixture;
@@ -33,9 +33,9 @@ fn until_due(fixture: &Fixture, interval: std::time::Duration) {
 }
 
 #[test]
-fn plan_shows_the_diff_and_pushes_nothing_then_step_pushes_it() {
+fn a_dry_run_shows_the_diff_and_pushes_nothing_then_step_pushes_it() {
     let fixture = Fixture::new();
-    let out = weir(&fixture, &["plan"]);
+    let out = weir(&fixture, &["step", "--dry-run"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let stdout = text(&out.stdout);
     assert!(stdout.starts_with("weir: 2 rollouts moved\n"), "{stdout}");
@@ -66,7 +66,7 @@ fn plan_shows_the_diff_and_pushes_nothing_then_step_pushes_it() {
     );
     assert_eq!(fixture.log().len(), 2);
 
-    let out = weir(&fixture, &["plan"]);
+    let out = weir(&fixture, &["step", "--dry-run"]);
     assert_eq!(text(&out.stdout), "nothing to commit\n");
 
     let out = weir(&fixture, &["status", "--output", "json"]);

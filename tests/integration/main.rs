@@ -9,6 +9,7 @@ mod executor;
 mod gitops_istio;
 mod hostile;
 mod invalid;
+mod plan_preview;
 mod plan_strategies;
 mod planner;
 mod primary;
