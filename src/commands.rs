@@ -1,6 +1,7 @@
 //! What each subcommand does, from parsed arguments to an exit code. This is the one place
 //! that wires the real adapters into the engine, and the one that prints reports.
 
+use crate::actions::Job;
 use crate::cli::{Cli, Command, Output, RepoArgs, StepArgs};
 use crate::config;
 use crate::git::Git2Repo;
@@ -61,6 +62,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 out.line(e);
             }
             out.line(&v.summary());
+            Job::from_env().outputs(&[("errors", v.errors().to_string())])?;
             Ok(ExitCode::from(if v.errors() > 0 { PROBLEMS } else { OK }))
         }
         Command::Plan(args) => {
@@ -72,7 +74,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let preview = crate::git::with_commit_trees(&args.dir, &base, &args.head, |b, h| {
                 crate::preview::preview(b, h, &roots, min_interval)
             })??;
-            out.raw(&preview.markdown());
+            let markdown = preview.markdown();
+            out.raw(&markdown);
+            let job = Job::from_env();
+            job.summary(&markdown)?;
+            let apps: Vec<&str> = preview.apps.iter().map(|a| a.app.as_str()).collect();
+            job.outputs(&[
+                ("errors", preview.errors().to_string()),
+                ("apps", serde_json::to_string(&apps)?),
+            ])?;
             Ok(ExitCode::from(if preview.errors() > 0 {
                 PROBLEMS
             } else {
@@ -106,6 +116,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut engine = engine(&args, Box::new(publisher))?;
             let report = engine.tick().await?;
             print_problems(&report);
+            let job = Job::from_env();
+            job.outputs(&crate::actions::step_outputs(&report))?;
+            job.summary(&crate::actions::step_summary(&report))?;
             match (&report.commit, &report.message) {
                 (Some(c), Some(m)) => out.line(&format!(
                     "pushed {} {}",

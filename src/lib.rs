@@ -6,6 +6,7 @@
 //! folder weir owns (`tree` describes it), `git` and `publish` write it, `events` tells what
 //! moved, `reconcile` runs one tick, `serve` loops, `commands` wires the adapters for the CLI.
 
+pub mod actions;
 pub mod alerts;
 pub mod app;
 pub mod cli;

@@ -3,6 +3,7 @@
 //! or Canary the change touches gets the rollout that will follow, rehearsed by the planner
 //! with every gate passing: strategy, steps and weights, gates and bounds, duration.
 
+use crate::actions::cell;
 use crate::app::AppSource;
 use crate::duration::GoDuration;
 use crate::plan::{rehearse, Rehearsed};
@@ -370,12 +371,6 @@ fn code_list(images: &[String]) -> String {
         .map(|i| format!("`{}`", cell(i)))
         .collect::<Vec<_>>()
         .join(", ")
-}
-
-/// Text from the repository, safe inside a table cell or inline code: no pipes, backticks
-/// or line breaks that would break out of it.
-fn cell(s: &str) -> String {
-    s.replace(['|', '`', '\n', '\r'], " ")
 }
 
 /// A line inside a fenced block that cannot close the fence.

@@ -1,6 +1,7 @@
 //! weir's integration tests: one binary, one module per capability, real Git remotes, a real
 //! Prometheus and `kubectl kustomize`.
 
+mod action;
 mod alerts;
 mod auth;
 mod cli;
