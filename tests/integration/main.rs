@@ -6,6 +6,7 @@ mod auth;
 mod cli;
 mod corpus;
 mod executor;
+mod github;
 mod hostile;
 mod invalid;
 mod plan_strategies;

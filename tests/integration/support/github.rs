@@ -23,7 +23,8 @@
 //!   expected `Authorization: Bearer TOKEN` is 401 `Bad credentials`.
 //!
 //! Switches a test can flip: the next N requests answered 429 with `retry-after`, or 403 as a
-//! secondary rate limit, or 403 with the primary limit spent; the next N answered 502;
+//! secondary rate limit, or 403 with the primary limit spent; the next N answered 502, or
+//! 400 with the `Authorization` header echoed in the message;
 //! approvals required before merging; a status context required green.
 //!
 //! Every request is recorded (method, path, query, JSON body, whether it carried the token).
@@ -145,6 +146,9 @@ struct Switches {
     exhausted: (usize, i64),
     /// Answer 502 to this many more requests.
     fail: usize,
+    /// Answer 400 echoing the request's `Authorization` header (as a misbehaving proxy
+    /// might) to this many more requests.
+    echo: usize,
     /// Approvals needed to merge.
     approvals: usize,
     /// Status contexts that must be `success` on the head to merge.
@@ -287,6 +291,12 @@ impl GitHubStandIn {
     /// Answers the next `n` requests 502.
     pub fn fail_next(&self, n: usize) {
         self.state().switches.fail = n;
+    }
+
+    /// Answers the next `n` requests 400 with a message that echoes the `Authorization`
+    /// header, as a misbehaving proxy in front of GitHub Enterprise might.
+    pub fn echo_next(&self, n: usize) {
+        self.state().switches.echo = n;
     }
 
     /// Refuses merges (405) until `n` reviewers approve.
@@ -514,7 +524,7 @@ fn answer(s: &Shared, req: &Incoming) -> Out {
     let out = {
         let mut st = s.state.lock().unwrap();
         st.used += 1;
-        switched(&mut st).unwrap_or_else(|| {
+        switched(&mut st, req).unwrap_or_else(|| {
             if req.authorization.as_deref() != Some(&format!("Bearer {TOKEN}")) {
                 Out::error(401, "Bad credentials")
             } else {
@@ -534,7 +544,7 @@ fn answer(s: &Shared, req: &Incoming) -> Out {
 }
 
 /// The answer the switches impose on this request, if any.
-fn switched(st: &mut State) -> Option<Out> {
+fn switched(st: &mut State, req: &Incoming) -> Option<Out> {
     let sw = &mut st.switches;
     if sw.throttle.0 > 0 {
         sw.throttle.0 -= 1;
@@ -572,6 +582,17 @@ fn switched(st: &mut State) -> Option<Out> {
     if sw.fail > 0 {
         sw.fail -= 1;
         return Some(Out::error(502, "Server Error"));
+    }
+    if sw.echo > 0 {
+        sw.echo -= 1;
+        let auth = req.authorization.as_deref().unwrap_or("");
+        return Some(Out::error(
+            400,
+            &format!(
+                "Problems parsing request {} {} with {auth}",
+                req.method, req.path
+            ),
+        ));
     }
     None
 }
