@@ -111,6 +111,17 @@ impl Reply {
     fn is_success(&self) -> bool {
         (200..300).contains(&self.status)
     }
+
+    /// What the retry rules look at, with GitHub's `message` already extracted.
+    fn answer<'a>(&'a self, message: &'a str) -> Answer<'a> {
+        Answer {
+            status: self.status,
+            retry_after: self.retry_after.as_deref(),
+            remaining: self.remaining.as_deref(),
+            reset: self.reset.as_deref(),
+            message,
+        }
+    }
 }
 
 /// GitHub's error body.
@@ -137,11 +148,20 @@ impl ErrorBody {
         for e in &self.errors {
             let detail = match e {
                 Value::String(s) => Some(s.clone()),
-                Value::Object(o) => o
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .map(str::to_string)
-                    .or_else(|| o.get("code").and_then(Value::as_str).map(str::to_string)),
+                Value::Object(o) => {
+                    let field = |k: &str| o.get(k).and_then(Value::as_str).unwrap_or("");
+                    if !field("message").is_empty() {
+                        Some(field("message").to_string())
+                    } else {
+                        // `PullRequest.head invalid`
+                        let at = [field("resource"), field("field")]
+                            .into_iter()
+                            .filter(|s| !s.is_empty())
+                            .collect::<Vec<_>>()
+                            .join(".");
+                        Some(format!("{at} {}", field("code")).trim().to_string())
+                    }
+                }
                 _ => None,
             };
             if let Some(d) = detail {
@@ -253,16 +273,9 @@ impl RestGitHub {
                 }
             };
             let message = ErrorBody::parse(&reply.body).text(&reply.body);
-            let answer = Answer {
-                status: reply.status,
-                retry_after: reply.retry_after.as_deref(),
-                remaining: reply.remaining.as_deref(),
-                reset: reply.reset.as_deref(),
-                message: &message,
-            };
             let verdict = retry::decide(
                 &self.settings.retry,
-                &answer,
+                &reply.answer(&message),
                 attempts,
                 retry_5xx,
                 chrono::Utc::now(),
@@ -299,13 +312,7 @@ impl RestGitHub {
             Some(at) => format!("; retry after {}", at.to_rfc3339()),
             None => "; retry later".to_string(),
         };
-        let kind = if retry::is_rate_limited(&Answer {
-            status: reply.status,
-            retry_after: reply.retry_after.as_deref(),
-            remaining: reply.remaining.as_deref(),
-            reset: reply.reset.as_deref(),
-            message,
-        }) {
+        let kind = if retry::is_rate_limited(&reply.answer(message)) {
             "rate limited by GitHub"
         } else {
             "GitHub failed"
@@ -1088,4 +1095,118 @@ fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
         source = cause.source();
     }
     first_line(&text)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_next_page_is_read_from_githubs_link_header() {
+        let header = "<https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=2>; rel=\"next\", <https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=3>; rel=\"last\"";
+        assert_eq!(
+            next_link(header).as_deref(),
+            Some("https://api.github.com/repositories/1/issues/7/comments?per_page=100&page=2")
+        );
+        let last_page = "<https://api.github.com/x?page=1>; rel=\"first\", <https://api.github.com/x?page=2>; rel=\"prev\"";
+        assert_eq!(next_link(last_page), None);
+        assert_eq!(next_link(""), None);
+        assert_eq!(next_link("garbage; rel=\"next\""), None);
+    }
+
+    #[test]
+    fn githubs_error_bodies_read_as_one_line() {
+        let duplicate = r#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","code":"custom","message":"A pull request already exists for acme:weir/podinfo."}],"documentation_url":"https://docs.github.com/rest/pulls/pulls#create-a-pull-request","status":"422"}"#;
+        assert_eq!(
+            ErrorBody::parse(duplicate).text(duplicate),
+            "Validation Failed: A pull request already exists for acme:weir/podinfo."
+        );
+        assert!(already_exists(duplicate));
+        let missing = r#"{"message":"Validation Failed","errors":[{"resource":"PullRequest","field":"head","code":"invalid"}]}"#;
+        assert_eq!(
+            ErrorBody::parse(missing).text(missing),
+            "Validation Failed: PullRequest.head invalid"
+        );
+        assert!(!already_exists(missing));
+        assert_eq!(
+            ErrorBody::parse("<html>\nbad gateway").text("<html>\nbad gateway"),
+            "<html>"
+        );
+    }
+
+    fn review(who: &str, verdict: ReviewVerdict, commit: &str) -> Review {
+        Review {
+            reviewer: who.into(),
+            verdict,
+            commit: Some(commit.into()),
+            submitted_at: None,
+        }
+    }
+
+    #[test]
+    fn a_later_comment_does_not_undo_a_verdict_but_a_later_verdict_does() {
+        use ReviewVerdict::*;
+        let standing = standing_verdicts([
+            review("bob", ChangesRequested, "a"),
+            review("alice", Commented, "a"),
+            review("alice", Approved, "a"),
+            review("alice", Commented, "b"),
+            review("bob", Approved, "b"),
+            review("carol", Commented, "b"),
+        ]);
+        assert_eq!(
+            standing,
+            [
+                review("alice", Approved, "a"),
+                review("bob", Approved, "b"),
+                review("carol", Commented, "b"),
+            ]
+        );
+        let dismissed = standing_verdicts([
+            review("alice", Approved, "a"),
+            review("alice", Dismissed, "a"),
+        ]);
+        assert_eq!(dismissed, [review("alice", Dismissed, "a")]);
+    }
+
+    #[test]
+    fn only_full_commit_ids_are_shas() {
+        assert!(is_sha(&"a".repeat(40)));
+        assert!(is_sha(&"0".repeat(64)));
+        assert!(!is_sha("main"));
+        assert!(!is_sha(&"g".repeat(40)));
+        assert!(!is_sha(&"a".repeat(39)));
+    }
+
+    #[test]
+    fn tokens_octocrab_could_not_send_are_refused_without_being_shown() {
+        for token in ["", "  ", "ghp_a\nb", "ghp_ä"] {
+            let err = RestGitHub::new(
+                RepoName {
+                    owner: "o".into(),
+                    name: "r".into(),
+                },
+                &Secret::new(token),
+                RestSettings::default(),
+            )
+            .unwrap_err();
+            assert!(!err.transient);
+            if !token.trim().is_empty() {
+                assert!(!err.message.contains(token), "{err}");
+            }
+        }
+        let err = RestGitHub::new(
+            RepoName {
+                owner: "o".into(),
+                name: "r".into(),
+            },
+            &Secret::new("ghp_x"),
+            RestSettings {
+                base_url: "file:///etc".into(),
+                ..RestSettings::default()
+            },
+        )
+        .unwrap_err();
+        assert!(err.message.contains("not an http(s) URL"), "{err}");
+    }
 }
