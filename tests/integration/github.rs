@@ -424,7 +424,14 @@ async fn conflicts_stale_heads_and_pending_checks_are_told_apart() {
     bed.commit("main", "main", "README", "main moved\n");
     let outcome = bed.gh.merge(&request).await.unwrap();
     assert!(
-        matches!(outcome, MergeOutcome::Conflict { .. }),
+        matches!(&outcome, MergeOutcome::Conflict { reason } if reason == "Merge conflict"),
+        "{outcome:?}"
+    );
+    // GitHub may refuse it as unmergeable instead: still a conflict, read from the PR.
+    bed.hub.conflict_as_405();
+    let outcome = bed.gh.merge(&request).await.unwrap();
+    assert!(
+        matches!(&outcome, MergeOutcome::Conflict { reason } if reason.contains("not mergeable")),
         "{outcome:?}"
     );
     assert_eq!(

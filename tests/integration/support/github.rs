@@ -25,7 +25,8 @@
 //! Switches a test can flip: the next N requests answered 429 with `retry-after`, or 403 as a
 //! secondary rate limit, or 403 with the primary limit spent; the next N answered 502, or
 //! 400 with the `Authorization` header echoed in the message;
-//! approvals required before merging; a status context required green.
+//! approvals required before merging; a status context required green; a conflict answered
+//! 405 `Pull Request is not mergeable` instead of 409.
 //!
 //! Every request is recorded (method, path, query, JSON body, whether it carried the token).
 //! Stops on drop.
@@ -153,6 +154,9 @@ struct Switches {
     approvals: usize,
     /// Status contexts that must be `success` on the head to merge.
     required_contexts: Vec<String>,
+    /// Refuse a conflicting merge with 405 `Pull Request is not mergeable` (what GitHub
+    /// answers once it has marked the PR unmergeable) instead of 409 `Merge conflict`.
+    conflict_as_405: bool,
 }
 
 #[derive(Default)]
@@ -297,6 +301,11 @@ impl GitHubStandIn {
     /// header, as a misbehaving proxy in front of GitHub Enterprise might.
     pub fn echo_next(&self, n: usize) {
         self.state().switches.echo = n;
+    }
+
+    /// Answers a conflicting merge 405 `Pull Request is not mergeable` instead of 409.
+    pub fn conflict_as_405(&self) {
+        self.state().switches.conflict_as_405 = true;
     }
 
     /// Refuses merges (405) until `n` reviewers approve.
@@ -904,6 +913,9 @@ fn merge(s: &Shared, st: &mut State, i: usize, body: &Value) -> Out {
             return Out::error(405, "Rebase merges are not allowed on this repository.");
         }
         return invalid("PullRequest", "merge_method", "invalid");
+    }
+    if st.switches.conflict_as_405 && mergeable(&s.bare, &pull) == Some(false) {
+        return Out::error(405, "Pull Request is not mergeable");
     }
     match git_merge(&s.bare, &pull, method, body) {
         Ok(sha) => {
