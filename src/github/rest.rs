@@ -390,6 +390,9 @@ impl RestGitHub {
                 "; the token lacks a permission: it needs contents, pull requests, statuses \
                  and deployments (read and write) on this repository"
             }
+            301 | 302 | 307 | 308 => {
+                "; the repository was renamed or transferred: update the config repository URL"
+            }
             404 => {
                 "; the repository or object does not exist, or the token cannot see the \
                  repository"
