@@ -17,6 +17,7 @@ pub mod duration;
 pub mod events;
 pub mod fakes;
 pub mod git;
+pub mod github;
 pub mod hooks;
 pub mod plan;
 pub mod ports;

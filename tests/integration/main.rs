@@ -7,6 +7,7 @@ mod auth;
 mod cli;
 mod corpus;
 mod executor;
+mod github;
 mod gitops_istio;
 mod hostile;
 mod invalid;

@@ -3,6 +3,7 @@
 
 pub mod faults;
 pub mod git_http;
+pub mod github;
 pub mod loadtester;
 pub mod prometheus;
 pub mod racing;

@@ -265,7 +265,8 @@ fn serve(stream: TcpStream, s: &Shared) -> std::io::Result<()> {
     out.flush()
 }
 
-fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
+/// Reads a chunked body (RFC 9112, section 7.1), trailers skipped.
+pub fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
     let mut body = Vec::new();
     loop {
         let mut size = String::new();
