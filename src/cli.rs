@@ -105,6 +105,19 @@ pub struct PlanArgs {
     /// The change's commit.
     #[arg(long, env = "WEIR_HEAD", default_value = "HEAD")]
     pub head: String,
+    /// Also post the Markdown as a comment on the pull request of `$GITHUB_EVENT_PATH`,
+    /// updating weir's earlier comment there instead of adding another.
+    #[arg(long, env = "WEIR_PLAN_COMMENT")]
+    pub comment: bool,
+    /// Token for the comment (never printed).
+    #[arg(long, env = "WEIR_GITHUB_TOKEN", hide_env_values = true)]
+    pub github_token: Option<String>,
+    /// The repository the pull request is in, `owner/name`.
+    #[arg(long, env = "GITHUB_REPOSITORY")]
+    pub github_repository: Option<String>,
+    /// GitHub's REST API (GitHub Enterprise: `https://HOST/api/v3`).
+    #[arg(long, env = "GITHUB_API_URL", default_value = "https://api.github.com")]
+    pub github_api: String,
     #[command(flatten)]
     pub spec: SpecArgs,
 }

@@ -83,6 +83,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ("errors", preview.errors().to_string()),
                 ("apps", serde_json::to_string(&apps)?),
             ])?;
+            if args.comment {
+                let said = comment(&args, &markdown).await?;
+                eprintln!("{said}");
+            }
             Ok(ExitCode::from(if preview.errors() > 0 {
                 PROBLEMS
             } else {
@@ -438,4 +442,42 @@ fn print_table(out: &mut Out, apps: &[AppReport]) {
         }
         out.line(line.trim_end());
     }
+}
+
+/// Posts (or updates) weir's plan comment on the job's pull request; says what it did.
+async fn comment(args: &crate::cli::PlanArgs, markdown: &str) -> anyhow::Result<String> {
+    use crate::github::{rest::RestGitHub, rest::RestSettings, GitHub, RepoName, Upserted};
+    let token = args.github_token.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("--comment needs --github-token (WEIR_GITHUB_TOKEN), e.g. the job's token")
+    })?;
+    let full = args.github_repository.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("--comment needs --github-repository (GITHUB_REPOSITORY), owner/name")
+    })?;
+    let (owner, name) = full
+        .split_once('/')
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+        .ok_or_else(|| anyhow::anyhow!("--github-repository `{full}`: write it owner/name"))?;
+    let number = config::pull_request_number()?;
+    let repo = RepoName {
+        owner: owner.to_string(),
+        name: name.to_string(),
+    };
+    let github = RestGitHub::new(
+        repo,
+        &crate::secret::Secret::new(token),
+        RestSettings {
+            base_url: args.github_api.clone(),
+            ..RestSettings::default()
+        },
+    )?;
+    let done = github
+        .upsert_comment(number, crate::preview::MARKER, markdown)
+        .await?;
+    Ok(match done {
+        Upserted::Created => format!("commented on pull request #{number}"),
+        Upserted::Updated => format!("updated weir's comment on pull request #{number}"),
+        Upserted::Unchanged => {
+            format!("weir's comment on pull request #{number} says this already")
+        }
+    })
 }

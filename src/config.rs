@@ -54,6 +54,31 @@ pub enum ConfigError {
 /// The base commit of the pull request a GitHub Actions job runs for: `pull_request.base.sha`
 /// of the event file `$GITHUB_EVENT_PATH` names.
 pub fn pull_request_base() -> Result<String, ConfigError> {
+    let event = pull_request_event()?;
+    event
+        .pointer("/pull_request/base/sha")
+        .and_then(serde_json::Value::as_str)
+        .map(str::to_string)
+        .ok_or_else(|| {
+            ConfigError::Base(
+                "the event in $GITHUB_EVENT_PATH has no pull_request.base.sha: run `weir plan` on pull_request events, or give --base".into(),
+            )
+        })
+}
+
+/// The number of the pull request of `$GITHUB_EVENT_PATH`.
+pub fn pull_request_number() -> Result<u64, ConfigError> {
+    pull_request_event()?
+        .pointer("/pull_request/number")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| {
+            ConfigError::Base(
+                "--comment: the event in $GITHUB_EVENT_PATH has no pull_request.number: comment from pull_request events".into(),
+            )
+        })
+}
+
+fn pull_request_event() -> Result<serde_json::Value, ConfigError> {
     let Some(path) = std::env::var_os("GITHUB_EVENT_PATH") else {
         return Err(ConfigError::Base(
             "give the commit to compare with (not in a GitHub Actions pull_request job, where $GITHUB_EVENT_PATH names it)".into(),
@@ -65,17 +90,8 @@ pub fn pull_request_base() -> Result<String, ConfigError> {
             path.to_string_lossy()
         ))
     })?;
-    let event: serde_json::Value = serde_json::from_slice(&text)
-        .map_err(|e| ConfigError::Base(format!("$GITHUB_EVENT_PATH is not JSON: {e}")))?;
-    event
-        .pointer("/pull_request/base/sha")
-        .and_then(serde_json::Value::as_str)
-        .map(str::to_string)
-        .ok_or_else(|| {
-            ConfigError::Base(
-                "the event in $GITHUB_EVENT_PATH has no pull_request.base.sha: run `weir plan` on pull_request events, or give --base".into(),
-            )
-        })
+    serde_json::from_slice(&text)
+        .map_err(|e| ConfigError::Base(format!("$GITHUB_EVENT_PATH is not JSON: {e}")))
 }
 
 /// Parses a duration flag.

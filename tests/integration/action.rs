@@ -199,7 +199,11 @@ fn plan_on_a_pull_request_writes_the_summary_and_outputs() {
         "pull_request": {"number": 3, "head": {"sha": head}, "base": {"sha": base, "ref": "main"}},
         "repository": {"full_name": "acme/gitops-istio", "default_branch": "main"},
     });
-    let ran = run_action(&fixture.work, &[("command", "plan")], &event);
+    let ran = run_action(
+        &fixture.work,
+        &[("command", "plan"), ("comment", "false")],
+        &event,
+    );
     assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
     assert!(
         ran.summary.starts_with("<!-- weir plan -->"),
@@ -222,7 +226,11 @@ fn plan_on_a_pull_request_writes_the_summary_and_outputs() {
         "101",
     );
     git(&fixture.work, &["commit", "-qam", "too far"]);
-    let ran = run_action(&fixture.work, &[("command", "plan")], &event);
+    let ran = run_action(
+        &fixture.work,
+        &[("command", "plan"), ("comment", "false")],
+        &event,
+    );
     assert_eq!(ran.code, Some(1), "{}\n{}", ran.stdout, ran.stderr);
     assert!(
         ran.summary

@@ -3,9 +3,13 @@
 //! the pull request comment and the job summary carry. Run as a GitHub Actions job runs it:
 //! a real checkout, and the base commit read from a real `pull_request` event file.
 
+use crate::support::github::{GitHubStandIn, TOKEN};
 use crate::support::repo::{edit, git, Fixture, UPSTREAM_FIXTURE};
 use std::path::Path;
 use std::process::{Command, Output};
+use weir::github::rest::{RestGitHub, RestSettings};
+use weir::github::{GitHub, NewPullRequest, RepoName};
+use weir::secret::Secret;
 
 fn plan(work: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
@@ -190,4 +194,106 @@ fn the_base_comes_from_the_pull_request_event_and_a_missing_one_is_named() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn the_comment_is_posted_once_and_updated_on_each_push() {
+    let (fixture, base) = pull_request(|work| {
+        edit(
+            &work.join("apps/backend/kustomization.yaml"),
+            0,
+            "images[0].newTag",
+            "6.1.1",
+        );
+    });
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    // The pull request, opened as a person opens it.
+    git(&fixture.work, &["push", "-q", "origin", "release"]);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _in_runtime = runtime.enter();
+    let github = RestGitHub::new(
+        RepoName {
+            owner: "acme".into(),
+            name: "gitops-istio".into(),
+        },
+        &Secret::new(TOKEN),
+        RestSettings {
+            base_url: hub.url(),
+            ..RestSettings::default()
+        },
+    )
+    .unwrap();
+    let pr = runtime
+        .block_on(github.open_pull_request(&NewPullRequest {
+            head: "release".into(),
+            base: "main".into(),
+            title: "backend 6.1.1".into(),
+            body: String::new(),
+        }))
+        .unwrap();
+    // Someone else's comment on the pull request stays as it is.
+    hub.add_comment(pr.number, "octocat", "looks good");
+    let event = serde_json::json!({
+        "action": "synchronize",
+        "number": pr.number,
+        "pull_request": {"number": pr.number, "base": {"sha": base}},
+    });
+    let path = fixture.dir.path().join("event.json");
+    std::fs::write(&path, serde_json::to_vec(&event).unwrap()).unwrap();
+    let run = || {
+        Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["plan", "--comment", "--dir"])
+            .arg(&fixture.work)
+            .env("GITHUB_EVENT_PATH", &path)
+            .env("GITHUB_REPOSITORY", "acme/gitops-istio")
+            .env("GITHUB_API_URL", hub.url())
+            .env("WEIR_GITHUB_TOKEN", TOKEN)
+            .env_remove("WEIR_BASE")
+            .output()
+            .unwrap()
+    };
+    let ours = |hub: &GitHubStandIn| -> Vec<String> {
+        hub.comments(pr.number)
+            .into_iter()
+            .filter(|c| c.body.starts_with("<!-- weir plan -->"))
+            .map(|c| c.body)
+            .collect()
+    };
+
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let said = format!("commented on pull request #{}", pr.number);
+    assert!(text(&out.stderr).contains(&said), "{}", text(&out.stderr));
+    assert_eq!(ours(&hub), vec![text(&out.stdout)]);
+
+    // A push to the pull request: the same comment now says the new plan.
+    edit(
+        &fixture.work.join("apps/frontend/kustomization.yaml"),
+        0,
+        "images[0].newTag",
+        "6.1.1",
+    );
+    git(&fixture.work, &["commit", "-qam", "frontend too"]);
+    let out = run();
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("updated weir's comment on pull request #"));
+    let comments = ours(&hub);
+    assert_eq!(comments.len(), 1, "{comments:#?}");
+    assert!(comments[0].contains("#### `prod/frontend`: release"));
+    assert_eq!(hub.comments(pr.number).len(), 2, "the other comment stays");
+
+    // Run again with nothing new: nothing is sent.
+    let out = run();
+    assert!(
+        text(&out.stderr).contains("says this already"),
+        "{}",
+        text(&out.stderr)
+    );
+    assert_eq!(ours(&hub).len(), 1);
+    for o in [&out.stdout, &out.stderr] {
+        assert!(!text(o).contains(TOKEN));
+    }
 }
