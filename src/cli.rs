@@ -158,6 +158,27 @@ pub struct RepoArgs {
     /// Folder of cached clones (default: $XDG_CACHE_HOME/weir or ~/.cache/weir).
     #[arg(long, env = "WEIR_CACHE")]
     pub cache: Option<PathBuf>,
+    /// Report every step on GitHub: a commit status on each commit weir makes and a
+    /// Deployment per release whose statuses follow the phases.
+    #[arg(long, env = "WEIR_GITHUB_STATUSES")]
+    pub github_statuses: bool,
+    /// Token for GitHub's API (never printed); default the --git-token.
+    #[arg(
+        long = "github-token",
+        env = "WEIR_GITHUB_TOKEN",
+        hide_env_values = true
+    )]
+    pub github_token: Option<String>,
+    /// The repository on GitHub, `owner/name`; default read from --repo.
+    #[arg(long = "github-repository", env = "GITHUB_REPOSITORY")]
+    pub github_repository: Option<String>,
+    /// GitHub's REST API (GitHub Enterprise: `https://HOST/api/v3`).
+    #[arg(
+        long = "github-api",
+        env = "GITHUB_API_URL",
+        default_value = "https://api.github.com"
+    )]
+    pub github_api: String,
     /// Commit author name.
     #[arg(long, env = "WEIR_AUTHOR_NAME", default_value = "weir")]
     pub author_name: String,

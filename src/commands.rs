@@ -351,16 +351,62 @@ fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engi
         publisher,
         metrics: Arc::new(metrics),
         clock: Arc::new(SystemClock),
-        notifier: Arc::new(
-            crate::alerts::HttpNotifier::new(crate::alerts::NotifierSettings::default())
-                .map_err(anyhow::Error::msg)?,
-        ),
+        notifier: notifier(args)?,
         hooks: Arc::new(
             crate::hooks::HttpHooks::new(crate::hooks::HookSettings::default())
                 .map_err(anyhow::Error::msg)?,
         ),
     };
     Ok(Engine::new(ports, templates, settings))
+}
+
+/// The alert providers, and GitHub when asked to report steps there.
+fn notifier(args: &RepoArgs) -> anyhow::Result<Arc<dyn crate::ports::Notifier>> {
+    let alerts = Arc::new(
+        crate::alerts::HttpNotifier::new(crate::alerts::NotifierSettings::default())
+            .map_err(anyhow::Error::msg)?,
+    );
+    if !args.github_statuses {
+        return Ok(alerts);
+    }
+    let token = args
+        .github_token
+        .as_deref()
+        .or(args.git_token.as_deref())
+        .ok_or_else(|| {
+            anyhow::anyhow!(
+                "--github-statuses needs --github-token (WEIR_GITHUB_TOKEN) or --git-token"
+            )
+        })?;
+    let repo = match args.github_repository.as_deref() {
+        Some(full) => repo_name(full)?,
+        None => crate::github::RepoName::from_remote_url(&args.repo)?,
+    };
+    let github = crate::github::rest::RestGitHub::new(
+        repo,
+        &crate::secret::Secret::new(token),
+        crate::github::rest::RestSettings {
+            base_url: args.github_api.clone(),
+            ..Default::default()
+        },
+    )?;
+    let reporter = crate::github::report::GitHubReporter::new(Arc::new(github), &args.branch);
+    Ok(Arc::new(crate::ports::Fanout(vec![
+        alerts,
+        Arc::new(reporter),
+    ])))
+}
+
+/// `owner/name`.
+fn repo_name(full: &str) -> anyhow::Result<crate::github::RepoName> {
+    let (owner, name) = full
+        .split_once('/')
+        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
+        .ok_or_else(|| anyhow::anyhow!("--github-repository `{full}`: write it owner/name"))?;
+    Ok(crate::github::RepoName {
+        owner: owner.to_string(),
+        name: name.to_string(),
+    })
 }
 
 fn print_problems(report: &TickReport) {
@@ -446,22 +492,15 @@ fn print_table(out: &mut Out, apps: &[AppReport]) {
 
 /// Posts (or updates) weir's plan comment on the job's pull request; says what it did.
 async fn comment(args: &crate::cli::PlanArgs, markdown: &str) -> anyhow::Result<String> {
-    use crate::github::{rest::RestGitHub, rest::RestSettings, GitHub, RepoName, Upserted};
+    use crate::github::{rest::RestGitHub, rest::RestSettings, GitHub, Upserted};
     let token = args.github_token.as_deref().ok_or_else(|| {
         anyhow::anyhow!("--comment needs --github-token (WEIR_GITHUB_TOKEN), e.g. the job's token")
     })?;
     let full = args.github_repository.as_deref().ok_or_else(|| {
         anyhow::anyhow!("--comment needs --github-repository (GITHUB_REPOSITORY), owner/name")
     })?;
-    let (owner, name) = full
-        .split_once('/')
-        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
-        .ok_or_else(|| anyhow::anyhow!("--github-repository `{full}`: write it owner/name"))?;
+    let repo = repo_name(full)?;
     let number = config::pull_request_number()?;
-    let repo = RepoName {
-        owner: owner.to_string(),
-        name: name.to_string(),
-    };
     let github = RestGitHub::new(
         repo,
         &crate::secret::Secret::new(token),

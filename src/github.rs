@@ -12,6 +12,7 @@
 //! It never decides what a review, a status or a refused merge means for a release: that is
 //! the planner's and the publisher's business. It never prints the token.
 
+pub mod report;
 pub mod rest;
 pub mod retry;
 

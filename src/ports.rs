@@ -8,7 +8,7 @@
 //! | [`Publisher`] | turn per-app change sets into a published change | direct commit, dry run |
 //! | [`MetricSource`] | run one query, return one number or why not | Prometheus |
 //! | [`Clock`] | the time of decisions | wall clock, fake clock |
-//! | [`Notifier`] | tell people what moved | log only (alert providers come later) |
+//! | [`Notifier`] | tell people what moved | alert providers, GitHub statuses and Deployments |
 //! | [`Hooks`] | call a webhook gate | none yet (Flagger webhooks come later) |
 //! | [`ClusterView`] | what the cluster applied | Git only (Flux and Kubernetes come later) |
 
@@ -280,11 +280,52 @@ pub struct Alert {
     pub targets: Vec<AlertTarget>,
 }
 
+/// One published step of one app, for whoever follows every step (GitHub commit statuses
+/// and Deployments), not only the alerting ones.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StepReport {
+    /// The app.
+    pub app: AppRef,
+    /// The phase after the step.
+    pub phase: crate::state::Phase,
+    /// The canary weight after the step.
+    pub canary_weight: crate::spec::Weight,
+    /// What the step did, one line (the commit subject's event).
+    pub event: String,
+    /// The revision the release is about: the one under analysis, else the app's source.
+    pub revision: String,
+    /// The commit that carries the step.
+    pub commit: String,
+}
+
 /// Tells people what moved. A failed delivery is logged and retried within a bound, and
 /// never blocks a step.
 pub trait Notifier: Send + Sync {
     /// Delivers one alert to each of its targets that takes its severity.
     fn notify<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, ()>;
+
+    /// Hears about every published step; most notifiers only care about alerts.
+    fn step<'a>(&'a self, _step: &'a StepReport) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+}
+
+/// Several notifiers, each told everything.
+#[derive(Clone, Default)]
+pub struct Fanout(pub Vec<std::sync::Arc<dyn Notifier>>);
+
+impl Notifier for Fanout {
+    fn notify<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            join_all(self.0.iter().map(|n| n.notify(alert))).await;
+        })
+    }
+
+    fn step<'a>(&'a self, step: &'a StepReport) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            join_all(self.0.iter().map(|n| n.step(step))).await;
+        })
+    }
 }
 
 /// The notifier when no alert provider is configured: the log already has every event.

@@ -271,6 +271,8 @@ struct Planned {
 struct After {
     alert: Option<Alert>,
     calls: Vec<HookCall>,
+    /// The step, for notifiers that follow every step (its commit is filled in on push).
+    step: crate::ports::StepReport,
 }
 
 impl Engine {
@@ -406,6 +408,10 @@ impl Engine {
         let hooks = self.ports.hooks.clone();
         let mut jobs = Vec::new();
         for a in after {
+            let mut step = a.step;
+            step.commit = commit.to_string();
+            let stepper = notifier.clone();
+            jobs.push(tokio::spawn(async move { stepper.step(&step).await }));
             if let Some(mut alert) = a.alert {
                 alert.commit = Some(commit.to_string());
                 let notifier = notifier.clone();
@@ -1457,7 +1463,18 @@ fn aftermath(
             targets,
         }
     });
-    After { alert, calls }
+    After {
+        alert,
+        calls,
+        step: crate::ports::StepReport {
+            app: p.app.clone(),
+            phase: next.phase,
+            canary_weight: next.canary_weight,
+            event: step.event.clone(),
+            revision: checksum,
+            commit: String::new(),
+        },
+    }
 }
 
 /// weir's folders whose Canary is gone, when the record asks for it (`revertOnDeletion`):

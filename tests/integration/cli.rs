@@ -260,3 +260,118 @@ fn a_closed_gate_waits_until_weir_approve() {
     step();
     assert_eq!(fixture.state("backend").unwrap().phase, Phase::Promoting);
 }
+
+/// `--github-statuses`: every commit weir makes gets a status per app it moves, and each
+/// release a Deployment whose statuses follow the phases, on a GitHub stand-in.
+#[test]
+fn steps_are_reported_on_github_as_statuses_and_deployments() {
+    use crate::support::github::{GitHubStandIn, TOKEN};
+    let fixture = Fixture::with(|work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        crate::support::repo::edit(&canary, 0, "spec.analysis.interval", "1s");
+        let text = std::fs::read_to_string(&canary).unwrap();
+        std::fs::write(
+            &canary,
+            text.replace("  analysis:\n", "  skipAnalysis: true\n  analysis:\n"),
+        )
+        .unwrap();
+    });
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    let step = || {
+        let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+            .args(["step", "--repo", &fixture.url(), "--min-interval", "1s"])
+            .arg("--cache")
+            .arg(fixture.dir.path().join("cli-cache"))
+            .args([
+                "--github-statuses",
+                "--github-repository",
+                "acme/gitops-istio",
+            ])
+            .args(["--github-api", &hub.url()])
+            .env("WEIR_GITHUB_TOKEN", TOKEN)
+            .env_remove("WEIR_PROMETHEUS")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        for o in [&out.stdout, &out.stderr] {
+            assert!(!text(o).contains(TOKEN));
+        }
+    };
+    step();
+    fixture.bump("backend", "6.1.1");
+    for _ in 0..10 {
+        until_due(&fixture, std::time::Duration::from_secs(1));
+        step();
+        if fixture
+            .state("backend")
+            .is_some_and(|s| s.phase == weir::state::Phase::Succeeded)
+        {
+            break;
+        }
+    }
+    let backend = fixture.steps("backend");
+    assert_eq!(
+        fixture.state("backend").unwrap().phase,
+        weir::state::Phase::Succeeded,
+        "{backend:#?}"
+    );
+
+    // A status on each commit that moved the backend: pending while the release is under
+    // way, success once promoted.
+    let statuses = hub.statuses();
+    let on = |sha: &str| -> Vec<String> {
+        statuses
+            .iter()
+            .filter(|s| s.sha == sha && s.context == "weir/prod/backend")
+            .map(|s| s.state.clone())
+            .collect()
+    };
+    let release: Vec<&(String, String)> = backend
+        .iter()
+        .filter(|(_, subject)| !subject.contains("initialization"))
+        .collect();
+    assert!(release.len() >= 3, "{backend:#?}");
+    for (sha, subject) in &release[..release.len() - 1] {
+        assert_eq!(on(sha), vec!["pending"], "{subject}");
+    }
+    let (last, _) = release.last().unwrap();
+    assert_eq!(on(last), vec!["success"]);
+    let init = &fixture.log()[1].0;
+    assert_eq!(on(init), vec!["success"], "the initialisation");
+    assert!(statuses
+        .iter()
+        .any(|s| &s.sha == init && s.context == "weir/prod/frontend" && s.state == "success"));
+
+    // One Deployment per release: the backend's initialisation and its release; the
+    // release's statuses follow its steps and end in success.
+    let deployments = hub.deployments();
+    let backend_deployments: Vec<_> = deployments
+        .iter()
+        .filter(|d| d.environment == "prod/backend")
+        .collect();
+    assert_eq!(backend_deployments.len(), 2, "{deployments:#?}");
+    assert_eq!(
+        deployments
+            .iter()
+            .filter(|d| d.environment == "prod/frontend")
+            .count(),
+        1
+    );
+    let release_deployment = backend_deployments[1];
+    assert_eq!(release_deployment.git_ref, "main");
+    assert_eq!(release_deployment.payload["app"], "backend");
+    let states: Vec<String> = hub
+        .deployment_statuses()
+        .into_iter()
+        .filter(|s| s.deployment == release_deployment.id)
+        .map(|s| s.state)
+        .collect();
+    assert_eq!(states.len(), release.len(), "{states:?}");
+    assert!(
+        states[..states.len() - 1]
+            .iter()
+            .all(|s| s == "in_progress"),
+        "{states:?}"
+    );
+    assert_eq!(states.last().map(String::as_str), Some("success"));
+}
