@@ -92,6 +92,15 @@ pub struct ValidateArgs {
     pub spec: SpecArgs,
 }
 
+/// How steps reach the branch.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Mode {
+    /// One commit per tick, pushed with a lease.
+    Commit,
+    /// One pull request per app, merged by weir.
+    Pr,
+}
+
 /// `weir plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -158,6 +167,20 @@ pub struct RepoArgs {
     /// Folder of cached clones (default: $XDG_CACHE_HOME/weir or ~/.cache/weir).
     #[arg(long, env = "WEIR_CACHE")]
     pub cache: Option<PathBuf>,
+    /// How steps reach the branch: `commit` pushes each step; `pr` opens one pull request
+    /// per app (branch `weir/<namespace>/<name>`) and merges it, after an approving review at
+    /// the phases of --pr-review.
+    #[arg(long, env = "WEIR_MODE", value_enum, default_value = "commit")]
+    pub mode: Mode,
+    /// PR mode: steps into these phases wait for an approving review of their commit
+    /// (comma-separated Flagger phases; `none` for none).
+    #[arg(
+        long,
+        env = "WEIR_PR_REVIEW",
+        value_delimiter = ',',
+        default_value = "Promoting"
+    )]
+    pub pr_review: Vec<String>,
     /// Report every step on GitHub: a commit status on each commit weir makes and a
     /// Deployment per release whose statuses follow the phases.
     #[arg(long, env = "WEIR_GITHUB_STATUSES")]

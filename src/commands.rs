@@ -114,10 +114,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(exit_for(&report))
         }
         Command::Step(StepArgs { repo: args, .. }) => {
-            let publisher = DirectCommit {
-                prefix: args.message_prefix.clone(),
-            };
-            let mut engine = engine(&args, Box::new(publisher))?;
+            let publisher = publisher(&args)?;
+            let mut engine = engine(&args, publisher)?;
             let report = engine.tick().await?;
             print_problems(&report);
             let job = Job::from_env();
@@ -135,10 +133,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run(args) => {
             let every = config::duration("every", &args.every)?;
-            let publisher = DirectCommit {
-                prefix: args.repo.message_prefix.clone(),
-            };
-            let mut engine = engine(&args.repo, Box::new(publisher))?;
+            let publisher = publisher(&args.repo)?;
+            let mut engine = engine(&args.repo, publisher)?;
             crate::serve::run(&mut engine, every).await?;
             Ok(ExitCode::from(OK))
         }
@@ -191,7 +187,7 @@ fn control(
     use crate::tree::{Dir, Node};
     let (roots, min_interval) = config::spec(&args.repo.spec)?;
     let mut repo = Git2Repo::open(config::git(&args.repo)?)?;
-    let mut publisher = DirectCommit {
+    let publisher = DirectCommit {
         prefix: args.repo.message_prefix.clone(),
     };
     for _attempt in 0..args.repo.push_attempts.max(1) {
@@ -305,6 +301,7 @@ fn control(
             dir: app_dir.clone(),
         };
         let change = ChangeSet {
+            remaining: Vec::new(),
             app: app.clone(),
             dir: owned,
             tree: Some(dir),
@@ -320,7 +317,7 @@ fn control(
             }],
         };
         drop(tree_box);
-        match publisher.publish(&mut repo, head, &[change], chrono::Utc::now())? {
+        match publisher.commit(&mut repo, head, &[change], chrono::Utc::now())? {
             Publication::Committed { commit, message } => {
                 out.line(&format!(
                     "pushed {} {}",
@@ -334,7 +331,9 @@ fn control(
                 return Ok(ExitCode::from(OK));
             }
             Publication::Raced { .. } => continue,
-            Publication::DryRun { .. } => unreachable!("a direct commit is not a dry run"),
+            Publication::DryRun { .. } | Publication::Proposed { .. } => {
+                unreachable!("a direct commit is neither a dry run nor a pull request")
+            }
         }
     }
     anyhow::bail!("the branch kept moving; nothing was overwritten, try again")
@@ -369,14 +368,22 @@ fn notifier(args: &RepoArgs) -> anyhow::Result<Arc<dyn crate::ports::Notifier>> 
     if !args.github_statuses {
         return Ok(alerts);
     }
+    let github = github(args, "--github-statuses")?;
+    let reporter = crate::github::report::GitHubReporter::new(github, &args.branch);
+    Ok(Arc::new(crate::ports::Fanout(vec![
+        alerts,
+        Arc::new(reporter),
+    ])))
+}
+
+/// The GitHub API client for the config repository (`why` names the flag that needs it).
+fn github(args: &RepoArgs, why: &str) -> anyhow::Result<Arc<dyn crate::github::GitHub>> {
     let token = args
         .github_token
         .as_deref()
         .or(args.git_token.as_deref())
         .ok_or_else(|| {
-            anyhow::anyhow!(
-                "--github-statuses needs --github-token (WEIR_GITHUB_TOKEN) or --git-token"
-            )
+            anyhow::anyhow!("{why} needs --github-token (WEIR_GITHUB_TOKEN) or --git-token")
         })?;
     let repo = match args.github_repository.as_deref() {
         Some(full) => repo_name(full)?,
@@ -390,11 +397,35 @@ fn notifier(args: &RepoArgs) -> anyhow::Result<Arc<dyn crate::ports::Notifier>> 
             ..Default::default()
         },
     )?;
-    let reporter = crate::github::report::GitHubReporter::new(Arc::new(github), &args.branch);
-    Ok(Arc::new(crate::ports::Fanout(vec![
-        alerts,
-        Arc::new(reporter),
-    ])))
+    Ok(Arc::new(github))
+}
+
+/// The publisher of `--mode`.
+fn publisher(args: &RepoArgs) -> anyhow::Result<Box<dyn Publisher>> {
+    match args.mode {
+        crate::cli::Mode::Commit => Ok(Box::new(DirectCommit {
+            prefix: args.message_prefix.clone(),
+        })),
+        crate::cli::Mode::Pr => {
+            let mut review = Vec::new();
+            for p in args.pr_review.iter().filter(|p| *p != "none") {
+                review.push(
+                    serde_yaml::from_str::<crate::state::Phase>(p).map_err(|_| {
+                        anyhow::anyhow!("--pr-review `{p}`: not a phase (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed, ...)")
+                    })?,
+                );
+            }
+            Ok(Box::new(crate::pull_request::PullRequests::new(
+                github(args, "--mode pr")?,
+                crate::pull_request::PrSettings {
+                    base: args.branch.clone(),
+                    prefix: args.message_prefix.clone(),
+                    review,
+                    ..Default::default()
+                },
+            )))
+        }
+    }
 }
 
 /// `owner/name`.

@@ -222,7 +222,8 @@ impl Git2Repo {
     }
 
     /// What the remote's branch points at now (`None` when it does not exist).
-    fn remote_head(&self) -> Result<Option<ObjectId>, RepoError> {
+    /// What the remote's `branch` points at now.
+    fn remote_ref(&self, branch: &str) -> Result<Option<ObjectId>, RepoError> {
         let auth = Arc::new(Auth::default());
         let mut remote = self
             .repo
@@ -235,7 +236,7 @@ impl Git2Repo {
                 None,
             )
             .map_err(|e| self.classify("read", &e, &auth))?;
-        let want = format!("refs/heads/{}", self.settings.branch);
+        let want = format!("refs/heads/{branch}");
         let heads = conn.list().map_err(local_err)?;
         Ok(heads.iter().find(|h| h.name() == want).map(|h| id(h.oid())))
     }
@@ -361,14 +362,33 @@ impl ConfigRepo for Git2Repo {
         message: &str,
         at: DateTime<Utc>,
     ) -> Result<Option<ObjectId>, RepoError> {
+        self.commit_onto(parent, &[parent], changes, message, at)
+    }
+
+    fn commit_onto(
+        &self,
+        base: ObjectId,
+        parents: &[ObjectId],
+        changes: &[ChangeSet],
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ObjectId>, RepoError> {
         // New objects are written to memory, then to the repository as one pack: a step of
         // thousands of apps writes one file, not one loose object per file.
         let repo = Repository::open_bare(self.repo.path()).map_err(local_err)?;
         let odb = repo.odb().map_err(local_err)?;
         let mempack = odb.add_new_mempack_backend(1000).map_err(local_err)?;
         let mut written = Vec::new();
-        let parent_commit = repo.find_commit(oid(parent)).map_err(local_err)?;
-        let base = parent_commit.tree().map_err(local_err)?;
+        let base = repo
+            .find_commit(oid(base))
+            .and_then(|c| c.tree())
+            .map_err(local_err)?;
+        let parents = parents
+            .iter()
+            .map(|p| repo.find_commit(oid(*p)))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(local_err)?;
+        let parents: Vec<&git2::Commit> = parents.iter().collect();
         let mut updates: BTreeMap<String, Option<(Oid, i32)>> = BTreeMap::new();
         for c in changes {
             let value = match &c.tree {
@@ -389,7 +409,7 @@ impl ConfigRepo for Git2Repo {
         let author = Signature::new(&s.author.0, &s.author.1, &time).map_err(local_err)?;
         let committer = Signature::new(&s.committer.0, &s.committer.1, &time).map_err(local_err)?;
         let commit = repo
-            .commit(None, &author, &committer, message, &tree, &[&parent_commit])
+            .commit(None, &author, &committer, message, &tree, &parents)
             .map_err(local_err)?;
         written.push(commit);
         // The new objects, and nothing else, go into the pack (objects the repository had
@@ -436,9 +456,6 @@ impl ConfigRepo for Git2Repo {
     }
 
     fn push(&mut self, expected: ObjectId, new: ObjectId) -> Result<PushOutcome, RepoError> {
-        let url = self.url();
-        let branch = self.settings.branch.clone();
-        let target_ref = format!("refs/heads/{branch}");
         // The new commit must sit on the head we planned on.
         let parent = self
             .repo
@@ -450,6 +467,55 @@ impl ConfigRepo for Git2Repo {
                 "commit {new} is not based on the planned head {expected}"
             )));
         }
+        let branch = self.settings.branch.clone();
+        self.push_ref(&branch, Some(expected), new)
+    }
+
+    fn branch_tip(&mut self, branch: &str) -> Result<Option<ObjectId>, RepoError> {
+        let tracking = format!("refs/remotes/origin/{branch}");
+        let Some(tip) = self.remote_ref(branch)? else {
+            if let Ok(mut r) = self.repo.find_reference(&tracking) {
+                r.delete().map_err(local_err)?;
+            }
+            return Ok(None);
+        };
+        if self.repo.find_commit(oid(tip)).is_err() {
+            let auth = Arc::new(Auth::default());
+            let mut remote = self
+                .repo
+                .remote_anonymous(self.settings.url.expose())
+                .map_err(local_err)?;
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(callbacks(&self.settings, auth.clone()));
+            let refspec = format!("+refs/heads/{branch}:{tracking}");
+            remote
+                .fetch(&[refspec.as_str()], Some(&mut opts), None)
+                .map_err(|e| self.classify("fetch", &e, &auth))?;
+        }
+        Ok(Some(tip))
+    }
+
+    fn push_branch(
+        &mut self,
+        branch: &str,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<PushOutcome, RepoError> {
+        self.push_ref(branch, expected, new)
+    }
+}
+
+impl Git2Repo {
+    /// Moves `branch` of the remote from exactly `expected` (`None`: absent) to `new`, with
+    /// the lease checked in push negotiation; never forces.
+    fn push_ref(
+        &mut self,
+        branch: &str,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<PushOutcome, RepoError> {
+        let url = self.url();
+        let target_ref = format!("refs/heads/{branch}");
         self.repo
             .reference("refs/weir/push", oid(new), true, "weir push")
             .map_err(local_err)?;
@@ -467,7 +533,7 @@ impl ConfigRepo for Git2Repo {
             for u in updates {
                 if u.dst_refname() == Ok(want_ref.as_str()) {
                     let remote = (!u.src().is_zero()).then(|| id(u.src()));
-                    if remote != Some(expected) {
+                    if remote != expected {
                         *lease_sink.lock().expect("not poisoned") = Some(remote);
                         return Err(git2::Error::from_str(
                             "the branch is not at the planned head",
@@ -507,8 +573,8 @@ impl ConfigRepo for Git2Repo {
         };
         if let Some(message) = rejection {
             // Decide from what the remote holds now, not from the wording of the refusal.
-            return match self.remote_head()? {
-                Some(now) if now == expected => Err(RepoError::permanent(format!(
+            return match self.remote_ref(branch)? {
+                now if now == expected => Err(RepoError::permanent(format!(
                     "the remote refused the update of {target_ref} on {url}: {}. The branch did not move, so this is not a race; weir will not retry it until something changes (branch protection, a hook or permissions?)",
                     crate::events::clean(&self.scrubber.scrub(&message), 300)
                 ))),

@@ -24,6 +24,7 @@ pub mod ports;
 pub mod preview;
 pub mod prometheus;
 pub mod publish;
+pub mod pull_request;
 pub mod reconcile;
 pub mod render;
 pub mod rules;

@@ -5,7 +5,7 @@
 //! | port | what it does | adapters today |
 //! | --- | --- | --- |
 //! | [`ConfigRepo`] | fetch the branch, read trees, build commits, push with a lease | git2 cache |
-//! | [`Publisher`] | turn per-app change sets into a published change | direct commit, dry run |
+//! | [`Publisher`] | turn per-app change sets into a published change | direct commit, dry run, pull requests |
 //! | [`MetricSource`] | run one query, return one number or why not | Prometheus |
 //! | [`Clock`] | the time of decisions | wall clock, fake clock |
 //! | [`Notifier`] | tell people what moved | alert providers, GitHub statuses and Deployments |
@@ -92,6 +92,44 @@ pub trait ConfigRepo: Send {
     fn start_over(&mut self) -> Result<bool, RepoError> {
         Ok(false)
     }
+    /// The tip of another branch of the remote (a pull request branch), fetched so that
+    /// commits can be built on it; `None` when the remote has no such branch.
+    fn branch_tip(&mut self, branch: &str) -> Result<Option<ObjectId>, RepoError> {
+        Err(RepoError::permanent(format!(
+            "{}: cannot read branch {branch}: this repository adapter has no other branches",
+            self.describe()
+        )))
+    }
+    /// Builds a commit with `base`'s tree and each change set's folder replaced, whose
+    /// parents are `parents` (the first one first); `None` when the tree would be `base`'s.
+    fn commit_onto(
+        &self,
+        base: ObjectId,
+        parents: &[ObjectId],
+        changes: &[ChangeSet],
+        message: &str,
+        at: DateTime<Utc>,
+    ) -> Result<Option<ObjectId>, RepoError> {
+        let _ = (base, parents, changes, message, at);
+        Err(RepoError::permanent(format!(
+            "{}: this repository adapter cannot build merge commits",
+            self.describe()
+        )))
+    }
+    /// Moves another branch from exactly `expected` (`None`: it must not exist) to `new`;
+    /// never forces.
+    fn push_branch(
+        &mut self,
+        branch: &str,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<PushOutcome, RepoError> {
+        let _ = (expected, new);
+        Err(RepoError::permanent(format!(
+            "{}: cannot push branch {branch}: this repository adapter has no other branches",
+            self.describe()
+        )))
+    }
 }
 
 /// The app a change set or event is about.
@@ -122,6 +160,9 @@ pub struct ChangeSet {
     pub tree: Option<Dir>,
     /// What moved and why.
     pub events: Vec<Event>,
+    /// The steps that follow this one when every gate passes (pull request bodies show
+    /// them); empty at rest.
+    pub remaining: Vec<crate::plan::Rehearsed>,
 }
 
 /// The result of publishing.
@@ -150,19 +191,27 @@ pub enum Publication {
         /// The remote's branch, when known.
         remote: Option<ObjectId>,
     },
+    /// Pull requests, one per app (PR mode): the steps merged into the branch now, and the
+    /// apps whose step waits in its pull request (for a review, a check, a retry).
+    Proposed {
+        /// Each merged step: the app, the commit on the branch, its message.
+        merged: Vec<(AppRef, ObjectId, String)>,
+        /// Each waiting step: the app and why it waits.
+        waiting: Vec<(AppRef, String)>,
+    },
 }
 
-/// Publishes change sets planned on a head: one commit pushed with a lease, or (later) one
-/// pull request per app.
+/// Publishes change sets planned on a head: one commit pushed with a lease, or one pull
+/// request per app.
 pub trait Publisher: Send {
     /// Publishes `changes`, planned on `head`, through `repo`.
-    fn publish(
-        &mut self,
-        repo: &mut dyn ConfigRepo,
+    fn publish<'a>(
+        &'a mut self,
+        repo: &'a mut dyn ConfigRepo,
         head: ObjectId,
-        changes: &[ChangeSet],
+        changes: &'a [ChangeSet],
         at: DateTime<Utc>,
-    ) -> Result<Publication, RepoError>;
+    ) -> BoxFuture<'a, Result<Publication, RepoError>>;
 }
 
 /// Why a metric query gave no number.

@@ -5,7 +5,9 @@
 //! (one branch and PR per app) plugs in behind the same port.
 
 use crate::events::{commit_message, Event};
-use crate::ports::{ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError};
+use crate::ports::{
+    BoxFuture, ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError,
+};
 use crate::tree::ObjectId;
 use chrono::{DateTime, Utc};
 
@@ -22,8 +24,21 @@ pub struct DirectCommit {
 }
 
 impl Publisher for DirectCommit {
-    fn publish(
-        &mut self,
+    fn publish<'a>(
+        &'a mut self,
+        repo: &'a mut dyn ConfigRepo,
+        head: ObjectId,
+        changes: &'a [ChangeSet],
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Publication, RepoError>> {
+        Box::pin(async move { self.commit(repo, head, changes, at) })
+    }
+}
+
+impl DirectCommit {
+    /// Builds the commit of `changes` on `head` and pushes it with a lease, at once.
+    pub fn commit(
+        &self,
         repo: &mut dyn ConfigRepo,
         head: ObjectId,
         changes: &[ChangeSet],
@@ -74,21 +89,23 @@ pub struct DryRun {
 }
 
 impl Publisher for DryRun {
-    fn publish(
-        &mut self,
-        repo: &mut dyn ConfigRepo,
+    fn publish<'a>(
+        &'a mut self,
+        repo: &'a mut dyn ConfigRepo,
         head: ObjectId,
-        changes: &[ChangeSet],
+        changes: &'a [ChangeSet],
         at: DateTime<Utc>,
-    ) -> Result<Publication, RepoError> {
-        let Some((commit, message)) = build(&*repo, head, changes, &self.prefix, at)? else {
-            return Ok(Publication::Nothing);
-        };
-        let diff = repo.diff(head, commit)?;
-        Ok(Publication::DryRun {
-            commit,
-            message,
-            diff,
+    ) -> BoxFuture<'a, Result<Publication, RepoError>> {
+        Box::pin(async move {
+            let Some((commit, message)) = build(&*repo, head, changes, &self.prefix, at)? else {
+                return Ok(Publication::Nothing);
+            };
+            let diff = repo.diff(head, commit)?;
+            Ok(Publication::DryRun {
+                commit,
+                message,
+                diff,
+            })
         })
     }
 }

@@ -336,11 +336,12 @@ impl Engine {
             report.head = Some(head);
             report.attempts = attempt;
             let now = self.ports.clock.now();
-            let publication = span.in_scope(|| {
-                self.ports
-                    .publisher
-                    .publish(self.ports.repo.as_mut(), head, &planned.changes, now)
-            })?;
+            let publication = self
+                .ports
+                .publisher
+                .publish(self.ports.repo.as_mut(), head, &planned.changes, now)
+                .instrument(span.clone())
+                .await?;
             match publication {
                 Publication::Nothing => {
                     debug!(parent: &span, "nothing to commit");
@@ -376,6 +377,39 @@ impl Engine {
                         .collect();
                     let commit_hex = commit.to_string();
                     self.tell(planned.after, &commit_hex).await;
+                    return Ok(report);
+                }
+                Publication::Proposed { merged, waiting } => {
+                    for (app, why) in &waiting {
+                        info!(parent: &span, app = %app, "the step waits in its pull request: {why}");
+                        if let Some(line) =
+                            report.apps.iter_mut().find(|a| a.app == app.to_string())
+                        {
+                            line.message = format!("pull request: {why}");
+                        }
+                    }
+                    // Apps waiting in a pull request are looked at again next tick.
+                    self.caches.quiet_head = None;
+                    self.keep_memos(planned.memos);
+                    let merged_apps: Vec<&AppRef> = merged.iter().map(|(a, _, _)| a).collect();
+                    report.events = planned
+                        .changes
+                        .iter()
+                        .filter(|c| merged_apps.contains(&&c.app))
+                        .flat_map(|c| c.events.clone())
+                        .collect();
+                    if let Some((_, commit, message)) = merged.last() {
+                        report.commit = Some(*commit);
+                        report.message = Some(message.clone());
+                    }
+                    let mut after = planned.after;
+                    for (app, commit, message) in &merged {
+                        info!(parent: &span, app = %app, commit = %commit.short(7), subject = message.lines().next().unwrap_or(""), "merged");
+                        let (mine, rest): (Vec<After>, Vec<After>) =
+                            after.into_iter().partition(|a| a.step.app == *app);
+                        after = rest;
+                        self.tell(mine, &commit.to_string()).await;
+                    }
                     return Ok(report);
                 }
                 Publication::Raced { remote } => {
@@ -894,7 +928,19 @@ impl Engine {
                     );
                     let details = with_hook_results(&step.details, p.report.as_ref());
                     after.push(aftermath(&p, step, &catalog.providers, settings));
+                    let remaining = if step.next.phase.in_flight() {
+                        plan::rehearse(
+                            &p.canary.analysis,
+                            p.canary.skip_analysis,
+                            &step.next,
+                            &p.source.revision,
+                            &p.source.images,
+                        )
+                    } else {
+                        Vec::new()
+                    };
                     changes.push(ChangeSet {
+                        remaining,
                         dir: owned_dir(&p.source.dir),
                         tree: Some(dir),
                         events: vec![Event {
@@ -1545,6 +1591,7 @@ fn orphans(
         });
         info!(app = %app, "Canary deleted with revertOnDeletion: weir's folder removed");
         out.push(ChangeSet {
+            remaining: Vec::new(),
             dir: owned.clone(),
             events: vec![Event {
                 app: app.clone(),

@@ -267,7 +267,15 @@ async fn a_receiver_that_never_takes_it_costs_bounded_time_and_leaks_no_secret()
         .with_ansi(false)
         .finish();
     let started = Instant::now();
-    let deliveries = notifier.deliver(&a).with_subscriber(subscriber).await;
+    // tracing caches whether a log line is wanted per call site, across the threads of
+    // the test binary; other tests running at once can leave it cached as unwanted. Asking
+    // again under this subscriber makes the capture independent of them.
+    let deliveries = async {
+        tracing::callsite::rebuild_interest_cache();
+        notifier.deliver(&a).await
+    }
+    .with_subscriber(subscriber)
+    .await;
     // Three attempts of at most 0.5 s and two short waits, for all targets at once; the
     // bound only catches a hang.
     assert!(

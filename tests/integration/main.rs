@@ -14,6 +14,7 @@ mod invalid;
 mod plan_preview;
 mod plan_strategies;
 mod planner;
+mod pr_mode;
 mod primary;
 mod race;
 mod repair;

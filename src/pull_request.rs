@@ -1,0 +1,350 @@
+//! PR mode: each app's next step goes to a branch of its own (`weir/<namespace>/<name>`) and
+//! one open pull request, updated in place, that weir merges itself once the step is planned
+//! again with fresh evidence, and, at the steps a team marks as needing a person (at least the
+//! promotion), once someone approved that very commit. Behind the same [`Publisher`] port as
+//! direct commits; the planner does not know which one runs.
+//!
+//! A step is kept while the planner keeps planning it: a pull request already carrying the
+//! same step is not rebuilt (so an approval stays valid while other apps move the branch). A
+//! different step for the app (the next one, a halt, a rollback, a new revision) rewrites the
+//! pull request with a commit on top of its branch and says why in a comment. Nothing is
+//! ever force-pushed: a new commit on the app's branch has both the branch's tip and the
+//! planned head as parents, so the branch only moves forward and the pull request shows only
+//! weir's folder of the app.
+
+use crate::events::{clean, commit_message};
+use crate::github::{
+    GitHub, MergeMethod, MergeOutcome, MergeRequest, NewPullRequest, PullRequest, ReviewVerdict,
+};
+use crate::ports::{
+    AppRef, BoxFuture, ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError,
+};
+use crate::state::Phase;
+use crate::tree::ObjectId;
+use chrono::{DateTime, Utc};
+use std::fmt::Write as _;
+use std::sync::Arc;
+
+/// How pull requests are made and merged.
+#[derive(Debug, Clone)]
+pub struct PrSettings {
+    /// The branch pull requests merge into (the config branch).
+    pub base: String,
+    /// Prepended to every title.
+    pub prefix: String,
+    /// Steps that lead to these phases wait for an approving review of their commit.
+    pub review: Vec<Phase>,
+    /// How weir merges.
+    pub method: MergeMethod,
+}
+
+impl Default for PrSettings {
+    fn default() -> PrSettings {
+        PrSettings {
+            base: "main".into(),
+            prefix: String::new(),
+            review: vec![Phase::Promoting],
+            method: MergeMethod::Squash,
+        }
+    }
+}
+
+/// The pull request publisher.
+pub struct PullRequests {
+    github: Arc<dyn GitHub>,
+    settings: PrSettings,
+}
+
+/// What came of one app's step.
+enum Outcome {
+    /// Nothing to propose (the step changes no file).
+    Nothing,
+    /// Merged: the commit on the branch and its message.
+    Merged(ObjectId, String),
+    /// Waiting in its pull request, and why.
+    Waiting(String),
+}
+
+/// The first line of a pull request body: which step it carries, by which weir finds it.
+const STEP_MARKER: &str = "<!-- weir step: ";
+
+impl PullRequests {
+    /// Publishes through `github` with `settings`.
+    pub fn new(github: Arc<dyn GitHub>, settings: PrSettings) -> PullRequests {
+        PullRequests { github, settings }
+    }
+
+    /// The branch of an app's pull request.
+    pub fn branch(app: &AppRef) -> String {
+        format!("weir/{}/{}", app.namespace, app.name)
+    }
+
+    async fn one(
+        &self,
+        repo: &mut dyn ConfigRepo,
+        head: ObjectId,
+        change: &ChangeSet,
+        at: DateTime<Utc>,
+    ) -> Result<Outcome, RepoError> {
+        let branch = Self::branch(&change.app);
+        let message = commit_message(&self.settings.prefix, &change.events);
+        let title = message.lines().next().unwrap_or_default().to_string();
+        let key = step_key(change);
+        let open = self
+            .github
+            .find_pull_request(&branch)
+            .await
+            .map_err(gh_err)?;
+        let tip = repo.branch_tip(&branch)?;
+        let kept = open
+            .as_ref()
+            .filter(|pr| carried_step(&pr.body) == Some(key.as_str()))
+            .filter(|pr| tip.is_some_and(|t| t.to_string() == pr.head_sha))
+            .cloned();
+        let (pr, sha) = match kept {
+            Some(pr) => {
+                let sha = pr.head_sha.clone();
+                (pr, sha)
+            }
+            None => {
+                let parents: Vec<ObjectId> = std::iter::once(head).chain(tip).collect();
+                let Some(commit) =
+                    repo.commit_onto(head, &parents, std::slice::from_ref(change), &message, at)?
+                else {
+                    return Ok(Outcome::Nothing);
+                };
+                match repo.push_branch(&branch, tip, commit)? {
+                    PushOutcome::Pushed => {}
+                    PushOutcome::Raced { .. } => {
+                        return Ok(Outcome::Waiting(format!(
+                            "branch {branch} moved while weir wrote it; written again next tick"
+                        )))
+                    }
+                }
+                let body = body(change, &key, &message);
+                let pr = match open {
+                    Some(old) => {
+                        let pr = self
+                            .github
+                            .update_pull_request(old.number, &title, &body)
+                            .await
+                            .map_err(gh_err)?;
+                        let why = format!(
+                            "Superseded: this pull request now carries `{}` (it carried `{}`); the planner decided the next step on fresh evidence.",
+                            cell(&title),
+                            cell(&old.title)
+                        );
+                        self.github
+                            .comment(old.number, &why)
+                            .await
+                            .map_err(gh_err)?;
+                        pr
+                    }
+                    None => self
+                        .github
+                        .open_pull_request(&NewPullRequest {
+                            head: branch.clone(),
+                            base: self.settings.base.clone(),
+                            title: title.clone(),
+                            body,
+                        })
+                        .await
+                        .map_err(gh_err)?,
+                };
+                (pr, commit.to_string())
+            }
+        };
+        if self.needs_review(change) && !self.approved(&pr, &sha).await? {
+            return Ok(Outcome::Waiting(format!(
+                "#{} waits for an approving review of {}",
+                pr.number,
+                short(&sha)
+            )));
+        }
+        let merged = self
+            .github
+            .merge(&MergeRequest {
+                number: pr.number,
+                expected_head: sha,
+                method: self.settings.method,
+                title: Some(title),
+                message: Some(body_of_message(&message)),
+            })
+            .await
+            .map_err(gh_err)?;
+        match merged {
+            MergeOutcome::Merged { sha } => {
+                let commit = ObjectId::from_hex(&sha).ok_or_else(|| {
+                    RepoError::permanent(format!(
+                        "GitHub merged #{} as `{}`, not a commit id",
+                        pr.number,
+                        clean(&sha, 60)
+                    ))
+                })?;
+                Ok(Outcome::Merged(commit, message))
+            }
+            MergeOutcome::NotMergeable { reason } => Ok(Outcome::Waiting(format!(
+                "#{} cannot be merged yet ({}); tried again next tick",
+                pr.number,
+                clean(&reason, 200)
+            ))),
+            MergeOutcome::Conflict { reason } | MergeOutcome::StaleHead { reason } => {
+                Ok(Outcome::Waiting(format!(
+                    "#{} was not merged ({}); written again on the branch's new head next tick",
+                    pr.number,
+                    clean(&reason, 200)
+                )))
+            }
+        }
+    }
+
+    fn needs_review(&self, change: &ChangeSet) -> bool {
+        change
+            .events
+            .iter()
+            .any(|e| self.settings.review.contains(&e.phase))
+    }
+
+    /// Someone approved exactly `sha`, and nobody's standing verdict asks for changes.
+    async fn approved(&self, pr: &PullRequest, sha: &str) -> Result<bool, RepoError> {
+        let reviews = self.github.reviews(pr.number).await.map_err(gh_err)?;
+        let blocked = reviews
+            .iter()
+            .any(|r| r.verdict == ReviewVerdict::ChangesRequested);
+        let approved = reviews
+            .iter()
+            .any(|r| r.verdict == ReviewVerdict::Approved && r.commit.as_deref() == Some(sha));
+        Ok(approved && !blocked)
+    }
+}
+
+impl Publisher for PullRequests {
+    fn publish<'a>(
+        &'a mut self,
+        repo: &'a mut dyn ConfigRepo,
+        head: ObjectId,
+        changes: &'a [ChangeSet],
+        at: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Publication, RepoError>> {
+        Box::pin(async move {
+            let mut merged = Vec::new();
+            let mut waiting = Vec::new();
+            for change in changes {
+                match self.one(repo, head, change, at).await {
+                    Ok(Outcome::Nothing) => {}
+                    Ok(Outcome::Merged(commit, message)) => {
+                        merged.push((change.app.clone(), commit, message))
+                    }
+                    Ok(Outcome::Waiting(why)) => waiting.push((change.app.clone(), why)),
+                    // One app's trouble with GitHub holds that app only.
+                    Err(e) if e.transient => waiting.push((change.app.clone(), e.message)),
+                    Err(e) => return Err(e),
+                }
+            }
+            if merged.is_empty() && waiting.is_empty() {
+                return Ok(Publication::Nothing);
+            }
+            Ok(Publication::Proposed { merged, waiting })
+        })
+    }
+}
+
+fn gh_err(e: crate::github::GitHubError) -> RepoError {
+    RepoError {
+        message: e.message,
+        transient: e.transient,
+    }
+}
+
+/// Identifies a step: the same step planned again has the same key.
+fn step_key(change: &ChangeSet) -> String {
+    let text: Vec<String> = change
+        .events
+        .iter()
+        .map(|e| format!("{}|{}|{}|{}", e.app, e.phase, e.weight, e.summary))
+        .collect();
+    ObjectId::for_blob(text.join("\n").as_bytes()).short(12)
+}
+
+/// The step a pull request body says it carries.
+fn carried_step(body: &str) -> Option<&str> {
+    body.lines()
+        .next()?
+        .strip_prefix(STEP_MARKER)?
+        .strip_suffix(" -->")
+}
+
+fn short(sha: &str) -> &str {
+    crate::plan::short(sha)
+}
+
+fn body_of_message(message: &str) -> String {
+    message.lines().skip(2).collect::<Vec<_>>().join("\n")
+}
+
+fn cell(s: &str) -> String {
+    crate::actions::cell(s)
+}
+
+/// The pull request body: the step, the gate results, the steps that follow, and a chart of
+/// the canary weight per step that GitHub renders.
+fn body(change: &ChangeSet, key: &str, message: &str) -> String {
+    let mut md = format!("{STEP_MARKER}{key} -->\n");
+    for e in &change.events {
+        let _ = writeln!(
+            md,
+            "**{}**: {} (phase {}, canary weight {}%)\n",
+            e.app,
+            cell(&e.summary),
+            e.phase,
+            e.weight
+        );
+        let checks: Vec<&String> = e.details.iter().collect();
+        if !checks.is_empty() {
+            md.push_str("| evidence of this step |\n| --- |\n");
+            for d in checks {
+                let _ = writeln!(md, "| {} |", cell(d));
+            }
+            md.push('\n');
+        }
+    }
+    if !change.remaining.is_empty() {
+        md.push_str("The steps that follow when every gate passes:\n\n| after | phase | canary weight | step |\n| --- | --- | --- | --- |\n");
+        for s in &change.remaining {
+            let _ = writeln!(
+                md,
+                "| {} | {} | {} | {} |",
+                crate::duration::GoDuration(s.after),
+                s.phase,
+                s.canary_weight,
+                cell(&s.event)
+            );
+        }
+        md.push_str("\n```mermaid\nxychart-beta\n    title \"canary weight per step\"\n    y-axis \"weight %\" 0 --> 100\n    line [");
+        let now = change.events.first().map(|e| e.weight.get()).unwrap_or(0);
+        let weights: Vec<String> = std::iter::once(now)
+            .chain(change.remaining.iter().map(|s| s.canary_weight.get()))
+            .map(|w| w.to_string())
+            .collect();
+        md.push_str(&weights.join(", "));
+        md.push_str("]\n```\n");
+    }
+    let _ = write!(
+        md,
+        "\n<details><summary>commit message</summary>\n\n```text\n{}\n```\n</details>\n",
+        message.replace("```", "'''")
+    );
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_step_marker_round_trips() {
+        let body = format!("{STEP_MARKER}0123abcd4567 -->\nrest");
+        assert_eq!(carried_step(&body), Some("0123abcd4567"));
+        assert_eq!(carried_step("no marker"), None);
+    }
+}

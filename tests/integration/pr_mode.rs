@@ -1,0 +1,239 @@
+//! PR mode end to end: a real bare remote behind the GitHub stand-in (whose merges are real
+//! squash commits on `main`), the octocrab adapter, the engine with the pull request
+//! publisher. A canary release goes through one pull request per step, merged by weir; the
+//! promotion waits for an approving review; a restart finds and continues the same pull
+//! request; a bad release is rolled back through its pull request; every commit on `main`
+//! builds as Flux builds it.
+
+use crate::support::github::{GitHubStandIn, TOKEN};
+use crate::support::repo::{edit, flux_build, Fixture};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use weir::fakes::FakeMetrics;
+use weir::github::rest::{RestGitHub, RestSettings};
+use weir::github::RepoName;
+use weir::ports::{MetricError, NoNotifier, SystemClock};
+use weir::pull_request::{PrSettings, PullRequests};
+use weir::reconcile::{Engine, Ports, Settings, TickReport};
+use weir::render::Templates;
+use weir::secret::Secret;
+use weir::state::Phase;
+
+/// Metrics of a healthy release: success rate 100, error rate 0, latency 100ms.
+fn healthy(q: &str) -> Result<f64, MetricError> {
+    Ok(if q.contains("histogram_quantile") {
+        100.0
+    } else if q.trim_start().starts_with("100 -") {
+        0.0
+    } else {
+        100.0
+    })
+}
+
+fn engine(fixture: &Fixture, hub: &GitHubStandIn, metrics: &FakeMetrics) -> Engine {
+    let github = RestGitHub::new(
+        RepoName {
+            owner: "acme".into(),
+            name: "gitops-istio".into(),
+        },
+        &Secret::new(TOKEN),
+        RestSettings {
+            base_url: hub.url(),
+            ..RestSettings::default()
+        },
+    )
+    .unwrap();
+    Engine::new(
+        Ports {
+            repo: Box::new(fixture.repo()),
+            publisher: Box::new(PullRequests::new(Arc::new(github), PrSettings::default())),
+            metrics: Arc::new(metrics.clone()),
+            clock: Arc::new(SystemClock),
+            notifier: Arc::new(NoNotifier),
+            hooks: Arc::new(weir::ports::NoHooks),
+        },
+        Templates::embedded().unwrap(),
+        Settings {
+            roots: vec![".".into()],
+            min_interval: Duration::from_secs(1),
+            ..Settings::default()
+        },
+    )
+}
+
+/// Ticks until `done` holds, or panics at the deadline; returns the last report.
+async fn until(
+    engine: &mut Engine,
+    fixture: &Fixture,
+    what: &str,
+    done: impl Fn(&Fixture) -> bool,
+) -> TickReport {
+    let start = Instant::now();
+    loop {
+        let report = engine.tick().await.expect("tick runs");
+        if done(fixture) {
+            return report;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "not {what}; log: {:#?}\nlast: {report:#?}",
+            fixture.log()
+        );
+        // Poll pause: the next step becomes due on the wall clock.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn phase(fixture: &Fixture) -> Option<Phase> {
+    fixture.state("backend").map(|s| s.phase)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_review() {
+    let fixture = Fixture::with(|work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        edit(&canary, 0, "spec.analysis.interval", "1s");
+        edit(&canary, 0, "spec.analysis.stepWeight", "50");
+        edit(&canary, 0, "spec.analysis.threshold", "2");
+    });
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    let metrics = FakeMetrics::constant(0.0);
+    metrics.answer(healthy);
+    let mut weir = engine(&fixture, &hub, &metrics);
+
+    // Initialisation: one pull request per app, each merged at once.
+    until(&mut weir, &fixture, "initialised", |f| {
+        f.state("backend").is_some() && f.state("frontend").is_some()
+    })
+    .await;
+    let pulls = hub.pulls();
+    assert_eq!(pulls.len(), 2, "{pulls:#?}");
+    assert!(pulls.iter().all(|p| p.merged && !p.open));
+    let mut heads: Vec<&str> = pulls.iter().map(|p| p.head.as_str()).collect();
+    heads.sort();
+    assert_eq!(heads, ["weir/prod/backend", "weir/prod/frontend"]);
+
+    // A release: each analysed step is a pull request merged by weir, until the promotion,
+    // which waits for a person.
+    fixture.bump("backend", "6.1.1");
+    let waiting = until(&mut weir, &fixture, "the promotion proposed", |_| {
+        hub.pulls()
+            .iter()
+            .any(|p| p.open && p.title.contains("promoting revision"))
+    })
+    .await;
+    let promotion = hub
+        .pulls()
+        .into_iter()
+        .find(|p| p.open)
+        .expect("the open promotion pull request");
+    assert_eq!(promotion.head, "weir/prod/backend");
+    let body = promotion.body.clone().unwrap_or_default();
+    assert!(body.starts_with("<!-- weir step: "), "{body}");
+    assert!(body.contains("request-success-rate 100 >= 99"), "{body}");
+    assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
+    let line = waiting
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/backend")
+        .unwrap();
+    assert!(
+        line.message.contains(&format!(
+            "#{} waits for an approving review",
+            promotion.number
+        )),
+        "{line:#?}"
+    );
+
+    // Unapproved, it stays: more ticks merge nothing and do not rebuild the branch.
+    let log = fixture.log().len();
+    for _ in 0..3 {
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        weir.tick().await.unwrap();
+    }
+    assert_eq!(fixture.log().len(), log);
+    assert_eq!(phase(&fixture), Some(Phase::Progressing));
+    let again = hub
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == promotion.number)
+        .unwrap();
+    assert_eq!(again.last_head_sha, promotion.last_head_sha, "not rebuilt");
+
+    // weir restarts (a crash between opening and merging): the new process finds the same
+    // pull request and does not open another.
+    drop(weir);
+    let mut weir = engine(&fixture, &hub, &metrics);
+    weir.tick().await.unwrap();
+    let open: Vec<_> = hub.pulls().into_iter().filter(|p| p.open).collect();
+    assert_eq!(open.len(), 1, "{open:#?}");
+    assert_eq!(open[0].number, promotion.number);
+
+    // A person approves that commit: weir merges it, then finishes the release.
+    hub.approve(promotion.number, "alice");
+    until(&mut weir, &fixture, "promoted", |f| {
+        phase(f) == Some(Phase::Succeeded)
+    })
+    .await;
+    let merged = hub
+        .pulls()
+        .into_iter()
+        .find(|p| p.number == promotion.number)
+        .unwrap();
+    assert!(merged.merged);
+
+    // Every step on main is one squash commit that builds as Flux builds it, and names its
+    // step; no pull request was left open, none was duplicated.
+    let steps = fixture.steps("backend");
+    let subjects: Vec<&str> = steps.iter().map(|(_, s)| s.as_str()).collect();
+    assert!(
+        subjects
+            .iter()
+            .any(|s| s.contains("advance canary weight 0 -> 50")),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects.iter().any(|s| s.contains("promoting revision")),
+        "{subjects:#?}"
+    );
+    assert!(
+        subjects.last().unwrap().contains("promotion completed"),
+        "{subjects:#?}"
+    );
+    for (sha, _) in &steps {
+        flux_build(&fixture, sha);
+    }
+    assert!(hub.pulls().iter().all(|p| !p.open));
+    let per_branch = hub
+        .pulls()
+        .iter()
+        .filter(|p| p.head == "weir/prod/backend")
+        .count();
+    assert_eq!(per_branch, steps.len(), "one pull request per step");
+
+    // A bad release: failed checks halt, then roll back, through pull requests that need
+    // no review; the primary keeps the promoted version.
+    metrics.answer(|q| {
+        Ok(if q.trim_start().starts_with("100 -") {
+            30.0
+        } else if q.contains("histogram_quantile") {
+            100.0
+        } else {
+            70.0
+        })
+    });
+    fixture.bump("backend", "6.2.0");
+    until(&mut weir, &fixture, "rolled back", |f| {
+        phase(f) == Some(Phase::Failed)
+    })
+    .await;
+    let state = fixture.state("backend").unwrap();
+    assert_eq!(state.primary_images, vec!["ghcr.io/acme/backend:6.1.1"]);
+    assert!(hub.pulls().iter().all(|p| !p.open), "{:#?}", hub.pulls());
+    assert!(fixture
+        .steps("backend")
+        .last()
+        .unwrap()
+        .1
+        .contains("rolling back"));
+}
