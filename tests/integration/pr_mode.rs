@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use weir::fakes::FakeMetrics;
 use weir::github::rest::{RestGitHub, RestSettings};
-use weir::github::RepoName;
+use weir::github::{CommitStatus, GitHub, RepoName, StatusState};
 use weir::ports::{MetricError, NoNotifier, SystemClock};
 use weir::pull_request::{PrSettings, PullRequests};
 use weir::reconcile::{Engine, Ports, Settings, TickReport};
@@ -30,8 +30,9 @@ fn healthy(q: &str) -> Result<f64, MetricError> {
     })
 }
 
-fn engine(fixture: &Fixture, hub: &GitHubStandIn, metrics: &FakeMetrics) -> Engine {
-    let github = RestGitHub::new(
+/// The octocrab adapter on the stand-in.
+fn client(hub: &GitHubStandIn) -> RestGitHub {
+    RestGitHub::new(
         RepoName {
             owner: "acme".into(),
             name: "gitops-istio".into(),
@@ -42,7 +43,11 @@ fn engine(fixture: &Fixture, hub: &GitHubStandIn, metrics: &FakeMetrics) -> Engi
             ..RestSettings::default()
         },
     )
-    .unwrap();
+    .unwrap()
+}
+
+fn engine(fixture: &Fixture, hub: &GitHubStandIn, metrics: &FakeMetrics) -> Engine {
+    let github = client(hub);
     Engine::new(
         Ports {
             repo: Box::new(fixture.repo()),
@@ -236,4 +241,47 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
         .unwrap()
         .1
         .contains("rolling back"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_required_check_holds_the_merge_with_github_s_reason_then_it_merges() {
+    let fixture = Fixture::new();
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    hub.require_status("ci/build");
+    let metrics = FakeMetrics::constant(0.0);
+    metrics.answer(healthy);
+    let mut weir = engine(&fixture, &hub, &metrics);
+    let report = weir.tick().await.unwrap();
+    let line = report
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/backend")
+        .unwrap();
+    assert!(
+        line.message.contains("cannot be merged yet") && line.message.contains("ci/build"),
+        "{line:#?}"
+    );
+    assert_eq!(fixture.log().len(), 1, "nothing reached main");
+    // Ticks while the check is pending: the same pull requests, nothing duplicated.
+    weir.tick().await.unwrap();
+    assert_eq!(hub.pulls().len(), 2, "{:#?}", hub.pulls());
+    assert!(hub.pulls().iter().all(|p| p.open));
+    // Once the check passes, weir merges.
+    let ci = client(&hub);
+    for p in hub.pulls() {
+        ci.set_status(&CommitStatus {
+            sha: p.last_head_sha.clone(),
+            context: "ci/build".into(),
+            state: StatusState::Success,
+            description: "built".into(),
+            target_url: None,
+        })
+        .await
+        .unwrap();
+    }
+    until(&mut weir, &fixture, "initialised", |f| {
+        f.state("backend").is_some() && f.state("frontend").is_some()
+    })
+    .await;
+    assert!(hub.pulls().iter().all(|p| p.merged));
 }
