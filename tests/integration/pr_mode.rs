@@ -285,3 +285,62 @@ async fn a_required_check_holds_the_merge_with_github_s_reason_then_it_merges() 
     .await;
     assert!(hub.pulls().iter().all(|p| p.merged));
 }
+
+/// The promotion waits for a review; meanwhile the metrics turn bad: the pull request is
+/// rewritten (a comment says why), never merged as a promotion, and the release rolls back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
+    let fixture = Fixture::with(|work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        edit(&canary, 0, "spec.analysis.interval", "1s");
+        edit(&canary, 0, "spec.analysis.stepWeight", "50");
+        edit(&canary, 0, "spec.analysis.threshold", "2");
+    });
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    let metrics = FakeMetrics::constant(0.0);
+    metrics.answer(healthy);
+    let mut weir = engine(&fixture, &hub, &metrics);
+    until(&mut weir, &fixture, "initialised", |f| {
+        f.state("backend").is_some()
+    })
+    .await;
+    fixture.bump("backend", "6.1.1");
+    until(&mut weir, &fixture, "the promotion proposed", |_| {
+        hub.pulls()
+            .iter()
+            .any(|p| p.open && p.title.contains("promoting revision"))
+    })
+    .await;
+    let promotion = hub.pulls().into_iter().find(|p| p.open).unwrap();
+
+    metrics.answer(|q| {
+        Ok(if q.trim_start().starts_with("100 -") {
+            30.0
+        } else {
+            100.0
+        })
+    });
+    until(&mut weir, &fixture, "rolled back", |f| {
+        phase(f) == Some(Phase::Failed)
+    })
+    .await;
+    let comments = hub.comments(promotion.number);
+    assert!(
+        comments.iter().any(|c| c
+            .body
+            .starts_with("Superseded: this pull request now carries")),
+        "{comments:#?}"
+    );
+    let subjects: Vec<String> = fixture
+        .steps("backend")
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    assert!(
+        !subjects.iter().any(|s| s.contains("promoting revision")),
+        "{subjects:#?}"
+    );
+    let state = fixture.state("backend").unwrap();
+    assert_eq!(state.primary_images, vec!["ghcr.io/acme/backend:6.1.0"]);
+    assert!(hub.pulls().iter().all(|p| !p.open));
+}
