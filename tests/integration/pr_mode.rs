@@ -12,10 +12,9 @@ use std::time::{Duration, Instant};
 use weir::fakes::FakeMetrics;
 use weir::github::rest::{RestGitHub, RestSettings};
 use weir::github::{CommitStatus, GitHub, RepoName, StatusState};
-use weir::ports::{MetricError, NoNotifier, SystemClock};
+use weir::ports::{MetricError, SystemClock};
 use weir::pull_request::{PrSettings, PullRequests};
-use weir::reconcile::{Engine, Ports, Settings, TickReport};
-use weir::render::Templates;
+use weir::reconcile::{Engine, TickReport};
 use weir::secret::Secret;
 use weir::state::Phase;
 
@@ -47,23 +46,28 @@ fn client(hub: &GitHubStandIn) -> RestGitHub {
 }
 
 fn engine(fixture: &Fixture, hub: &GitHubStandIn, metrics: &FakeMetrics) -> Engine {
-    let github = client(hub);
-    Engine::new(
-        Ports {
-            repo: Box::new(fixture.repo()),
-            publisher: Box::new(PullRequests::new(Arc::new(github), PrSettings::default())),
-            metrics: Arc::new(metrics.clone()),
-            clock: Arc::new(SystemClock),
-            notifier: Arc::new(NoNotifier),
-            hooks: Arc::new(weir::ports::NoHooks),
-        },
-        Templates::embedded().unwrap(),
-        Settings {
-            roots: vec![".".into()],
-            min_interval: Duration::from_secs(1),
-            ..Settings::default()
-        },
+    let publisher = PullRequests::new(Arc::new(client(hub)), PrSettings::default());
+    fixture.engine_publishing(
+        Box::new(fixture.repo()),
+        Box::new(publisher),
+        Arc::new(metrics.clone()),
+        Arc::new(SystemClock),
     )
+}
+
+/// The demo layout with the backend releasing in two steps a second apart, its GitHub, and
+/// healthy metrics.
+fn release() -> (Fixture, GitHubStandIn, FakeMetrics) {
+    let fixture = Fixture::with(|work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        edit(&canary, 0, "spec.analysis.interval", "1s");
+        edit(&canary, 0, "spec.analysis.stepWeight", "50");
+        edit(&canary, 0, "spec.analysis.threshold", "2");
+    });
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    let metrics = FakeMetrics::constant(0.0);
+    metrics.answer(healthy);
+    (fixture, hub, metrics)
 }
 
 /// Ticks until `done` holds, or panics at the deadline; returns the last report.
@@ -95,15 +99,7 @@ fn phase(fixture: &Fixture) -> Option<Phase> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_review() {
-    let fixture = Fixture::with(|work| {
-        let canary = work.join("apps/backend/canary.yaml");
-        edit(&canary, 0, "spec.analysis.interval", "1s");
-        edit(&canary, 0, "spec.analysis.stepWeight", "50");
-        edit(&canary, 0, "spec.analysis.threshold", "2");
-    });
-    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
-    let metrics = FakeMetrics::constant(0.0);
-    metrics.answer(healthy);
+    let (fixture, hub, metrics) = release();
     let mut weir = engine(&fixture, &hub, &metrics);
 
     // Initialisation: one pull request per app, each merged at once.
@@ -290,15 +286,7 @@ async fn a_required_check_holds_the_merge_with_github_s_reason_then_it_merges() 
 /// rewritten (a comment says why), never merged as a promotion, and the release rolls back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
-    let fixture = Fixture::with(|work| {
-        let canary = work.join("apps/backend/canary.yaml");
-        edit(&canary, 0, "spec.analysis.interval", "1s");
-        edit(&canary, 0, "spec.analysis.stepWeight", "50");
-        edit(&canary, 0, "spec.analysis.threshold", "2");
-    });
-    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
-    let metrics = FakeMetrics::constant(0.0);
-    metrics.answer(healthy);
+    let (fixture, hub, metrics) = release();
     let mut weir = engine(&fixture, &hub, &metrics);
     until(&mut weir, &fixture, "initialised", |f| {
         f.state("backend").is_some()

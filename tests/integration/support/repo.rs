@@ -265,10 +265,21 @@ impl Fixture {
         metrics: Arc<dyn MetricSource>,
         clock: Arc<dyn weir::ports::Clock>,
     ) -> Engine {
+        self.engine_publishing(repo, Box::new(DirectCommit::default()), metrics, clock)
+    }
+
+    /// An engine with any publisher (pull requests in PR-mode tests).
+    pub fn engine_publishing(
+        &self,
+        repo: Box<dyn ConfigRepo>,
+        publisher: Box<dyn weir::ports::Publisher>,
+        metrics: Arc<dyn MetricSource>,
+        clock: Arc<dyn weir::ports::Clock>,
+    ) -> Engine {
         Engine::new(
             Ports {
                 repo,
-                publisher: Box::new(DirectCommit::default()),
+                publisher,
                 metrics,
                 clock,
                 notifier: Arc::new(NoNotifier),
