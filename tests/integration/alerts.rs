@@ -217,8 +217,38 @@ impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
     }
 }
 
-#[tokio::test]
-async fn a_receiver_that_never_takes_it_costs_bounded_time_and_leaks_no_secret() {
+/// Reads what weir logs, so it runs alone in a child process of this test binary: tracing
+/// caches per call site, process-wide, whether a line is wanted, and other tests logging on
+/// other threads at the same moment can leave that cache stale for this test's subscriber.
+#[test]
+fn a_receiver_that_never_takes_it_costs_bounded_time_and_leaks_no_secret() {
+    const CHILD: &str = "WEIR_TEST_ALONE";
+    if std::env::var_os(CHILD).is_some() {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(receiver_that_never_takes_it());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "alerts::a_receiver_that_never_takes_it_costs_bounded_time_and_leaks_no_secret",
+            "--test-threads",
+            "1",
+            "--nocapture",
+        ])
+        .env(CHILD, "1")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("1 passed"), "the child ran the test: {text}");
+}
+
+async fn receiver_that_never_takes_it() {
     // Answers 500 and echoes the request, Authorization header and webhook path included.
     let failing = Receiver::answering(500);
     failing.echo();
@@ -267,15 +297,7 @@ async fn a_receiver_that_never_takes_it_costs_bounded_time_and_leaks_no_secret()
         .with_ansi(false)
         .finish();
     let started = Instant::now();
-    // tracing caches whether a log line is wanted per call site, across the threads of
-    // the test binary; other tests running at once can leave it cached as unwanted. Asking
-    // again under this subscriber makes the capture independent of them.
-    let deliveries = async {
-        tracing::callsite::rebuild_interest_cache();
-        notifier.deliver(&a).await
-    }
-    .with_subscriber(subscriber)
-    .await;
+    let deliveries = notifier.deliver(&a).with_subscriber(subscriber).await;
     // Three attempts of at most 0.5 s and two short waits, for all targets at once; the
     // bound only catches a hang.
     assert!(
