@@ -302,6 +302,7 @@ fn control(
         };
         let change = ChangeSet {
             remaining: Vec::new(),
+            review: None,
             app: app.clone(),
             dir: owned,
             tree: Some(dir),
@@ -407,14 +408,9 @@ fn publisher(args: &RepoArgs) -> anyhow::Result<Box<dyn Publisher>> {
             prefix: args.message_prefix.clone(),
         })),
         crate::cli::Mode::Pr => {
-            let mut review = Vec::new();
-            for p in args.pr_review.iter().filter(|p| *p != "none") {
-                review.push(
-                    serde_yaml::from_str::<crate::state::Phase>(p).map_err(|_| {
-                        anyhow::anyhow!("--pr-review `{p}`: not a phase (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed, ...)")
-                    })?,
-                );
-            }
+            let review = crate::spec::canary::review_phases(&args.pr_review.join(",")).map_err(|bad| {
+                anyhow::anyhow!("--pr-review `{bad}`: not a phase (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed), or `none`")
+            })?;
             Ok(Box::new(crate::pull_request::PullRequests::new(
                 github(args, "--mode pr")?,
                 crate::pull_request::PrSettings {

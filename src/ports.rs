@@ -163,6 +163,8 @@ pub struct ChangeSet {
     /// The steps that follow this one when every gate passes (pull request bodies show
     /// them); empty at rest.
     pub remaining: Vec<crate::plan::Rehearsed>,
+    /// PR mode: the app's own list of phases whose steps wait for a review, if it has one.
+    pub review: Option<Vec<crate::state::Phase>>,
 }
 
 /// The result of publishing.

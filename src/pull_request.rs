@@ -198,11 +198,10 @@ impl PullRequests {
         }
     }
 
+    /// The app's own review phases (its Canary's annotation), else the setting's.
     fn needs_review(&self, change: &ChangeSet) -> bool {
-        change
-            .events
-            .iter()
-            .any(|e| self.settings.review.contains(&e.phase))
+        let phases = change.review.as_ref().unwrap_or(&self.settings.review);
+        change.events.iter().any(|e| phases.contains(&e.phase))
     }
 
     /// Someone approved exactly `sha`, and nobody's standing verdict asks for changes.

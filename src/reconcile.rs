@@ -941,6 +941,7 @@ impl Engine {
                     };
                     changes.push(ChangeSet {
                         remaining,
+                        review: p.canary.pr_review.clone(),
                         dir: owned_dir(&p.source.dir),
                         tree: Some(dir),
                         events: vec![Event {
@@ -1592,6 +1593,7 @@ fn orphans(
         info!(app = %app, "Canary deleted with revertOnDeletion: weir's folder removed");
         out.push(ChangeSet {
             remaining: Vec::new(),
+            review: None,
             dir: owned.clone(),
             events: vec![Event {
                 app: app.clone(),

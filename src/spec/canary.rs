@@ -426,6 +426,9 @@ pub struct Canary {
     pub revert_on_deletion: bool,
     /// Prometheus address for built-in metrics (`metricsServer`).
     pub metrics_server: Option<String>,
+    /// PR mode: the phases whose steps wait for an approving review, when the annotation
+    /// [`PR_REVIEW_ANNOTATION`] sets them for this app.
+    pub pr_review: Option<Vec<crate::state::Phase>>,
 }
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
@@ -605,6 +608,25 @@ pub(super) fn validate(
         }
     }
 
+    let pr_review = match raw
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|m| m.get(PR_REVIEW_ANNOTATION))
+    {
+        None => None,
+        Some(text) => match review_phases(text) {
+            Ok(phases) => Some(phases),
+            Err(bad) => {
+                errors.push(at.error(
+                    &p(&["metadata", "annotations", PR_REVIEW_ANNOTATION]),
+                    format!("`{bad}` is not a phase: list Flagger phases (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed), or `none`"),
+                ));
+                None
+            }
+        },
+    };
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -628,6 +650,7 @@ pub(super) fn validate(
             suspend: spec.suspend.unwrap_or(false),
             revert_on_deletion: spec.revert_on_deletion.unwrap_or(false),
             metrics_server: spec.metrics_server,
+            pr_review,
         },
         warnings,
     ))
@@ -1316,6 +1339,24 @@ fn metric(
 pub fn is_http_url(s: &str) -> bool {
     url::Url::parse(s)
         .is_ok_and(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
+}
+
+/// The annotation that sets, for one app, the phases whose steps wait for an approving
+/// review in PR mode: comma-separated phases, or `none`.
+pub const PR_REVIEW_ANNOTATION: &str = "weir.dev/pr-review";
+
+/// Parses a list of phases (`Promoting,Progressing`, or `none`); the bad item on error.
+pub fn review_phases(text: &str) -> Result<Vec<crate::state::Phase>, String> {
+    let mut out = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if item == "none" {
+            continue;
+        }
+        let phase = serde_yaml::from_str::<crate::state::Phase>(item)
+            .map_err(|_| crate::events::clean(item, 40))?;
+        out.push(phase);
+    }
+    Ok(out)
 }
 
 /// The annotation by which a Canary opts in to an analysis without evidence.

@@ -246,6 +246,7 @@ macro_rules! cases {
 /// Broken Canary files: wrong types, values out of range, unknown fields, broken YAML.
 pub fn spec_cases() -> Vec<Case> {
     cases![
+        "a PR review phase that is no phase", "apps/frontend/canary.yaml:7:25: error: metadata.annotations.weir.dev/pr-review: `Promoted` is not a phase", |w| { replace(w, CANARY, "  namespace: prod\n", "  namespace: prod\n  annotations:\n    weir.dev/pr-review: Progressing,Promoted\n"); };
         "threshold is a word", "apps/frontend/canary.yaml:23:16: error: spec.analysis.threshold: invalid type", |w| { replace(w, CANARY, "threshold: 5", "threshold: five"); };
         "stepWeights is a map", "apps/frontend/canary.yaml:24:18: error: spec.analysis.stepWeights: invalid type: map, expected a se", |w| { replace(w, CANARY, "stepWeights: [5, 10, 25, 50]", "stepWeights: {a: 1}"); };
         "port is a name", "apps/frontend/canary.yaml:16:11: error: spec.service.port: invalid type: string \"http\", exp", |w| { replace(w, CANARY, "port: 9899", "port: http"); };

@@ -332,3 +332,31 @@ async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
     assert_eq!(state.primary_images, vec!["ghcr.io/acme/backend:6.1.0"]);
     assert!(hub.pulls().iter().all(|p| !p.open));
 }
+
+/// An app whose Canary says `weir.dev/pr-review: none` is promoted without a review, though
+/// the setting asks one for every promotion.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_can_waive_the_review_in_its_canary() {
+    let (fixture, hub, metrics) = release();
+    fixture.push_change("backend: no review of promotions", |work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        let text = std::fs::read_to_string(&canary).unwrap();
+        let text = text.replacen(
+            "  namespace: prod\n",
+            "  namespace: prod\n  annotations:\n    weir.dev/pr-review: none\n",
+            1,
+        );
+        std::fs::write(&canary, text).unwrap();
+    });
+    let mut weir = engine(&fixture, &hub, &metrics);
+    until(&mut weir, &fixture, "initialised", |f| {
+        f.state("backend").is_some()
+    })
+    .await;
+    fixture.bump("backend", "6.1.1");
+    until(&mut weir, &fixture, "promoted", |f| {
+        phase(f) == Some(Phase::Succeeded)
+    })
+    .await;
+    assert!(hub.pulls().iter().all(|p| p.merged), "{:#?}", hub.pulls());
+}
