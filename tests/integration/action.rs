@@ -3,6 +3,7 @@
 //! job's contexts, `GITHUB_EVENT_PATH` naming a real `pull_request` event, and the outputs and
 //! job summary read back from `GITHUB_OUTPUT` and `GITHUB_STEP_SUMMARY`.
 
+use crate::support::github::{GitHubStandIn, TOKEN};
 use crate::support::repo::{edit, git, Fixture, UPSTREAM_FIXTURE};
 use serde_yaml::Value;
 use std::collections::BTreeMap;
@@ -117,6 +118,16 @@ struct Ran {
 
 /// Runs the action's `Run weir` step with `with:` inputs in `workspace`, with the event.
 fn run_action(workspace: &Path, with: &[(&str, &str)], event: &serde_json::Value) -> Ran {
+    run_action_on(workspace, with, event, "https://api.github.invalid")
+}
+
+/// [`run_action`] with the runner's `GITHUB_API_URL` pointing at `api` (a GitHub stand-in).
+fn run_action_on(
+    workspace: &Path,
+    with: &[(&str, &str)],
+    event: &serde_json::Value,
+    api: &str,
+) -> Ran {
     let action: Value = serde_yaml::from_str(&std::fs::read_to_string(ACTION).unwrap()).unwrap();
     let temp = tempfile::tempdir().unwrap();
     let event_path = temp.path().join("event.json");
@@ -132,7 +143,7 @@ fn run_action(workspace: &Path, with: &[(&str, &str)], event: &serde_json::Value
         &action,
         &with,
         &[
-            ("github.token", "ghs_actiontoken"),
+            ("github.token", TOKEN),
             ("github.repository", "acme/gitops-istio"),
             ("github.server_url", "https://github.invalid"),
             ("github.action_ref", "v0"),
@@ -157,7 +168,10 @@ fn run_action(workspace: &Path, with: &[(&str, &str)], event: &serde_json::Value
         .env("HOME", temp.path())
         .env("GITHUB_EVENT_PATH", &event_path)
         .env("GITHUB_OUTPUT", &output)
-        .env("GITHUB_STEP_SUMMARY", &summary);
+        .env("GITHUB_STEP_SUMMARY", &summary)
+        // What every runner sets for every step.
+        .env("GITHUB_REPOSITORY", "acme/gitops-istio")
+        .env("GITHUB_API_URL", api);
     for (k, v) in step["env"].as_mapping().unwrap() {
         cmd.env(k.as_str().unwrap(), ctx.render(v.as_str().unwrap()));
     }
@@ -276,7 +290,7 @@ fn step_pushes_with_the_token_and_reports_what_moved() {
     );
     // The token the action was given never shows.
     for text in [&ran.stdout, &ran.stderr, &ran.summary] {
-        assert!(!text.contains("ghs_actiontoken"), "{text}");
+        assert!(!text.contains(TOKEN), "{text}");
     }
 
     // An unknown command is refused with a workflow error annotation.
@@ -285,4 +299,47 @@ fn step_pushes_with_the_token_and_reports_what_moved() {
     assert!(ran
         .stdout
         .contains("::error::weir action: command must be step, plan or validate"));
+}
+
+#[test]
+fn plan_comments_on_the_pull_request_with_the_job_token() {
+    let fixture = Fixture::from_dir(Path::new(UPSTREAM_FIXTURE), |_| {});
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    let base = git(&fixture.work, &["rev-parse", "HEAD"])
+        .trim()
+        .to_string();
+    git(&fixture.work, &["checkout", "-q", "-b", "release"]);
+    edit(
+        &fixture.work.join("apps/frontend/kustomization.yaml"),
+        0,
+        "images[0].newTag",
+        "6.1.1",
+    );
+    git(&fixture.work, &["commit", "-qam", "frontend: 6.1.1"]);
+    git(&fixture.work, &["push", "-q", "origin", "release"]);
+    // The pull request, as GitHub holds it, and the event GitHub writes for the job.
+    let number = hub.open_pull("release", "main", "frontend 6.1.1");
+    let event = serde_json::json!({
+        "action": "opened",
+        "number": number,
+        "pull_request": {"number": number, "base": {"sha": base, "ref": "main"}},
+    });
+    for _push in 0..2 {
+        let ran = run_action_on(&fixture.work, &[("command", "plan")], &event, &hub.url());
+        assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+        for text in [&ran.stdout, &ran.stderr, &ran.summary] {
+            assert!(!text.contains(TOKEN), "{text}");
+        }
+    }
+    let comments = hub.comments(number);
+    assert_eq!(
+        comments.len(),
+        1,
+        "one comment, however many runs: {comments:#?}"
+    );
+    assert!(comments[0].body.contains("#### `prod/frontend`: release"));
+    assert!(
+        hub.requests().iter().all(|r| r.authorized),
+        "every call carried the job's token"
+    );
 }

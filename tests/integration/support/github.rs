@@ -273,6 +273,18 @@ impl GitHubStandIn {
         format!("http://127.0.0.1:{}", self.shared.port)
     }
 
+    /// Opens a pull request as a person does on GitHub; returns its number.
+    pub fn open_pull(&self, head: &str, base: &str, title: &str) -> u64 {
+        let body = json!({"head": head, "base": base, "title": title, "body": ""});
+        let mut st = self.state();
+        let out = create_pull(&self.shared, &mut st, &body);
+        assert_eq!(out.status, 201, "opening the pull request");
+        st.pulls
+            .last()
+            .expect("the pull request just opened")
+            .number
+    }
+
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
         self.shared.state.lock().unwrap()
     }
