@@ -10,7 +10,7 @@
 //! HTTP 500; tags listed as slow answer in about a second.
 //!
 //! It only reads the repository (through git2) and never writes to it. It is built only with
-//! the `traffic-sim` feature, for the demo and the tests; `cargo install weir` leaves it out. Output is
+//! the `test-support` feature, for the demo and the tests; `cargo install weir` leaves it out. Output is
 //! deterministic: a fixed-seed xorshift, fractional request accounting, fixed series order.
 //!
 //! Endpoints: `GET /metrics` (Prometheus text format 0.0.4) and `GET /state` (one line of JSON).
