@@ -387,7 +387,7 @@ fn github(args: &RepoArgs, why: &str) -> anyhow::Result<Arc<dyn crate::github::G
             anyhow::anyhow!("{why} needs --github-token (WEIR_GITHUB_TOKEN) or --git-token")
         })?;
     let repo = match args.github_repository.as_deref() {
-        Some(full) => repo_name(full)?,
+        Some(full) => crate::github::RepoName::from_full_name(full)?,
         None => crate::github::RepoName::from_remote_url(&args.repo)?,
     };
     let github = crate::github::rest::RestGitHub::new(
@@ -422,18 +422,6 @@ fn publisher(args: &RepoArgs) -> anyhow::Result<Box<dyn Publisher>> {
             )))
         }
     }
-}
-
-/// `owner/name`.
-fn repo_name(full: &str) -> anyhow::Result<crate::github::RepoName> {
-    let (owner, name) = full
-        .split_once('/')
-        .filter(|(o, n)| !o.is_empty() && !n.is_empty() && !n.contains('/'))
-        .ok_or_else(|| anyhow::anyhow!("--github-repository `{full}`: write it owner/name"))?;
-    Ok(crate::github::RepoName {
-        owner: owner.to_string(),
-        name: name.to_string(),
-    })
 }
 
 fn print_problems(report: &TickReport) {
@@ -526,7 +514,7 @@ async fn comment(args: &crate::cli::PlanArgs, markdown: &str) -> anyhow::Result<
     let full = args.github_repository.as_deref().ok_or_else(|| {
         anyhow::anyhow!("--comment needs --github-repository (GITHUB_REPOSITORY), owner/name")
     })?;
-    let repo = repo_name(full)?;
+    let repo = crate::github::RepoName::from_full_name(full)?;
     let number = config::pull_request_number()?;
     let github = RestGitHub::new(
         repo,

@@ -94,6 +94,22 @@ impl RepoName {
     }
 }
 
+impl RepoName {
+    /// Reads `owner/name`, as `GITHUB_REPOSITORY` and `--github-repository` give it.
+    pub fn from_full_name(full: &str) -> Result<RepoName, GitHubError> {
+        match full.trim().split_once('/') {
+            Some((owner, name)) if valid_segment(owner) && valid_segment(name) => Ok(RepoName {
+                owner: owner.to_string(),
+                name: name.to_string(),
+            }),
+            _ => Err(GitHubError::permanent(format!(
+                "`{}` is not a GitHub repository: write it OWNER/NAME",
+                crate::events::clean(full, 100)
+            ))),
+        }
+    }
+}
+
 /// The path part of a remote URL, or `None` when it is no URL GitHub serves.
 fn remote_path(url: &str) -> Option<&str> {
     if let Some((scheme, rest)) = url.split_once("://") {
@@ -513,6 +529,15 @@ mod tests {
 
     fn name(url: &str) -> Result<String, GitHubError> {
         RepoName::from_remote_url(url).map(|r| r.to_string())
+    }
+
+    #[test]
+    fn a_full_name_is_owner_slash_name() {
+        let full = |s: &str| RepoName::from_full_name(s).map(|r| r.to_string());
+        assert_eq!(full("acme/gitops-istio").unwrap(), "acme/gitops-istio");
+        for bad in ["acme", "/x", "acme/", "a/b/c", "acme/../x", "ac me/x"] {
+            assert!(full(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -160,8 +160,8 @@ pub struct ChangeSet {
     pub tree: Option<Dir>,
     /// What moved and why.
     pub events: Vec<Event>,
-    /// The steps that follow this one when every gate passes (pull request bodies show
-    /// them); empty at rest.
+    /// The steps that follow this one when every gate passes, for publishers that show
+    /// them (pull request bodies); empty at rest and for the others.
     pub remaining: Vec<crate::plan::Rehearsed>,
     /// PR mode: the app's own list of phases whose steps wait for a review, if it has one.
     pub review: Option<Vec<crate::state::Phase>>,
@@ -214,6 +214,12 @@ pub trait Publisher: Send {
         changes: &'a [ChangeSet],
         at: DateTime<Utc>,
     ) -> BoxFuture<'a, Result<Publication, RepoError>>;
+
+    /// Whether what it publishes shows the steps that follow each one (then the engine
+    /// rehearses them into [`ChangeSet::remaining`]; otherwise that work is skipped).
+    fn shows_remaining_steps(&self) -> bool {
+        false
+    }
 }
 
 /// Why a metric query gave no number.

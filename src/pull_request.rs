@@ -246,6 +246,10 @@ impl Publisher for PullRequests {
             Ok(Publication::Proposed { merged, waiting })
         })
     }
+
+    fn shows_remaining_steps(&self) -> bool {
+        true
+    }
 }
 
 fn gh_err(e: crate::github::GitHubError) -> RepoError {

@@ -57,6 +57,9 @@ pub struct Settings {
     /// Where the Secrets that AlertProviders name are mounted:
     /// `<dir>/<namespace>/<secret>/{address,token,proxy}`.
     pub secrets_dir: Option<std::path::PathBuf>,
+    /// Rehearse the steps that follow each step into its change set; set by [`Engine::new`]
+    /// from the publisher, which alone knows whether it shows them.
+    pub rehearse_remaining: bool,
 }
 
 impl Default for Settings {
@@ -69,6 +72,7 @@ impl Default for Settings {
             gate_concurrency: 16,
             tick_deadline: Duration::from_secs(300),
             default_alerts: Vec::new(),
+            rehearse_remaining: false,
             secrets_dir: None,
         }
     }
@@ -277,7 +281,8 @@ struct After {
 
 impl Engine {
     /// Wires the engine.
-    pub fn new(ports: Ports, templates: Templates, settings: Settings) -> Engine {
+    pub fn new(ports: Ports, templates: Templates, mut settings: Settings) -> Engine {
+        settings.rehearse_remaining = ports.publisher.shows_remaining_steps();
         let caches = Caches {
             scanner: Some(Scanner::new(&settings.roots, settings.min_interval)),
             ..Caches::default()
@@ -928,7 +933,7 @@ impl Engine {
                     );
                     let details = with_hook_results(&step.details, p.report.as_ref());
                     after.push(aftermath(&p, step, &catalog.providers, settings));
-                    let remaining = if step.next.phase.in_flight() {
+                    let remaining = if settings.rehearse_remaining && step.next.phase.in_flight() {
                         plan::rehearse(
                             &p.canary.analysis,
                             p.canary.skip_analysis,

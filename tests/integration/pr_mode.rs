@@ -6,15 +6,15 @@
 //! builds as Flux builds it.
 
 use crate::support::github::{GitHubStandIn, TOKEN};
-use crate::support::repo::{edit, flux_build, Fixture};
+use crate::support::repo::{drive, edit, flux_build, Fixture};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir::fakes::FakeMetrics;
 use weir::github::rest::{RestGitHub, RestSettings};
 use weir::github::{CommitStatus, GitHub, RepoName, StatusState};
 use weir::ports::{MetricError, SystemClock};
 use weir::pull_request::{PrSettings, PullRequests};
-use weir::reconcile::{Engine, TickReport};
+use weir::reconcile::Engine;
 use weir::secret::Secret;
 use weir::state::Phase;
 
@@ -70,28 +70,8 @@ fn release() -> (Fixture, GitHubStandIn, FakeMetrics) {
     (fixture, hub, metrics)
 }
 
-/// Ticks until `done` holds, or panics at the deadline; returns the last report.
-async fn until(
-    engine: &mut Engine,
-    fixture: &Fixture,
-    what: &str,
-    done: impl Fn(&Fixture) -> bool,
-) -> TickReport {
-    let start = Instant::now();
-    loop {
-        let report = engine.tick().await.expect("tick runs");
-        if done(fixture) {
-            return report;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "not {what}; log: {:#?}\nlast: {report:#?}",
-            fixture.log()
-        );
-        // Poll pause: the next step becomes due on the wall clock.
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
+/// What a PR-mode scenario may take to reach a state; steps are 1s apart.
+const DEADLINE: Duration = Duration::from_secs(40);
 
 fn phase(fixture: &Fixture) -> Option<Phase> {
     fixture.state("backend").map(|s| s.phase)
@@ -103,7 +83,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
     let mut weir = engine(&fixture, &hub, &metrics);
 
     // Initialisation: one pull request per app, each merged at once.
-    until(&mut weir, &fixture, "initialised", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         f.state("backend").is_some() && f.state("frontend").is_some()
     })
     .await;
@@ -117,12 +97,14 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
     // A release: each analysed step is a pull request merged by weir, until the promotion,
     // which waits for a person.
     fixture.bump("backend", "6.1.1");
-    let waiting = until(&mut weir, &fixture, "the promotion proposed", |_| {
+    let waiting = drive(&mut weir, &fixture, DEADLINE, |_| {
         hub.pulls()
             .iter()
             .any(|p| p.open && p.title.contains("promoting revision"))
     })
-    .await;
+    .await
+    .pop()
+    .expect("a tick");
     let promotion = hub
         .pulls()
         .into_iter()
@@ -146,12 +128,18 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
         "{line:#?}"
     );
 
-    // Unapproved, it stays: more ticks merge nothing and do not rebuild the branch.
+    // Unapproved, it stays: three more looks at its reviews merge nothing and do not
+    // rebuild the branch.
     let log = fixture.log().len();
-    for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(400)).await;
-        weir.tick().await.unwrap();
-    }
+    let reviews = format!("/pulls/{}/reviews", promotion.number);
+    let looks = || {
+        hub.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(&reviews))
+            .count()
+    };
+    let before = looks();
+    drive(&mut weir, &fixture, DEADLINE, |_| looks() >= before + 3).await;
     assert_eq!(fixture.log().len(), log);
     assert_eq!(phase(&fixture), Some(Phase::Progressing));
     let again = hub
@@ -172,7 +160,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
 
     // A person approves that commit: weir merges it, then finishes the release.
     hub.approve(promotion.number, "alice");
-    until(&mut weir, &fixture, "promoted", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         phase(f) == Some(Phase::Succeeded)
     })
     .await;
@@ -224,7 +212,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
         })
     });
     fixture.bump("backend", "6.2.0");
-    until(&mut weir, &fixture, "rolled back", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         phase(f) == Some(Phase::Failed)
     })
     .await;
@@ -275,7 +263,7 @@ async fn a_required_check_holds_the_merge_with_github_s_reason_then_it_merges() 
         .await
         .unwrap();
     }
-    until(&mut weir, &fixture, "initialised", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         f.state("backend").is_some() && f.state("frontend").is_some()
     })
     .await;
@@ -288,12 +276,12 @@ async fn a_required_check_holds_the_merge_with_github_s_reason_then_it_merges() 
 async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
     let (fixture, hub, metrics) = release();
     let mut weir = engine(&fixture, &hub, &metrics);
-    until(&mut weir, &fixture, "initialised", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         f.state("backend").is_some()
     })
     .await;
     fixture.bump("backend", "6.1.1");
-    until(&mut weir, &fixture, "the promotion proposed", |_| {
+    drive(&mut weir, &fixture, DEADLINE, |_| {
         hub.pulls()
             .iter()
             .any(|p| p.open && p.title.contains("promoting revision"))
@@ -308,7 +296,7 @@ async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
             100.0
         })
     });
-    until(&mut weir, &fixture, "rolled back", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         phase(f) == Some(Phase::Failed)
     })
     .await;
@@ -349,12 +337,12 @@ async fn an_app_can_waive_the_review_in_its_canary() {
         std::fs::write(&canary, text).unwrap();
     });
     let mut weir = engine(&fixture, &hub, &metrics);
-    until(&mut weir, &fixture, "initialised", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         f.state("backend").is_some()
     })
     .await;
     fixture.bump("backend", "6.1.1");
-    until(&mut weir, &fixture, "promoted", |f| {
+    drive(&mut weir, &fixture, DEADLINE, |f| {
         phase(f) == Some(Phase::Succeeded)
     })
     .await;

@@ -253,18 +253,7 @@ impl GitHubStandIn {
             port,
         });
         let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &s);
-                });
-            }
-        });
+        super::http::accept(listener, s, |s| s.stop.load(Ordering::SeqCst), serve);
         GitHubStandIn { shared }
     }
 
@@ -423,7 +412,7 @@ impl GitHubStandIn {
 impl Drop for GitHubStandIn {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.shared.port));
+        super::http::wake(self.shared.port);
     }
 }
 

@@ -123,18 +123,7 @@ impl LoadTester {
         let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
         let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &s);
-                });
-            }
-        });
+        super::http::accept(listener, s, |s| s.stop.load(Ordering::SeqCst), serve);
         LoadTester { port, shared }
     }
 
@@ -214,7 +203,7 @@ impl Drop for LoadTester {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::SeqCst);
         // Wakes the accept loop so that it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        super::http::wake(self.port);
     }
 }
 

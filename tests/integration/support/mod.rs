@@ -4,6 +4,7 @@
 pub mod faults;
 pub mod git_http;
 pub mod github;
+pub mod http;
 pub mod loadtester;
 pub mod prometheus;
 pub mod racing;

@@ -95,18 +95,7 @@ impl Receiver {
             stop: AtomicBool::new(false),
         });
         let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &s);
-                });
-            }
-        });
+        super::http::accept(listener, s, |s| s.stop.load(Ordering::SeqCst), serve);
         Receiver { port, shared }
     }
 
@@ -161,7 +150,7 @@ impl Drop for Receiver {
         self.shared.stop.store(true, Ordering::SeqCst);
         self.shared.arrived.notify_all();
         // Wakes the accept loop so that it sees the flag.
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
+        super::http::wake(self.port);
     }
 }
 
