@@ -2,7 +2,7 @@
 //! that wires the real adapters into the engine, and the one that prints reports.
 
 use crate::actions::Job;
-use crate::cli::{Cli, Command, Output, RepoArgs, StepArgs};
+use crate::cli::{Cli, Command, Mode, Output, RepoArgs, StepArgs};
 use crate::config;
 use crate::git::Git2Repo;
 use crate::ports::{Publisher, SystemClock};
@@ -145,7 +145,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Resume(args) => control(Request::Resume, &args, &mut out),
         Command::Status(args) => {
             let mut engine = engine(&args.repo, Box::new(DryRun::default()))?;
-            let report = engine.status()?;
+            let report = engine.status(args.repo.mode == Mode::Pr)?;
             // Errors of files that belong to no app (a broken MetricTemplate, a link where
             // a spec could be) have no row: they go to stderr, as `step` prints them.
             for e in &report.spec_errors {
@@ -302,6 +302,7 @@ fn control(
         };
         let change = ChangeSet {
             remaining: Vec::new(),
+            history: state.history.clone(),
             review: None,
             app: app.clone(),
             dir: owned,
@@ -485,6 +486,7 @@ fn print_table(out: &mut Out, apps: &[AppReport]) {
             a.next_step_at.clone().unwrap_or_else(dash),
             a.errors
                 .first()
+                .or(a.proposed.as_ref())
                 .cloned()
                 .unwrap_or_else(|| a.message.clone()),
         ]);

@@ -224,6 +224,13 @@ impl Git2Repo {
     /// What the remote's branch points at now (`None` when it does not exist).
     /// What the remote's `branch` points at now.
     fn remote_ref(&self, branch: &str) -> Result<Option<ObjectId>, RepoError> {
+        let want = format!("refs/heads/{branch}");
+        let heads = self.remote_heads()?;
+        Ok(heads.into_iter().find(|h| h.0 == want).map(|h| h.1))
+    }
+
+    /// Every ref the remote advertises, with its commit: one connection.
+    fn remote_heads(&self) -> Result<Vec<(String, ObjectId)>, RepoError> {
         let auth = Arc::new(Auth::default());
         let mut remote = self
             .repo
@@ -236,9 +243,11 @@ impl Git2Repo {
                 None,
             )
             .map_err(|e| self.classify("read", &e, &auth))?;
-        let want = format!("refs/heads/{branch}");
         let heads = conn.list().map_err(local_err)?;
-        Ok(heads.iter().find(|h| h.name() == want).map(|h| id(h.oid())))
+        Ok(heads
+            .iter()
+            .map(|h| (h.name().to_string(), id(h.oid())))
+            .collect())
     }
 }
 
@@ -493,6 +502,36 @@ impl ConfigRepo for Git2Repo {
                 .map_err(|e| self.classify("fetch", &e, &auth))?;
         }
         Ok(Some(tip))
+    }
+
+    fn branches(&mut self, prefix: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {
+        let found: Vec<(String, ObjectId)> = self
+            .remote_heads()?
+            .into_iter()
+            .filter_map(|(name, tip)| {
+                let branch = name.strip_prefix("refs/heads/")?;
+                branch
+                    .starts_with(prefix)
+                    .then(|| (branch.to_string(), tip))
+            })
+            .collect();
+        if found
+            .iter()
+            .any(|(_, tip)| self.repo.find_commit(oid(*tip)).is_err())
+        {
+            let auth = Arc::new(Auth::default());
+            let mut remote = self
+                .repo
+                .remote_anonymous(self.settings.url.expose())
+                .map_err(local_err)?;
+            let mut opts = FetchOptions::new();
+            opts.remote_callbacks(callbacks(&self.settings, auth.clone()));
+            let refspec = format!("+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*");
+            remote
+                .fetch(&[refspec.as_str()], Some(&mut opts), None)
+                .map_err(|e| self.classify("fetch", &e, &auth))?;
+        }
+        Ok(found)
     }
 
     fn push_branch(

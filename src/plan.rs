@@ -16,7 +16,7 @@
 use crate::control::Control;
 use crate::ports::AlertSeverity;
 use crate::spec::{Analysis, HookType, Steps, Strategy, Weight};
-use crate::state::{Phase, State};
+use crate::state::{Interval, Phase, Reading, State, MAX_INTERVALS};
 use chrono::{DateTime, Duration as ChronoDuration, Utc};
 use std::collections::BTreeMap;
 
@@ -52,8 +52,8 @@ impl CheckResult {
             Ok(v) if v.is_nan() => return format!("{} NaN (need {need})", self.name),
             Ok(v) if !v.is_finite() => {
                 return match (self.min, self.max) {
-                    (_, Some(hi)) if *v > 0.0 => format!("{} {v} > {}", self.name, num(hi)),
-                    (Some(lo), _) if *v < 0.0 => format!("{} {v} < {}", self.name, num(lo)),
+                    (_, Some(hi)) if *v > 0.0 => format!("{} {v} > {}", self.name, number(hi)),
+                    (Some(lo), _) if *v < 0.0 => format!("{} {v} < {}", self.name, number(lo)),
                     _ => format!("{} {v} is not a finite number", self.name),
                 }
             }
@@ -69,16 +69,16 @@ impl CheckResult {
             return format!("{name} {v} > {hi}");
         }
         match (self.min, self.max) {
-            (Some(lo), _) => format!("{name} {} >= {}", num(v), num(lo)),
-            (None, Some(hi)) => format!("{name} {} <= {}", num(v), num(hi)),
-            (None, None) => format!("{name} {}", num(v)),
+            (Some(lo), _) => format!("{name} {} >= {}", number(v), number(lo)),
+            (None, Some(hi)) => format!("{name} {} <= {}", number(v), number(hi)),
+            (None, None) => format!("{name} {}", number(v)),
         }
     }
 }
 
 /// Prints a value and its bound so that they never look equal when they are not.
 fn distinct(v: f64, bound: f64) -> (String, String) {
-    let (a, b) = (num(v), num(bound));
+    let (a, b) = (number(v), number(bound));
     if a == b {
         (format!("{v}"), format!("{bound}"))
     } else {
@@ -86,18 +86,18 @@ fn distinct(v: f64, bound: f64) -> (String, String) {
     }
 }
 
-/// Prints a number with at most two decimals and no trailing zeros.
 /// What a value must be: `>= 99`, `<= 500`, `1 <= x <= 5`, or `no bound`.
 pub fn bound(min: Option<f64>, max: Option<f64>) -> String {
     match (min, max) {
-        (Some(lo), Some(hi)) => format!("{} <= x <= {}", num(lo), num(hi)),
-        (Some(lo), None) => format!(">= {}", num(lo)),
-        (None, Some(hi)) => format!("<= {}", num(hi)),
+        (Some(lo), Some(hi)) => format!("{} <= x <= {}", number(lo), number(hi)),
+        (Some(lo), None) => format!(">= {}", number(lo)),
+        (None, Some(hi)) => format!("<= {}", number(hi)),
         (None, None) => "no bound".to_string(),
     }
 }
 
-fn num(v: f64) -> String {
+/// Prints a number with at most two decimals and no trailing zeros.
+pub fn number(v: f64) -> String {
     if !v.is_finite() {
         return format!("{v}");
     }
@@ -437,6 +437,7 @@ fn new_revision(input: &Input, state: &State, retry: bool) -> Decision {
         next.failed_revision = None;
         next.failed_checks = 0;
         next.iterations = 0;
+        next.history.clear();
         let s = step_short(
             next,
             format!(
@@ -490,6 +491,7 @@ fn start(input: &Input, state: &State, event: String) -> Step {
     next.canary_revision = Some(rev.to_string());
     next.failed_checks = 0;
     next.iterations = 0;
+    next.history.clear();
     step(next, event, Vec::new())
 }
 
@@ -532,6 +534,7 @@ fn confirm_rollout(input: &Input, state: &State, entering: bool) -> Option<Decis
     next.canary_revision = Some(rev.to_string());
     next.iterations = 0;
     next.failed_checks = 0;
+    next.history.clear();
     let mut s = step(
         next,
         format!(
@@ -605,12 +608,7 @@ fn evidence<'a>(
         .collect();
     // An analysis without metrics still asks, so that every judged step has evidence
     // gathered after it became due (an empty set of values).
-    let fresh = input.gates.filter(|r| {
-        state.canary_revision.as_deref() == Some(r.revision.as_str())
-            && r.canary_weight == state.canary_weight
-            && r.at >= due_at(input.analysis, state)
-            && r.at <= input.now
-    });
+    let fresh = fresh_evidence(input, state);
     if !metrics && kinds.is_empty() {
         return Ok(fresh.unwrap_or(&NOTHING));
     }
@@ -628,6 +626,17 @@ fn evidence<'a>(
     })
 }
 
+/// The evidence of this tick if it is about the analysed revision at the recorded weight and
+/// was gathered after the step became due, not in the future.
+fn fresh_evidence<'a>(input: &'a Input, state: &State) -> Option<&'a GateReport> {
+    input.gates.filter(|r| {
+        state.canary_revision.as_deref() == Some(r.revision.as_str())
+            && r.canary_weight == state.canary_weight
+            && r.at >= due_at(input.analysis, state)
+            && r.at <= input.now
+    })
+}
+
 /// One interval, as a chrono duration.
 fn interval(input: &Input) -> ChronoDuration {
     ChronoDuration::from_std(input.analysis.interval).unwrap_or(ChronoDuration::MAX)
@@ -637,14 +646,68 @@ fn progress(input: &Input, state: &State) -> Decision {
     if let Some(wait) = not_due(input, state) {
         return wait;
     }
-    let analysis = input.analysis;
-    let weight = state.canary_weight;
     // The first step of a run (Flagger's test: weight 0, no iteration, not mirrored); a
     // failed pre-rollout check keeps it the first step.
     let first = state.phase == Phase::Progressing
-        && weight == Weight::ZERO
+        && state.canary_weight == Weight::ZERO
         && state.iterations == 0
         && !state.mirrored;
+    let mut decision = judge(input, state, first);
+    // The readings this step was decided on join the release's history in the record.
+    if let (Decision::Write(s), Some(report)) = (&mut decision, fresh_evidence(input, state)) {
+        let judged = interval_of(report, first);
+        if !judged.gates.is_empty() {
+            s.next.history.push(judged);
+            let over = s.next.history.len().saturating_sub(MAX_INTERVALS);
+            s.next.history.drain(..over);
+        }
+    }
+    decision
+}
+
+/// The readings of `report` that a step is judged on, as the record keeps them: the metrics
+/// (not on the first step, where nothing reaches the canary yet), then the webhooks.
+fn interval_of(report: &GateReport, first: bool) -> Interval {
+    let metrics = match (first, &report.checks) {
+        (false, Some(checks)) => checks.as_slice(),
+        _ => &[],
+    };
+    let checks = metrics.iter().map(|c| {
+        let (value, note) = match &c.value {
+            Ok(v) if v.is_finite() => (Some(*v), None),
+            Ok(v) => (None, Some(v.to_string())),
+            Err(why) => (None, Some(crate::events::clean(why, 200))),
+        };
+        Reading {
+            gate: c.name.clone(),
+            value,
+            note,
+            min: c.min,
+            max: c.max,
+            passed: c.passed(),
+        }
+    });
+    let hooks = report.hooks.iter().flat_map(|(kind, answers)| {
+        answers.iter().map(move |h| Reading {
+            gate: format!("{kind} hook {}", h.name),
+            value: None,
+            note: Some(crate::events::clean(&h.message, 200)),
+            min: None,
+            max: None,
+            passed: h.passed,
+        })
+    });
+    Interval {
+        at: report.at,
+        canary_weight: report.canary_weight,
+        gates: checks.chain(hooks).collect(),
+    }
+}
+
+/// The analysis of a due step of a release in flight, given whether it is the first.
+fn judge(input: &Input, state: &State, first: bool) -> Decision {
+    let analysis = input.analysis;
+    let weight = state.canary_weight;
     // Round one: rollback hooks, and the pre-rollout hooks on the first step or the rollout
     // hooks and metrics on the others. No traffic reaches the canary before the first step,
     // so there is nothing to measure then (Flagger's rule).

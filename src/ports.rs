@@ -100,6 +100,12 @@ pub trait ConfigRepo: Send {
             self.describe()
         )))
     }
+    /// The branches of the remote whose names start with `prefix`, with their tips,
+    /// fetched so that their trees can be read. Adapters without other branches have none.
+    fn branches(&mut self, prefix: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {
+        let _ = prefix;
+        Ok(Vec::new())
+    }
     /// Builds a commit with `base`'s tree and each change set's folder replaced, whose
     /// parents are `parents` (the first one first); `None` when the tree would be `base`'s.
     fn commit_onto(
@@ -163,6 +169,8 @@ pub struct ChangeSet {
     /// The steps that follow this one when every gate passes, for publishers that show
     /// them (pull request bodies); empty at rest and for the others.
     pub remaining: Vec<crate::plan::Rehearsed>,
+    /// The gate readings of the release so far, as the new record keeps them.
+    pub history: Vec<crate::state::Interval>,
     /// PR mode: the app's own list of phases whose steps wait for a review, if it has one.
     pub review: Option<Vec<crate::state::Phase>>,
 }

@@ -17,9 +17,9 @@ use crate::github::{
     GitHub, MergeMethod, MergeOutcome, MergeRequest, NewPullRequest, PullRequest, ReviewVerdict,
 };
 use crate::ports::{
-    AppRef, BoxFuture, ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError,
+    BoxFuture, ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError,
 };
-use crate::state::Phase;
+use crate::state::{Interval, Phase, Reading};
 use crate::tree::ObjectId;
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
@@ -65,6 +65,14 @@ enum Outcome {
     Waiting(String),
 }
 
+/// Where the branches of weir's pull requests live.
+pub const BRANCH_PREFIX: &str = "weir/";
+
+/// The branch of an app's pull request: `weir/<namespace>/<name>`.
+pub fn branch_of(namespace: &str, name: &str) -> String {
+    format!("{BRANCH_PREFIX}{namespace}/{name}")
+}
+
 /// The first line of a pull request body: which step it carries, by which weir finds it.
 const STEP_MARKER: &str = "<!-- weir step: ";
 
@@ -74,11 +82,6 @@ impl PullRequests {
         PullRequests { github, settings }
     }
 
-    /// The branch of an app's pull request.
-    pub fn branch(app: &AppRef) -> String {
-        format!("weir/{}/{}", app.namespace, app.name)
-    }
-
     async fn one(
         &self,
         repo: &mut dyn ConfigRepo,
@@ -86,7 +89,7 @@ impl PullRequests {
         change: &ChangeSet,
         at: DateTime<Utc>,
     ) -> Result<Outcome, RepoError> {
-        let branch = Self::branch(&change.app);
+        let branch = branch_of(&change.app.namespace, &change.app.name);
         let message = commit_message(&self.settings.prefix, &change.events);
         let title = message.lines().next().unwrap_or_default().to_string();
         let key = step_key(change);
@@ -289,8 +292,9 @@ fn cell(s: &str) -> String {
     crate::actions::cell(s)
 }
 
-/// The pull request body: the step, the gate results, the steps that follow, and a chart of
-/// the canary weight per step that GitHub renders.
+/// The pull request body: the step, the gate results of the release so far, the steps that
+/// follow, and charts GitHub renders of the canary weight per step and of each metric per
+/// interval.
 fn body(change: &ChangeSet, key: &str, message: &str) -> String {
     let mut md = format!("{STEP_MARKER}{key} -->\n");
     for e in &change.events {
@@ -302,15 +306,15 @@ fn body(change: &ChangeSet, key: &str, message: &str) -> String {
             e.phase,
             e.weight
         );
-        let checks: Vec<&String> = e.details.iter().collect();
-        if !checks.is_empty() {
+        if !e.details.is_empty() {
             md.push_str("| evidence of this step |\n| --- |\n");
-            for d in checks {
+            for d in &e.details {
                 let _ = writeln!(md, "| {} |", cell(d));
             }
             md.push('\n');
         }
     }
+    gate_table(&mut md, &change.history);
     if !change.remaining.is_empty() {
         md.push_str("The steps that follow when every gate passes:\n\n| after | phase | canary weight | step |\n| --- | --- | --- | --- |\n");
         for s in &change.remaining {
@@ -323,21 +327,143 @@ fn body(change: &ChangeSet, key: &str, message: &str) -> String {
                 cell(&s.event)
             );
         }
-        md.push_str("\n```mermaid\nxychart-beta\n    title \"canary weight per step\"\n    y-axis \"weight %\" 0 --> 100\n    line [");
-        let now = change.events.first().map(|e| e.weight.get()).unwrap_or(0);
-        let weights: Vec<String> = std::iter::once(now)
-            .chain(change.remaining.iter().map(|s| s.canary_weight.get()))
-            .map(|w| w.to_string())
-            .collect();
-        md.push_str(&weights.join(", "));
-        md.push_str("]\n```\n");
+        md.push('\n');
     }
+    weight_chart(&mut md, change);
+    metric_charts(&mut md, &change.history);
     let _ = write!(
         md,
         "\n<details><summary>commit message</summary>\n\n```text\n{}\n```\n</details>\n",
         message.replace("```", "'''")
     );
     md
+}
+
+/// The most reading rows a body shows; the record keeps the rest.
+const MAX_ROWS: usize = 150;
+
+/// Every reading of the release so far, one row per gate per interval.
+fn gate_table(md: &mut String, history: &[Interval]) {
+    let rows: Vec<(usize, &Interval, &Reading)> = history
+        .iter()
+        .enumerate()
+        .flat_map(|(i, interval)| interval.gates.iter().map(move |r| (i + 1, interval, r)))
+        .collect();
+    if rows.is_empty() {
+        return;
+    }
+    md.push_str("Gate results of this release so far:\n\n| interval | at (UTC) | canary weight | gate | value | bound | result |\n| --- | --- | --- | --- | --- | --- | --- |\n");
+    let skipped = rows.len().saturating_sub(MAX_ROWS);
+    for (n, interval, r) in &rows[skipped..] {
+        let value = match (r.value, &r.note) {
+            (Some(v), _) => crate::plan::number(v),
+            (None, Some(note)) => cell(note),
+            (None, None) => String::new(),
+        };
+        let bound = match (r.min, r.max) {
+            (None, None) if r.value.is_none() => String::new(),
+            (min, max) => crate::plan::bound(min, max),
+        };
+        let _ = writeln!(
+            md,
+            "| {n} | {} | {} | {} | {value} | {bound} | {} |",
+            interval.at.format("%H:%M:%S"),
+            interval.canary_weight,
+            cell(&r.gate),
+            if r.passed { "pass" } else { "**fail**" }
+        );
+    }
+    if skipped > 0 {
+        let _ = writeln!(
+            md,
+            "\n{skipped} earlier readings are in the rollout record."
+        );
+    }
+    md.push('\n');
+}
+
+/// The canary weight at each interval so far, now, and at each planned step.
+fn weight_chart(md: &mut String, change: &ChangeSet) {
+    let now = change.events.first().map(|e| e.weight.get()).unwrap_or(0);
+    let past = change.history.iter().map(|i| i.canary_weight.get());
+    let planned = change.remaining.iter().map(|s| s.canary_weight.get());
+    if change.history.is_empty() && change.remaining.is_empty() {
+        return;
+    }
+    let labels: Vec<String> = (1..=change.history.len())
+        .map(|i| i.to_string())
+        .chain(std::iter::once("now".to_string()))
+        .chain((1..=change.remaining.len()).map(|i| format!("+{i}")))
+        .collect();
+    let weights: Vec<String> = past
+        .chain(std::iter::once(now))
+        .chain(planned)
+        .map(|w| w.to_string())
+        .collect();
+    let _ = write!(
+        md,
+        "```mermaid\nxychart-beta\n    title \"canary weight: intervals so far, now, planned steps\"\n    x-axis [{}]\n    y-axis \"weight %\" 0 --> 100\n    line [{}]\n```\n\n",
+        labels.iter().map(|l| format!("\"{l}\"")).collect::<Vec<_>>().join(", "),
+        weights.join(", ")
+    );
+}
+
+/// One chart per metric: its value at each interval that had one, and its bounds.
+fn metric_charts(md: &mut String, history: &[Interval]) {
+    let mut names: Vec<&str> = Vec::new();
+    for r in history.iter().flat_map(|i| &i.gates) {
+        if r.value.is_some() && !names.contains(&r.gate.as_str()) {
+            names.push(&r.gate);
+        }
+    }
+    for name in names {
+        let points: Vec<(usize, &Reading)> = history
+            .iter()
+            .enumerate()
+            .filter_map(|(i, interval)| {
+                let r = interval.gates.iter().find(|r| r.gate == name)?;
+                r.value.map(|_| (i + 1, r))
+            })
+            .collect();
+        let series = |f: &dyn Fn(&Reading) -> Option<f64>| -> Option<String> {
+            let values: Option<Vec<String>> = points
+                .iter()
+                .map(|(_, r)| f(r).map(crate::plan::number))
+                .collect();
+            values.map(|v| v.join(", "))
+        };
+        let _ = writeln!(
+            md,
+            "```mermaid\nxychart-beta\n    title \"{} per interval\"\n    x-axis [{}]",
+            chart_text(name),
+            points
+                .iter()
+                .map(|(n, _)| format!("\"{n}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        if let Some(values) = series(&|r| r.value) {
+            let _ = writeln!(md, "    line [{values}]");
+        }
+        for bound in [series(&|r| r.min), series(&|r| r.max)]
+            .into_iter()
+            .flatten()
+        {
+            let _ = writeln!(md, "    line [{bound}]");
+        }
+        md.push_str("```\n\n");
+    }
+}
+
+/// A name as chart text: letters, digits and a few marks, nothing that ends the quotes.
+fn chart_text(s: &str) -> String {
+    s.chars()
+        .map(|c| match c {
+            'a'..='z' | 'A'..='Z' | '0'..='9' | '-' | '_' | '.' | '/' | ' ' => c,
+            _ => '_',
+        })
+        .take(80)
+        .collect()
 }
 
 #[cfg(test)]

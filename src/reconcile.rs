@@ -31,7 +31,7 @@ use crate::state::{self, Phase, State};
 use crate::tree::{Dir, ObjectId};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::{debug, info, info_span, warn, Instrument};
@@ -190,6 +190,9 @@ pub struct AppReport {
     pub message: String,
     /// Errors that kept weir from acting on this app.
     pub errors: Vec<String>,
+    /// PR mode: the step waiting in the app's pull request branch, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposed: Option<String>,
 }
 
 /// What a tick did.
@@ -483,8 +486,18 @@ impl Engine {
     }
 
     /// Every app's state as recorded at the head of the branch, without deciding anything.
-    pub fn status(&mut self) -> Result<TickReport, TickError> {
+    pub fn status(&mut self, proposals: bool) -> Result<TickReport, TickError> {
         let head = self.ports.repo.fetch()?;
+        // PR mode: the branches that carry steps not merged yet.
+        let branches: BTreeMap<String, ObjectId> = match proposals {
+            true => self
+                .ports
+                .repo
+                .branches(crate::pull_request::BRANCH_PREFIX)?
+                .into_iter()
+                .collect(),
+            false => BTreeMap::new(),
+        };
         let tree = self.ports.repo.tree(head)?;
         let tree = tree.as_ref();
         let scanner = self.caches.scanner.as_mut().expect("made in new");
@@ -517,6 +530,12 @@ impl Engine {
                         Ok(Some(s)) => {
                             fill(&mut line, canary, &s);
                             line.message = s.message.clone();
+                            let branch =
+                                crate::pull_request::branch_of(&canary.namespace, &canary.name);
+                            if let Some(tip) = branches.get(&branch) {
+                                line.proposed =
+                                    self.proposed(*tip, &branch, &source.dir, canary, &s);
+                            }
                         }
                         Ok(None) => line.message = "not initialized yet".into(),
                         Err(e) => line.errors.extend(e.lines()),
@@ -531,6 +550,26 @@ impl Engine {
             .apps
             .sort_by(|a, b| a.dir.cmp(&b.dir).then(a.app.cmp(&b.app)));
         Ok(report)
+    }
+
+    /// The step a pull request branch carries for an app, when it is newer than the record
+    /// on the branch (a step waiting to be merged).
+    fn proposed(
+        &self,
+        tip: ObjectId,
+        branch: &str,
+        dir: &str,
+        canary: &Canary,
+        merged: &State,
+    ) -> Option<String> {
+        let tree = self.ports.repo.tree(tip).ok()?;
+        let s = read_state(tree.as_ref(), dir, canary, None).ok()??;
+        (s.last_step_at > merged.last_step_at).then(|| {
+            format!(
+                "waiting in {branch}: {} (phase {}, canary weight {}%)",
+                s.message, s.phase, s.canary_weight
+            )
+        })
     }
 
     async fn plan_head(&mut self, head: ObjectId) -> Result<Planned, TickError> {
@@ -932,6 +971,7 @@ impl Engine {
                         step.event
                     );
                     let details = with_hook_results(&step.details, p.report.as_ref());
+                    let history = step.next.history.clone();
                     after.push(aftermath(&p, step, &catalog.providers, settings));
                     let remaining = if settings.rehearse_remaining && step.next.phase.in_flight() {
                         plan::rehearse(
@@ -946,6 +986,7 @@ impl Engine {
                     };
                     changes.push(ChangeSet {
                         remaining,
+                        history,
                         review: p.canary.pr_review.clone(),
                         dir: owned_dir(&p.source.dir),
                         tree: Some(dir),
@@ -1241,6 +1282,7 @@ fn base_report(canary: &Canary) -> AppReport {
         next_step_at: None,
         message: String::new(),
         errors: Vec::new(),
+        proposed: None,
     }
 }
 
@@ -1263,6 +1305,7 @@ fn invalid_lines(catalog: &crate::source::Catalog) -> Vec<AppReport> {
             next_step_at: None,
             message: String::new(),
             errors: bad.errors.iter().map(|e| e.to_string()).collect(),
+            proposed: None,
         })
         .collect()
 }
@@ -1598,6 +1641,7 @@ fn orphans(
         info!(app = %app, "Canary deleted with revertOnDeletion: weir's folder removed");
         out.push(ChangeSet {
             remaining: Vec::new(),
+            history: Vec::new(),
             review: None,
             dir: owned.clone(),
             events: vec![Event {

@@ -108,6 +108,50 @@ pub struct State {
     /// kept here because the Canary is gone when it matters.
     #[serde(default, skip_serializing_if = "is_false")]
     pub revert_on_deletion: bool,
+    /// The gate readings of the release so far, one entry per judged interval, oldest first
+    /// and at most [`MAX_INTERVALS`]: for people (pull request bodies, `weir status`). No
+    /// decision reads it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub history: Vec<Interval>,
+}
+
+/// The most analysis intervals a record keeps; older ones are dropped first.
+pub const MAX_INTERVALS: usize = 60;
+
+/// One judged analysis interval: when, at which canary weight, and what each gate read.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Interval {
+    /// When the evidence was gathered.
+    #[serde(with = "time_serde")]
+    pub at: DateTime<Utc>,
+    /// The canary weight it was gathered at.
+    #[serde(with = "weight_serde")]
+    pub canary_weight: Weight,
+    /// One reading per gate judged (metrics, then webhooks).
+    pub gates: Vec<Reading>,
+}
+
+/// What one gate read in one interval.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Reading {
+    /// The metric's name, or `<type> hook <name>` for a webhook.
+    pub gate: String,
+    /// The metric's value, when it was a finite number.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// What it read otherwise: why there was no value, or the webhook's answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    /// The metric's inclusive lower bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The metric's inclusive upper bound.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
+    /// Whether the gate passed.
+    pub passed: bool,
 }
 
 /// For `skip_serializing_if`: a flag written only when set.
@@ -136,6 +180,7 @@ impl Default for State {
             primary_session_affinity_cookie: None,
             previous_session_affinity_cookie: None,
             revert_on_deletion: false,
+            history: Vec::new(),
         }
     }
 }

@@ -541,3 +541,46 @@ fn skip_analysis_promotes_without_checks() {
         ]
     );
 }
+
+/// One reading as the record keeps it: gate, value, note, passed.
+type Read<'a> = (&'a str, Option<f64>, Option<&'a str>, bool);
+
+/// The record keeps what every judged interval of the release read, for pull request bodies
+/// and `weir status`: hooks on the first step (no traffic reaches the canary yet, so no
+/// metric is judged there), metrics after it, nothing for steps taken without evidence.
+#[test]
+fn the_record_keeps_every_judged_interval_of_the_release() {
+    let mut a = canary(20, 40);
+    a.webhooks = vec![hook("conformance", HookType::PreRollout)];
+    let mut drive = Drive::new(a);
+    drive.answer = Box::new(|_, tick| tick >= 2);
+    drive.success = 99.25;
+    let run = drive.run();
+    assert_eq!(run.last.phase, Succeeded);
+    let rows: Vec<(u8, Vec<Read>)> = run
+        .last
+        .history
+        .iter()
+        .map(|i| {
+            let gates = i
+                .gates
+                .iter()
+                .map(|g| (g.gate.as_str(), g.value, g.note.as_deref(), g.passed));
+            (i.canary_weight.get(), gates.collect())
+        })
+        .collect();
+    let hook =
+        |passed: bool, note| vec![("pre-rollout hook conformance", None, Some(note), passed)];
+    let metric = vec![("request-success-rate", Some(99.25), None, true)];
+    assert_eq!(
+        rows,
+        vec![
+            (0, hook(false, "HTTP 403: Forbidden")),
+            (0, hook(true, "passed")),
+            (20, metric.clone()),
+            (40, metric.clone()),
+        ]
+    );
+    assert_eq!(run.last.history[2].gates[0].min, Some(99.0));
+    assert!(run.last.history.windows(2).all(|p| p[0].at < p[1].at));
+}

@@ -13,7 +13,7 @@ use weir::plan::{
     due_at, next_weight, plan, short, CheckResult, Decision, GateReport, Input, Owned, Step,
 };
 use weir::spec::{Analysis, MetricCheck, MetricSource, Steps, Strategy as Rollout, Weight};
-use weir::state::{Phase, State};
+use weir::state::{Interval, Phase, Reading, State, MAX_INTERVALS};
 use Phase::{Failed, Finalising, Initialized, Progressing, Promoting, Succeeded};
 
 /// The revision under analysis in most cases (`abc1234` when shortened).
@@ -229,6 +229,27 @@ fn gates(weight: u32, success: Result<f64, &str>, duration: Result<f64, &str>) -
             check(&metrics[1], duration),
         ]),
         hooks: Default::default(),
+    }
+}
+
+/// The record's entry for a report of metric values.
+fn interval_of(report: &GateReport) -> Interval {
+    let gates = report.checks.iter().flatten().map(|c| Reading {
+        gate: c.name.clone(),
+        value: c.value.clone().ok().filter(|v| v.is_finite()),
+        note: match &c.value {
+            Ok(v) if v.is_finite() => None,
+            Ok(v) => Some(v.to_string()),
+            Err(why) => Some(why.clone()),
+        },
+        min: c.min,
+        max: c.max,
+        passed: c.passed(),
+    });
+    Interval {
+        at: report.at,
+        canary_weight: report.canary_weight,
+        gates: gates.collect(),
     }
 }
 
@@ -465,6 +486,14 @@ impl Case {
                         "spec.skipAnalysis is true: the revision is promoted without checks"
                             .to_string(),
                     );
+                }
+                // A judged step keeps the readings it was judged on in the record.
+                // (An interval with nothing to read is not kept.)
+                if let (true, Some(report)) = (judged, &self.gates) {
+                    let judged = interval_of(report);
+                    if !judged.gates.is_empty() {
+                        next.history.push(judged);
+                    }
                 }
                 if *snapshot {
                     next.promoted_commit = Some(HEAD.to_string());
@@ -1577,4 +1606,55 @@ proptest! {
         }
         prop_assert!(run.due_ticks <= a.threshold + climb_steps + promotion_steps + 2);
     }
+}
+
+/// The record keeps the readings of the release, at most `MAX_INTERVALS` of them, and a new
+/// release starts with none.
+#[test]
+fn the_history_is_bounded_and_starts_again_with_each_release() {
+    let old = Interval {
+        at: t(-30),
+        canary_weight: w(10),
+        gates: Vec::new(),
+    };
+    let full = State {
+        history: vec![old.clone(); MAX_INTERVALS],
+        ..progressing(10)
+    };
+    let keep_last = |s: &mut State| {
+        s.history.remove(0);
+    };
+    check_all([
+        case("a full history drops its oldest reading", full.clone())
+            .gates(passing(10))
+            .want(
+                false,
+                true,
+                "advance canary weight 10 -> 20",
+                Box::new(move |s| {
+                    keep_last(s);
+                    s.canary_weight = w(20);
+                    s.iterations += 1;
+                }),
+            ),
+        case(
+            "a reading without a value keeps why",
+            progressing(10).failed(0),
+        )
+        .gates(gates(10, Err("no values found"), Ok(120.0)))
+        .halts(
+            "halt advancement, request-success-rate no values found (need >= 99) (failed checks 1/5)",
+            1,
+        ),
+        case("a new release starts with no history", {
+            let mut s = at_rest(Succeeded, PRIMARY);
+            s.history = vec![old; 3];
+            s
+        })
+        .writes(false, "new revision abc1234 detected, starting canary analysis", |s| {
+            s.phase = Progressing;
+            s.canary_revision = Some(REV.to_string());
+            s.history.clear();
+        }),
+    ]);
 }

@@ -73,6 +73,30 @@ fn release() -> (Fixture, GitHubStandIn, FakeMetrics) {
 /// What a PR-mode scenario may take to reach a state; steps are 1s apart.
 const DEADLINE: Duration = Duration::from_secs(40);
 
+/// The rows of a body's gate table, without their time: interval, canary weight, gate,
+/// value, bound, result.
+fn gate_rows(body: &str) -> Vec<[String; 6]> {
+    let table = body
+        .split_once("Gate results of this release so far:")
+        .map(|(_, t)| t)
+        .unwrap_or_default();
+    table
+        .lines()
+        .skip_while(|l| !l.starts_with("| ---"))
+        .skip(1)
+        .take_while(|l| l.starts_with("| "))
+        .map(|l| {
+            let cells: Vec<String> = l
+                .trim_matches('|')
+                .split(" | ")
+                .map(|c| c.trim().to_string())
+                .collect();
+            assert_eq!(cells.len(), 7, "{l}");
+            [0, 2, 3, 4, 5, 6].map(|i| cells[i].clone())
+        })
+        .collect()
+}
+
 fn phase(fixture: &Fixture) -> Option<Phase> {
     fixture.state("backend").map(|s| s.phase)
 }
@@ -115,6 +139,23 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
     assert!(body.starts_with("<!-- weir step: "), "{body}");
     assert!(body.contains("request-success-rate 100 >= 99"), "{body}");
     assert!(body.contains("```mermaid\nxychart-beta"), "{body}");
+    // The gate results of the release so far: the step at 0 reads nothing (no traffic
+    // reaches the canary), the step at 50 read every metric, and each has a chart.
+    assert_eq!(
+        gate_rows(&body),
+        vec![
+            ["1", "50", "request-success-rate", "100", ">= 99", "pass"],
+            ["1", "50", "error-rate", "0", "<= 1", "pass"],
+            ["1", "50", "latency", "100", "<= 500", "pass"],
+        ],
+        "{body}"
+    );
+    for metric in ["request-success-rate", "error-rate", "latency"] {
+        assert!(
+            body.contains(&format!("title \"{metric} per interval\"")),
+            "{body}"
+        );
+    }
     let line = waiting
         .apps
         .iter()
@@ -127,6 +168,23 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
         )),
         "{line:#?}"
     );
+    // `weir status` reads Git only: the branch shows the step waiting, main the last one
+    // merged.
+    let status = weir.status(true).unwrap();
+    let line = status
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/backend")
+        .unwrap();
+    assert_eq!(line.phase.as_deref(), Some("Progressing"), "{line:#?}");
+    let proposed = line.proposed.as_deref().unwrap_or_default();
+    assert!(
+        proposed.starts_with("waiting in weir/prod/backend: promoting revision")
+            && proposed.ends_with("(phase Promoting, canary weight 50%)"),
+        "{line:#?}"
+    );
+    let frontend = status.apps.iter().find(|a| a.app == "prod/frontend");
+    assert_eq!(frontend.and_then(|a| a.proposed.as_ref()), None);
 
     // Unapproved, it stays: three more looks at its reviews merge nothing and do not
     // rebuild the branch.
@@ -199,6 +257,12 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
         .filter(|p| p.head == "weir/prod/backend")
         .count();
     assert_eq!(per_branch, steps.len(), "one pull request per step");
+    let status = weir.status(true).unwrap();
+    assert!(
+        status.apps.iter().all(|a| a.proposed.is_none()),
+        "{:#?}",
+        status.apps
+    );
 
     // A bad release: failed checks halt, then roll back, through pull requests that need
     // no review; the primary keeps the promoted version.
@@ -319,6 +383,20 @@ async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
     let state = fixture.state("backend").unwrap();
     assert_eq!(state.primary_images, vec!["ghcr.io/acme/backend:6.1.0"]);
     assert!(hub.pulls().iter().all(|p| !p.open));
+    // The rollback's pull request shows the intervals that failed at 50 (the passing one
+    // that planned the promotion is not in the release's history: that step never landed).
+    let rollback = hub
+        .pulls()
+        .into_iter()
+        .find(|p| p.title.contains("rolling back"))
+        .expect("the rollback pull request");
+    let body = rollback.body.unwrap_or_default();
+    let errors: Vec<[String; 6]> = gate_rows(&body)
+        .into_iter()
+        .filter(|r| r[2] == "error-rate")
+        .collect();
+    let row = |n: &str| [n, "50", "error-rate", "30", "<= 1", "**fail**"].map(String::from);
+    assert_eq!(errors, vec![row("1"), row("2")], "threshold 2: {body}");
 }
 
 /// An app whose Canary says `weir.dev/pr-review: none` is promoted without a review, though
