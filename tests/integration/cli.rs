@@ -375,3 +375,58 @@ fn steps_are_reported_on_github_as_statuses_and_deployments() {
     );
     assert_eq!(states.last().map(String::as_str), Some("success"));
 }
+
+/// `weir status --mode pr` shows the step an app's pull request branch carries while it
+/// waits, read from Git alone; in commit mode, and once the branch is no newer than `main`,
+/// nothing is shown.
+#[test]
+fn status_in_pr_mode_shows_the_step_waiting_in_its_branch() {
+    use crate::support::repo::git;
+    let fixture = Fixture::new();
+    let out = weir(&fixture, &["step"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let proposed = |args: &[&str]| -> Vec<serde_json::Value> {
+        let out = weir(&fixture, &[&["status", "--output", "json"], args].concat());
+        assert!(out.status.success(), "{}", text(&out.stderr));
+        let apps: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let apps = apps.as_array().unwrap().clone();
+        apps.iter().map(|a| a["proposed"].clone()).collect()
+    };
+    assert_eq!(proposed(&["--mode", "pr"]), [const { serde_json::Value::Null }; 2]);
+
+    // A step waiting in the backend's branch: a record newer than main's.
+    git(&fixture.work, &["pull", "-q", "--rebase", "origin", "main"]);
+    git(&fixture.work, &["checkout", "-qb", "weir/prod/backend"]);
+    let file = fixture.work.join("apps/backend.weir/state.yaml");
+    let record = std::fs::read_to_string(&file).unwrap();
+    let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let record: String = record
+        .lines()
+        .map(|l| match l.trim_start().split_once(':') {
+            Some(("lastStepAt", _)) => format!("  lastStepAt: '{now}'\n"),
+            Some(("message", _)) => "  message: advance canary weight 0 -> 10\n".to_string(),
+            _ => format!("{l}\n"),
+        })
+        .collect();
+    std::fs::write(&file, record).unwrap();
+    git(&fixture.work, &["commit", "-qam", "a step waiting for review"]);
+    git(&fixture.work, &["push", "-q", "origin", "weir/prod/backend"]);
+    git(&fixture.work, &["checkout", "-q", "main"]);
+
+    assert_eq!(
+        proposed(&["--mode", "pr"]),
+        [
+            serde_json::json!(
+                "waiting in weir/prod/backend: advance canary weight 0 -> 10 (phase Initialized, canary weight 0%)"
+            ),
+            serde_json::Value::Null
+        ]
+    );
+    assert_eq!(proposed(&[]), [const { serde_json::Value::Null }; 2]);
+    let out = weir(&fixture, &["status", "--mode", "pr"]);
+    let table = text(&out.stdout);
+    assert!(
+        table.contains("waiting in weir/prod/backend: advance canary weight 0 -> 10"),
+        "{table}"
+    );
+}
