@@ -392,7 +392,10 @@ fn status_in_pr_mode_shows_the_step_waiting_in_its_branch() {
         let apps = apps.as_array().unwrap().clone();
         apps.iter().map(|a| a["proposed"].clone()).collect()
     };
-    assert_eq!(proposed(&["--mode", "pr"]), [const { serde_json::Value::Null }; 2]);
+    assert_eq!(
+        proposed(&["--mode", "pr"]),
+        [const { serde_json::Value::Null }; 2]
+    );
 
     // A step waiting in the backend's branch: a record newer than main's.
     git(&fixture.work, &["pull", "-q", "--rebase", "origin", "main"]);
@@ -409,8 +412,14 @@ fn status_in_pr_mode_shows_the_step_waiting_in_its_branch() {
         })
         .collect();
     std::fs::write(&file, record).unwrap();
-    git(&fixture.work, &["commit", "-qam", "a step waiting for review"]);
-    git(&fixture.work, &["push", "-q", "origin", "weir/prod/backend"]);
+    git(
+        &fixture.work,
+        &["commit", "-qam", "a step waiting for review"],
+    );
+    git(
+        &fixture.work,
+        &["push", "-q", "origin", "weir/prod/backend"],
+    );
     git(&fixture.work, &["checkout", "-q", "main"]);
 
     assert_eq!(

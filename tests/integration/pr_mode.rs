@@ -426,3 +426,93 @@ async fn an_app_can_waive_the_review_in_its_canary() {
     .await;
     assert!(hub.pulls().iter().all(|p| p.merged), "{:#?}", hub.pulls());
 }
+
+/// An approval is of one commit, not of a pull request: a team that reviews every step
+/// approves a halt, the metrics recover before weir merges it, and the promotion that
+/// rewrites the same pull request waits for an approval of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_of_an_earlier_step_never_merges_a_later_one() {
+    let (fixture, hub, metrics) = release();
+    fixture.push_change("backend: review every step", |work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        let text = std::fs::read_to_string(&canary).unwrap();
+        let text = text.replacen(
+            "  namespace: prod\n",
+            "  namespace: prod\n  annotations:\n    weir.dev/pr-review: Progressing,Promoting\n",
+            1,
+        );
+        std::fs::write(&canary, text).unwrap();
+    });
+    let mut weir = engine(&fixture, &hub, &metrics);
+    drive(&mut weir, &fixture, DEADLINE, |f| {
+        f.state("backend").is_some()
+    })
+    .await;
+    fixture.bump("backend", "6.1.1");
+    let open_titled = |words: &str| {
+        hub.pulls()
+            .into_iter()
+            .find(|p| p.open && p.head == "weir/prod/backend" && p.title.contains(words))
+    };
+    // Each analysis step waits for a person; these are approved as they come.
+    for step in ["starting canary analysis", "advance canary weight 0 -> 50"] {
+        drive(&mut weir, &fixture, DEADLINE, |_| {
+            open_titled(step).is_some()
+        })
+        .await;
+        hub.approve(open_titled(step).unwrap().number, "alice");
+    }
+    drive(&mut weir, &fixture, DEADLINE, |f| {
+        f.state("backend")
+            .is_some_and(|s| s.canary_weight.get() == 50)
+    })
+    .await;
+
+    // Bad metrics at 50: a halt, which alice approves; the metrics recover before weir
+    // looks again, so the next tick plans the promotion on the same pull request.
+    metrics.answer(|q| {
+        Ok(if q.trim_start().starts_with("100 -") {
+            30.0
+        } else {
+            100.0
+        })
+    });
+    drive(&mut weir, &fixture, DEADLINE, |_| {
+        open_titled("halt advancement").is_some()
+    })
+    .await;
+    let halt = open_titled("halt advancement").unwrap();
+    hub.approve(halt.number, "alice");
+    metrics.answer(healthy);
+    drive(&mut weir, &fixture, DEADLINE, |_| {
+        open_titled("promoting revision").is_some()
+    })
+    .await;
+    let promotion = open_titled("promoting revision").unwrap();
+    assert_eq!(
+        promotion.number, halt.number,
+        "the same pull request, rewritten"
+    );
+    assert_ne!(promotion.last_head_sha, halt.last_head_sha);
+
+    // alice's approval is of the halt's commit: the promotion waits.
+    let reviews = format!("/pulls/{}/reviews", promotion.number);
+    let looks = || {
+        hub.requests()
+            .iter()
+            .filter(|r| r.method == "GET" && r.path.ends_with(&reviews))
+            .count()
+    };
+    let before = looks();
+    drive(&mut weir, &fixture, DEADLINE, |_| looks() >= before + 3).await;
+    let state = fixture.state("backend").unwrap();
+    assert_eq!(state.phase, Phase::Progressing);
+    assert_eq!(state.failed_checks, 0, "the halt was never merged either");
+    assert!(open_titled("promoting revision").is_some());
+
+    hub.approve(promotion.number, "bob");
+    drive(&mut weir, &fixture, DEADLINE, |f| {
+        phase(f) == Some(Phase::Succeeded)
+    })
+    .await;
+}

@@ -75,7 +75,8 @@ pub struct Pull {
     pub open: bool,
     pub merged: bool,
     pub merge_commit_sha: Option<String>,
-    /// The head's sha when last seen (kept when the branch is deleted).
+    /// The head's sha: the branch's tip while open (as [`GitHubStandIn::pulls`] returns it),
+    /// the last one seen once closed (kept when the branch is deleted).
     pub last_head_sha: String,
     pub created_at: DateTime<Utc>,
     pub closed_at: Option<DateTime<Utc>>,
@@ -378,9 +379,15 @@ impl GitHubStandIn {
         self.state().requests.clear();
     }
 
-    /// The pull requests.
+    /// Every pull request as GitHub shows it now: an open one's head is its branch's tip.
     pub fn pulls(&self) -> Vec<Pull> {
-        self.state().pulls.clone()
+        let mut pulls = self.state().pulls.clone();
+        for p in pulls.iter_mut().filter(|p| p.open) {
+            if let Some(sha) = branch_sha(&self.shared.bare, &p.head) {
+                p.last_head_sha = sha;
+            }
+        }
+        pulls
     }
 
     /// The comments on issue `number`, oldest first.
