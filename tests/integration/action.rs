@@ -128,6 +128,17 @@ fn run_action_on(
     event: &serde_json::Value,
     api: &str,
 ) -> Ran {
+    run_action_in(workspace, with, event, api, &[])
+}
+
+/// [`run_action_on`] with more of the workflow's contexts (`secrets.*`).
+fn run_action_in(
+    workspace: &Path,
+    with: &[(&str, &str)],
+    event: &serde_json::Value,
+    api: &str,
+    contexts: &[(&str, &str)],
+) -> Ran {
     let action: Value = serde_yaml::from_str(&std::fs::read_to_string(ACTION).unwrap()).unwrap();
     let temp = tempfile::tempdir().unwrap();
     let event_path = temp.path().join("event.json");
@@ -139,19 +150,16 @@ fn run_action_on(
     let mut with: Vec<(&str, &str)> = with.to_vec();
     let weir = env!("CARGO_BIN_EXE_weir");
     with.push(("weir-path", weir));
-    let ctx = Contexts::new(
-        &action,
-        &with,
-        &[
-            ("github.token", TOKEN),
-            ("github.repository", "acme/gitops-istio"),
-            ("github.server_url", "https://github.invalid"),
-            ("github.action_ref", "v0"),
-            ("github.event.repository.default_branch", "main"),
-            ("runner.temp", runner_temp.to_str().unwrap()),
-            ("runner.tool_cache", runner_temp.to_str().unwrap()),
-        ],
-    );
+    let job = [
+        ("github.token", TOKEN),
+        ("github.repository", "acme/gitops-istio"),
+        ("github.server_url", "https://github.invalid"),
+        ("github.action_ref", "v0"),
+        ("github.event.repository.default_branch", "main"),
+        ("runner.temp", runner_temp.to_str().unwrap()),
+        ("runner.tool_cache", runner_temp.to_str().unwrap()),
+    ];
+    let ctx = Contexts::new(&action, &with, &[&job[..], contexts].concat());
     let steps = action["runs"]["steps"].as_sequence().unwrap();
     let step = steps
         .iter()
@@ -342,4 +350,158 @@ fn plan_comments_on_the_pull_request_with_the_job_token() {
         hub.requests().iter().all(|r| r.authorized),
         "every call carried the job's token"
     );
+}
+
+/// The workflows in the README, as YAML, each with the `with:` of its step that uses weir's
+/// action and the permissions it grants.
+fn readme_workflows() -> Vec<(Value, BTreeMap<String, String>)> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let mut found = Vec::new();
+    for block in readme.split("```yaml\n").skip(1) {
+        let text = block.split("```").next().unwrap();
+        if !text.contains("uses: acme/weir@") {
+            continue;
+        }
+        let workflow: Value = serde_yaml::from_str(text).unwrap_or_else(|e| panic!("{e}\n{text}"));
+        for job in workflow["jobs"].as_mapping().unwrap().values() {
+            for step in job["steps"].as_sequence().unwrap() {
+                let uses = step["uses"].as_str().unwrap_or_default();
+                if !uses.starts_with("acme/weir@") {
+                    continue;
+                }
+                let with = step["with"]
+                    .as_mapping()
+                    .unwrap()
+                    .iter()
+                    .map(|(k, v)| {
+                        let v = match v {
+                            Value::String(s) => s.clone(),
+                            other => serde_yaml::to_string(other).unwrap().trim().to_string(),
+                        };
+                        (k.as_str().unwrap().to_string(), v)
+                    })
+                    .collect();
+                found.push((workflow.clone(), with));
+            }
+        }
+    }
+    found
+}
+
+/// Every workflow the README prints uses only inputs the action declares, with values it
+/// accepts, and grants the permissions what it asks needs.
+#[test]
+fn the_readme_workflows_ask_only_what_the_action_declares() {
+    let action: Value = serde_yaml::from_str(&std::fs::read_to_string(ACTION).unwrap()).unwrap();
+    let inputs = action["inputs"].as_mapping().unwrap();
+    let workflows = readme_workflows();
+    let commands: Vec<&str> = workflows
+        .iter()
+        .map(|(_, with)| with.get("command").map(String::as_str).unwrap_or("step"))
+        .collect();
+    assert_eq!(
+        commands,
+        ["step", "step", "plan"],
+        "the README's three workflows"
+    );
+    for (workflow, with) in &workflows {
+        for key in with.keys() {
+            assert!(
+                inputs.contains_key(key.as_str()),
+                "README uses input {key}, which action.yml does not declare"
+            );
+        }
+        let permission = |scope: &str| workflow["permissions"][scope].as_str().unwrap_or("none");
+        let input = |k: &str| {
+            with.get(k)
+                .cloned()
+                .or_else(|| inputs[k]["default"].as_str().map(str::to_string))
+                .unwrap_or_default()
+        };
+        match input("command").as_str() {
+            "step" => assert_eq!(permission("contents"), "write"),
+            "plan" => {
+                if input("comment") == "true" {
+                    assert_eq!(permission("pull-requests"), "write");
+                }
+                // plan compares the pull request's base with its head: both must be there.
+                let steps = workflow["jobs"]["plan"]["steps"].as_sequence().unwrap();
+                assert!(steps.iter().any(|s| {
+                    s["uses"]
+                        .as_str()
+                        .is_some_and(|u| u.starts_with("actions/checkout@"))
+                        && s["with"]["fetch-depth"].as_u64() == Some(0)
+                }));
+            }
+            other => panic!("command {other}"),
+        }
+        if input("mode") == "pr" {
+            assert_eq!(permission("pull-requests"), "write");
+            let review = input("pr-review");
+            let parsed: Result<Vec<weir::state::Phase>, _> = review
+                .split(',')
+                .map(|p| serde_yaml::from_str(p.trim()))
+                .collect();
+            assert!(review == "none" || parsed.is_ok(), "pr-review {review}");
+        }
+        if input("github-statuses") == "true" {
+            assert_eq!(permission("statuses"), "write");
+            assert_eq!(permission("deployments"), "write");
+        }
+    }
+}
+
+/// The README's PR-mode workflow, as printed, given its secrets and this repository: the first
+/// run initialises every app through one pull request each, which weir merges.
+#[test]
+fn the_readme_pr_mode_workflow_runs_as_printed() {
+    let (_, with) = readme_workflows()
+        .into_iter()
+        .find(|(_, with)| with.get("mode").map(String::as_str) == Some("pr"))
+        .expect("a PR-mode workflow in the README");
+    let fixture = Fixture::from_dir(Path::new(UPSTREAM_FIXTURE), |_| {});
+    let hub = GitHubStandIn::start("acme", "gitops-istio", &fixture.remote);
+    let url = fixture.url();
+    // The runner's default (this repository on github.com) cannot be reached here.
+    let mut inputs: Vec<(&str, &str)> =
+        with.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    inputs.push(("repo", &url));
+    let event =
+        serde_json::json!({"schedule": "*/5 * * * *", "repository": {"default_branch": "main"}});
+    let ran = run_action_in(
+        &fixture.work,
+        &inputs,
+        &event,
+        &hub.url(),
+        &[
+            ("secrets.WEIR_TOKEN", TOKEN),
+            ("secrets.PROMETHEUS_TOKEN", "prom-secret"),
+        ],
+    );
+    assert_eq!(ran.code, Some(0), "{}\n{}", ran.stdout, ran.stderr);
+    let pulls = hub.pulls();
+    let mut heads: Vec<&str> = pulls
+        .iter()
+        .filter(|p| p.merged)
+        .map(|p| p.head.as_str())
+        .collect();
+    heads.sort();
+    assert_eq!(
+        heads,
+        ["weir/prod/backend", "weir/prod/frontend"],
+        "{pulls:#?}"
+    );
+    assert!(fixture.state("backend").is_some() && fixture.state("frontend").is_some());
+    let phases: BTreeMap<String, String> = serde_json::from_str(&ran.outputs["phases"]).unwrap();
+    assert_eq!(
+        phases.get("prod/backend").map(String::as_str),
+        Some("Initialized")
+    );
+    for text in [&ran.stdout, &ran.stderr, &ran.summary] {
+        assert!(
+            !text.contains(TOKEN) && !text.contains("prom-secret"),
+            "{text}"
+        );
+    }
 }
