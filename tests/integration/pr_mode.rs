@@ -197,8 +197,18 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
             .count()
     };
     let before = looks();
+    let asked = hub.requests().len();
     drive(&mut weir, &fixture, DEADLINE, |_| looks() >= before + 3).await;
     assert_eq!(fixture.log().len(), log);
+    // Waiting costs two reads per look (the app's pull request, its reviews), nothing else.
+    let window: Vec<String> = hub.requests()[asked..]
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect();
+    assert!(
+        window.iter().all(|r| r.starts_with("GET ")) && window.len() <= 2 * (looks() - before),
+        "{window:#?}"
+    );
     assert_eq!(phase(&fixture), Some(Phase::Progressing));
     let again = hub
         .pulls()
