@@ -19,7 +19,7 @@ use crate::github::{
 use crate::ports::{
     BoxFuture, ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError,
 };
-use crate::state::{Interval, Phase, Reading};
+use crate::state::{Interval, Phase, Reading, MAX_INTERVALS};
 use crate::tree::ObjectId;
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
@@ -288,9 +288,14 @@ fn body_of_message(message: &str) -> String {
     message.lines().skip(2).collect::<Vec<_>>().join("\n")
 }
 
+/// A table cell: one line, at most 300 characters (a record edited by hand cannot push a
+/// body past GitHub's limit).
 fn cell(s: &str) -> String {
-    crate::actions::cell(s)
+    clean(&crate::actions::cell(s), 300)
 }
+
+/// GitHub refuses bodies over 65536 characters.
+const MAX_BODY: usize = 60_000;
 
 /// The pull request body: the step, the gate results of the release so far, the steps that
 /// follow, and charts GitHub renders of the canary weight per step and of each metric per
@@ -314,7 +319,9 @@ fn body(change: &ChangeSet, key: &str, message: &str) -> String {
             md.push('\n');
         }
     }
-    gate_table(&mut md, &change.history);
+    // What the record keeps at most, however long a hand-edited one is.
+    let history = &change.history[change.history.len().saturating_sub(MAX_INTERVALS)..];
+    gate_table(&mut md, history);
     if !change.remaining.is_empty() {
         md.push_str("The steps that follow when every gate passes:\n\n| after | phase | canary weight | step |\n| --- | --- | --- | --- |\n");
         for s in &change.remaining {
@@ -329,8 +336,16 @@ fn body(change: &ChangeSet, key: &str, message: &str) -> String {
         }
         md.push('\n');
     }
-    weight_chart(&mut md, change);
-    metric_charts(&mut md, &change.history);
+    weight_chart(&mut md, history, change);
+    metric_charts(&mut md, history);
+    if md.len() > MAX_BODY {
+        let mut cut = MAX_BODY;
+        while !md.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        md.truncate(cut);
+        md.push_str("\n\n(cut at GitHub's limit for a body; the rollout record has the rest)\n");
+    }
     let _ = write!(
         md,
         "\n<details><summary>commit message</summary>\n\n```text\n{}\n```\n</details>\n",
@@ -383,14 +398,14 @@ fn gate_table(md: &mut String, history: &[Interval]) {
 }
 
 /// The canary weight at each interval so far, now, and at each planned step.
-fn weight_chart(md: &mut String, change: &ChangeSet) {
+fn weight_chart(md: &mut String, history: &[Interval], change: &ChangeSet) {
     let now = change.events.first().map(|e| e.weight.get()).unwrap_or(0);
-    let past = change.history.iter().map(|i| i.canary_weight.get());
+    let past = history.iter().map(|i| i.canary_weight.get());
     let planned = change.remaining.iter().map(|s| s.canary_weight.get());
-    if change.history.is_empty() && change.remaining.is_empty() {
+    if history.is_empty() && change.remaining.is_empty() {
         return;
     }
-    let labels: Vec<String> = (1..=change.history.len())
+    let labels: Vec<String> = (1..=history.len())
         .map(|i| i.to_string())
         .chain(std::iter::once("now".to_string()))
         .chain((1..=change.remaining.len()).map(|i| format!("+{i}")))
@@ -408,6 +423,9 @@ fn weight_chart(md: &mut String, change: &ChangeSet) {
     );
 }
 
+/// The most metric charts a body shows.
+const MAX_CHARTS: usize = 8;
+
 /// One chart per metric: its value at each interval that had one, and its bounds.
 fn metric_charts(md: &mut String, history: &[Interval]) {
     let mut names: Vec<&str> = Vec::new();
@@ -416,7 +434,7 @@ fn metric_charts(md: &mut String, history: &[Interval]) {
             names.push(&r.gate);
         }
     }
-    for name in names {
+    for name in names.into_iter().take(MAX_CHARTS) {
         let points: Vec<(usize, &Reading)> = history
             .iter()
             .enumerate()
@@ -475,5 +493,54 @@ mod tests {
         let body = format!("{STEP_MARKER}0123abcd4567 -->\nrest");
         assert_eq!(carried_step(&body), Some("0123abcd4567"));
         assert_eq!(carried_step("no marker"), None);
+    }
+
+    /// A record edited by hand to hold thousands of long readings still gives a body GitHub
+    /// takes: the step marker first, bounded rows, cells and charts.
+    #[test]
+    fn a_huge_history_gives_a_body_github_takes() {
+        use crate::ports::AppRef;
+        use crate::spec::Weight;
+        let app = AppRef {
+            namespace: "prod".into(),
+            name: "backend".into(),
+            dir: "apps/backend".into(),
+        };
+        let reading = |i: usize| Reading {
+            gate: format!("metric-{i}"),
+            value: Some(i as f64),
+            note: Some("x".repeat(10_000)),
+            min: Some(1.0),
+            max: None,
+            passed: i % 2 == 0,
+        };
+        let interval = Interval {
+            at: DateTime::<Utc>::UNIX_EPOCH,
+            canary_weight: Weight::new(10).unwrap(),
+            gates: (0..50).map(reading).collect(),
+        };
+        let change = ChangeSet {
+            app: app.clone(),
+            dir: "apps/backend.weir".into(),
+            tree: None,
+            events: vec![crate::events::Event {
+                app,
+                phase: Phase::Progressing,
+                weight: Weight::new(20).unwrap(),
+                summary: "advance canary weight 10 -> 20".into(),
+                details: vec!["y".repeat(5_000)],
+            }],
+            remaining: Vec::new(),
+            history: vec![interval; 500],
+            review: None,
+        };
+        let md = body(&change, "0123abcd4567", "subject\n\nbody");
+        assert!(md.len() < 65_536, "{}", md.len());
+        assert_eq!(carried_step(&md), Some("0123abcd4567"));
+        assert_eq!(md.matches("per interval\"").count(), MAX_CHARTS);
+        assert!(md.lines().all(|l| l.chars().count() < 2_000));
+        assert!(md.contains(&format!(
+            "| {MAX_INTERVALS} | 00:00:00 | 10 | metric-49 | 49 | >= 1 | **fail** |"
+        )));
     }
 }
