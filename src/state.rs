@@ -508,10 +508,51 @@ mod tests {
             mirrored: true,
             session_affinity_cookie: Some("flagger-cookie=abcdefghij".into()),
             revert_on_deletion: true,
+            history: vec![Interval {
+                at: t,
+                canary_weight: Weight::new(10).unwrap(),
+                gates: vec![
+                    Reading {
+                        gate: "request-success-rate".into(),
+                        value: Some(99.123456789),
+                        note: None,
+                        min: Some(99.0),
+                        max: None,
+                        passed: true,
+                    },
+                    Reading {
+                        gate: "rollout hook load-test".into(),
+                        value: None,
+                        note: Some("HTTP 500: boom".into()),
+                        min: None,
+                        max: None,
+                        passed: false,
+                    },
+                ],
+            }],
             ..State::default()
         };
         let text = render("backend", "prod", &state);
         assert_eq!(parse("s.yaml", text.as_bytes()).unwrap().status, state);
+        assert_eq!(
+            render(
+                "backend",
+                "prod",
+                &parse("s.yaml", text.as_bytes()).unwrap().status
+            ),
+            text
+        );
+    }
+
+    #[test]
+    fn a_malformed_history_is_an_error_at_its_place() {
+        let ok = format!("  phase: Progressing\n  canaryWeight: 20\n  iterations: 0\n  failedChecks: 0\n  promotedRevision: {REV}\n  lastStepAt: 2026-11-24T10:00:00Z\n  lastTransitionAt: 2026-11-24T10:00:00Z\n");
+        let bad = format!("{ok}  history:\n  - at: 2026-11-24T10:00:00Z\n    canaryWeight: 10\n    gates:\n    - gate: error-rate\n      value: lots\n      passed: false\n");
+        let err = parse("s.yaml", record(&bad).as_bytes())
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("s.yaml:17:14: error: "), "{err}");
+        assert!(err.contains("value"), "{err}");
     }
 
     fn record(status: &str) -> String {
