@@ -229,6 +229,20 @@ impl Git2Repo {
         Ok(heads.into_iter().find(|h| h.0 == want).map(|h| h.1))
     }
 
+    /// Fetches one refspec from the remote (another branch than the config branch).
+    fn fetch_refspec(&self, refspec: &str) -> Result<(), RepoError> {
+        let auth = Arc::new(Auth::default());
+        let mut remote = self
+            .repo
+            .remote_anonymous(self.settings.url.expose())
+            .map_err(local_err)?;
+        let mut opts = FetchOptions::new();
+        opts.remote_callbacks(callbacks(&self.settings, auth.clone()));
+        remote
+            .fetch(&[refspec], Some(&mut opts), None)
+            .map_err(|e| self.classify("fetch", &e, &auth))
+    }
+
     /// Every ref the remote advertises, with its commit: one connection.
     fn remote_heads(&self) -> Result<Vec<(String, ObjectId)>, RepoError> {
         let auth = Arc::new(Auth::default());
@@ -489,17 +503,7 @@ impl ConfigRepo for Git2Repo {
             return Ok(None);
         };
         if self.repo.find_commit(oid(tip)).is_err() {
-            let auth = Arc::new(Auth::default());
-            let mut remote = self
-                .repo
-                .remote_anonymous(self.settings.url.expose())
-                .map_err(local_err)?;
-            let mut opts = FetchOptions::new();
-            opts.remote_callbacks(callbacks(&self.settings, auth.clone()));
-            let refspec = format!("+refs/heads/{branch}:{tracking}");
-            remote
-                .fetch(&[refspec.as_str()], Some(&mut opts), None)
-                .map_err(|e| self.classify("fetch", &e, &auth))?;
+            self.fetch_refspec(&format!("+refs/heads/{branch}:{tracking}"))?;
         }
         Ok(Some(tip))
     }
@@ -519,17 +523,9 @@ impl ConfigRepo for Git2Repo {
             .iter()
             .any(|(_, tip)| self.repo.find_commit(oid(*tip)).is_err())
         {
-            let auth = Arc::new(Auth::default());
-            let mut remote = self
-                .repo
-                .remote_anonymous(self.settings.url.expose())
-                .map_err(local_err)?;
-            let mut opts = FetchOptions::new();
-            opts.remote_callbacks(callbacks(&self.settings, auth.clone()));
-            let refspec = format!("+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*");
-            remote
-                .fetch(&[refspec.as_str()], Some(&mut opts), None)
-                .map_err(|e| self.classify("fetch", &e, &auth))?;
+            self.fetch_refspec(&format!(
+                "+refs/heads/{prefix}*:refs/remotes/origin/{prefix}*"
+            ))?;
         }
         Ok(found)
     }

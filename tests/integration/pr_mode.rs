@@ -97,6 +97,38 @@ fn gate_rows(body: &str) -> Vec<[String; 6]> {
         .collect()
 }
 
+/// Metrics of a bad release: 30% errors.
+fn erroring(q: &str) -> Result<f64, MetricError> {
+    Ok(if q.trim_start().starts_with("100 -") {
+        30.0
+    } else {
+        100.0
+    })
+}
+
+/// The backend's Canary names the phases whose steps wait for a review.
+fn review_in_canary(fixture: &Fixture, phases: &str) {
+    fixture.push_change(&format!("backend: pr-review {phases}"), |work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        let text = std::fs::read_to_string(&canary).unwrap();
+        let text = text.replacen(
+            "  namespace: prod\n",
+            &format!("  namespace: prod\n  annotations:\n    weir.dev/pr-review: {phases}\n"),
+            1,
+        );
+        std::fs::write(&canary, text).unwrap();
+    });
+}
+
+/// How many times weir has read the reviews of pull request `number`.
+fn review_looks(hub: &GitHubStandIn, number: u64) -> usize {
+    let reviews = format!("/pulls/{number}/reviews");
+    hub.requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path.ends_with(&reviews))
+        .count()
+}
+
 fn phase(fixture: &Fixture) -> Option<Phase> {
     fixture.state("backend").map(|s| s.phase)
 }
@@ -189,13 +221,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
     // Unapproved, it stays: three more looks at its reviews merge nothing and do not
     // rebuild the branch.
     let log = fixture.log().len();
-    let reviews = format!("/pulls/{}/reviews", promotion.number);
-    let looks = || {
-        hub.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path.ends_with(&reviews))
-            .count()
-    };
+    let looks = || review_looks(&hub, promotion.number);
     let before = looks();
     let asked = hub.requests().len();
     drive(&mut weir, &fixture, DEADLINE, |_| looks() >= before + 3).await;
@@ -363,13 +389,7 @@ async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
     .await;
     let promotion = hub.pulls().into_iter().find(|p| p.open).unwrap();
 
-    metrics.answer(|q| {
-        Ok(if q.trim_start().starts_with("100 -") {
-            30.0
-        } else {
-            100.0
-        })
-    });
+    metrics.answer(erroring);
     drive(&mut weir, &fixture, DEADLINE, |f| {
         phase(f) == Some(Phase::Failed)
     })
@@ -414,16 +434,7 @@ async fn a_waiting_promotion_superseded_by_failing_checks_is_never_merged() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_can_waive_the_review_in_its_canary() {
     let (fixture, hub, metrics) = release();
-    fixture.push_change("backend: no review of promotions", |work| {
-        let canary = work.join("apps/backend/canary.yaml");
-        let text = std::fs::read_to_string(&canary).unwrap();
-        let text = text.replacen(
-            "  namespace: prod\n",
-            "  namespace: prod\n  annotations:\n    weir.dev/pr-review: none\n",
-            1,
-        );
-        std::fs::write(&canary, text).unwrap();
-    });
+    review_in_canary(&fixture, "none");
     let mut weir = engine(&fixture, &hub, &metrics);
     drive(&mut weir, &fixture, DEADLINE, |f| {
         f.state("backend").is_some()
@@ -443,16 +454,7 @@ async fn an_app_can_waive_the_review_in_its_canary() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_of_an_earlier_step_never_merges_a_later_one() {
     let (fixture, hub, metrics) = release();
-    fixture.push_change("backend: review every step", |work| {
-        let canary = work.join("apps/backend/canary.yaml");
-        let text = std::fs::read_to_string(&canary).unwrap();
-        let text = text.replacen(
-            "  namespace: prod\n",
-            "  namespace: prod\n  annotations:\n    weir.dev/pr-review: Progressing,Promoting\n",
-            1,
-        );
-        std::fs::write(&canary, text).unwrap();
-    });
+    review_in_canary(&fixture, "Progressing,Promoting");
     let mut weir = engine(&fixture, &hub, &metrics);
     drive(&mut weir, &fixture, DEADLINE, |f| {
         f.state("backend").is_some()
@@ -480,13 +482,7 @@ async fn an_approval_of_an_earlier_step_never_merges_a_later_one() {
 
     // Bad metrics at 50: a halt, which alice approves; the metrics recover before weir
     // looks again, so the next tick plans the promotion on the same pull request.
-    metrics.answer(|q| {
-        Ok(if q.trim_start().starts_with("100 -") {
-            30.0
-        } else {
-            100.0
-        })
-    });
+    metrics.answer(erroring);
     drive(&mut weir, &fixture, DEADLINE, |_| {
         open_titled("halt advancement").is_some()
     })
@@ -506,13 +502,7 @@ async fn an_approval_of_an_earlier_step_never_merges_a_later_one() {
     assert_ne!(promotion.last_head_sha, halt.last_head_sha);
 
     // alice's approval is of the halt's commit: the promotion waits.
-    let reviews = format!("/pulls/{}/reviews", promotion.number);
-    let looks = || {
-        hub.requests()
-            .iter()
-            .filter(|r| r.method == "GET" && r.path.ends_with(&reviews))
-            .count()
-    };
+    let looks = || review_looks(&hub, promotion.number);
     let before = looks();
     drive(&mut weir, &fixture, DEADLINE, |_| looks() >= before + 3).await;
     let state = fixture.state("backend").unwrap();
