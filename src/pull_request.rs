@@ -371,7 +371,7 @@ fn gate_table(md: &mut String, history: &[Interval]) {
     let skipped = rows.len().saturating_sub(MAX_ROWS);
     for (n, interval, r) in &rows[skipped..] {
         let value = match (r.value, &r.note) {
-            (Some(v), _) => crate::plan::number(v),
+            (Some(v), _) => value_text(v),
             (None, Some(note)) => cell(note),
             (None, None) => String::new(),
         };
@@ -444,10 +444,8 @@ fn metric_charts(md: &mut String, history: &[Interval]) {
             })
             .collect();
         let series = |f: &dyn Fn(&Reading) -> Option<f64>| -> Option<String> {
-            let values: Option<Vec<String>> = points
-                .iter()
-                .map(|(_, r)| f(r).map(crate::plan::number))
-                .collect();
+            let values: Option<Vec<String>> =
+                points.iter().map(|(_, r)| f(r).map(value_text)).collect();
             values.map(|v| v.join(", "))
         };
         let _ = writeln!(
@@ -470,6 +468,16 @@ fn metric_charts(md: &mut String, history: &[Interval]) {
             let _ = writeln!(md, "    line [{bound}]");
         }
         md.push_str("```\n\n");
+    }
+}
+
+/// A value as the table and charts show it: two decimals, as in commit messages, except for
+/// small values, which keep their digits (a latency of 0.0034 s is not 0).
+fn value_text(v: f64) -> String {
+    if v != 0.0 && v.abs() < 0.01 {
+        v.to_string()
+    } else {
+        crate::plan::number(v)
     }
 }
 
@@ -542,5 +550,13 @@ mod tests {
         assert!(md.contains(&format!(
             "| {MAX_INTERVALS} | 00:00:00 | 10 | metric-49 | 49 | >= 1 | **fail** |"
         )));
+    }
+
+    #[test]
+    fn small_values_keep_their_digits() {
+        assert_eq!(value_text(0.0034), "0.0034");
+        assert_eq!(value_text(-0.0001), "-0.0001");
+        assert_eq!(value_text(0.0), "0");
+        assert_eq!(value_text(99.12345), "99.12");
     }
 }
