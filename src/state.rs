@@ -109,8 +109,8 @@ pub struct State {
     #[serde(default, skip_serializing_if = "is_false")]
     pub revert_on_deletion: bool,
     /// The gate readings of the release so far, one entry per judged interval, oldest first
-    /// and at most [`MAX_INTERVALS`]: for people (pull request bodies, `weir status`). No
-    /// decision reads it.
+    /// and at most [`MAX_INTERVALS`]: for people (pull request bodies, reviews of the record
+    /// in Git). No decision reads it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub history: Vec<Interval>,
 }
