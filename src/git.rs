@@ -508,6 +508,37 @@ impl ConfigRepo for Git2Repo {
         Ok(Some(tip))
     }
 
+    fn changes_only(&self, commit: ObjectId, dir: &str, head: ObjectId) -> Result<bool, RepoError> {
+        let commit = self.repo.find_commit(oid(commit)).map_err(local_err)?;
+        let Ok(parent) = commit.parent(0) else {
+            return Ok(false);
+        };
+        let on_branch = parent.id() == oid(head)
+            || self
+                .repo
+                .graph_descendant_of(oid(head), parent.id())
+                .map_err(local_err)?;
+        if !on_branch {
+            return Ok(false);
+        }
+        let (old, new) = (
+            parent.tree().map_err(local_err)?,
+            commit.tree().map_err(local_err)?,
+        );
+        let diff = self
+            .repo
+            .diff_tree_to_tree(Some(&old), Some(&new), None)
+            .map_err(local_err)?;
+        let inside = |path: Option<&std::path::Path>| {
+            path.and_then(|p| p.to_str())
+                .and_then(|p| p.strip_prefix(dir))
+                .is_some_and(|rest| rest.starts_with('/'))
+        };
+        Ok(diff
+            .deltas()
+            .all(|d| inside(d.old_file().path()) && inside(d.new_file().path())))
+    }
+
     fn branches(&mut self, prefix: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {
         let found: Vec<(String, ObjectId)> = self
             .remote_heads()?

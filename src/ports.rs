@@ -100,6 +100,12 @@ pub trait ConfigRepo: Send {
             self.describe()
         )))
     }
+    /// True when `commit` changes nothing outside the folder `dir` against its first parent,
+    /// and that parent is `head` or an ancestor of it: merged, it can bring nothing else.
+    fn changes_only(&self, commit: ObjectId, dir: &str, head: ObjectId) -> Result<bool, RepoError> {
+        let _ = (commit, dir, head);
+        Ok(false)
+    }
     /// The branches of the remote whose names start with `prefix`, with their tips,
     /// fetched so that their trees can be read. Adapters without other branches have none.
     fn branches(&mut self, prefix: &str) -> Result<Vec<(String, ObjectId)>, RepoError> {

@@ -19,8 +19,9 @@ use crate::github::{
 use crate::ports::{
     BoxFuture, ChangeSet, ConfigRepo, Publication, Publisher, PushOutcome, RepoError,
 };
-use crate::state::{Interval, Phase, Reading, MAX_INTERVALS};
-use crate::tree::ObjectId;
+use crate::render::STATE_FILE;
+use crate::state::{self, Interval, Phase, Reading, MAX_INTERVALS};
+use crate::tree::{Node, ObjectId};
 use chrono::{DateTime, Utc};
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -99,11 +100,18 @@ impl PullRequests {
             .await
             .map_err(gh_err)?;
         let tip = repo.branch_tip(&branch)?;
-        let kept = open
-            .as_ref()
-            .filter(|pr| carried_step(&pr.body) == Some(key.as_str()))
-            .filter(|pr| tip.is_some_and(|t| t.to_string() == pr.head_sha))
-            .cloned();
+        // The same step, on a branch whose tip is the commit weir built for it: kept, so
+        // that an approval of it stays valid. Anything someone else pushed is never merged.
+        let mut foreign = false;
+        let kept = match (open.as_ref(), tip) {
+            (Some(pr), Some(t))
+                if carried_step(&pr.body) == Some(key.as_str()) && t.to_string() == pr.head_sha =>
+            {
+                foreign = !weirs_own(repo, t, head, change)?;
+                (!foreign).then(|| pr.clone())
+            }
+            _ => None,
+        };
         let (pr, sha) = match kept {
             Some(pr) => {
                 let sha = pr.head_sha.clone();
@@ -132,11 +140,18 @@ impl PullRequests {
                             .update_pull_request(old.number, &title, &body)
                             .await
                             .map_err(gh_err)?;
-                        let why = format!(
-                            "Superseded: this pull request now carries `{}` (it carried `{}`); the planner decided the next step on fresh evidence.",
-                            cell(&title),
-                            cell(&old.title)
-                        );
+                        let why = if foreign {
+                            format!(
+                                "Rewritten: the branch held changes weir did not make, which weir never merges. This pull request carries `{}` again, as weir built it; an approval of the earlier head does not count.",
+                                cell(&title)
+                            )
+                        } else {
+                            format!(
+                                "Superseded: this pull request now carries `{}` (it carried `{}`); the planner decided the next step on fresh evidence.",
+                                cell(&title),
+                                cell(&old.title)
+                            )
+                        };
                         self.github
                             .comment(old.number, &why)
                             .await
@@ -253,6 +268,89 @@ impl Publisher for PullRequests {
     fn shows_remaining_steps(&self) -> bool {
         true
     }
+}
+
+/// Whether `tip` is the step weir built for `change`: merged, it changes weir's folder of the
+/// app and nothing else, and the folder holds exactly the planned files, but for what moves
+/// with every look: the record may differ in what no decision reads (times, message,
+/// history) and in which commit holds the promoted revision, and the primary may differ in
+/// the note naming that commit.
+fn weirs_own(
+    repo: &dyn ConfigRepo,
+    tip: ObjectId,
+    head: ObjectId,
+    change: &ChangeSet,
+) -> Result<bool, RepoError> {
+    if !repo.changes_only(tip, &change.dir, head)? {
+        return Ok(false);
+    }
+    let tree = repo.tree(tip)?;
+    let tree = tree.as_ref();
+    let Some(planned) = &change.tree else {
+        return Ok(tree.id(&change.dir).is_none());
+    };
+    let record = format!("{}/{STATE_FILE}", change.dir);
+    let parse = |bytes: &[u8]| state::parse(&record, bytes).ok();
+    let (Some(theirs), Some(Node::File(ours))) = (
+        tree.read(&record).ok().as_deref().and_then(parse),
+        planned.entries.get(STATE_FILE),
+    ) else {
+        return Ok(false);
+    };
+    let Some(ours) = parse(ours) else {
+        return Ok(false);
+    };
+    if theirs.metadata != ours.metadata || !theirs.status.decides_as(&ours.status) {
+        return Ok(false);
+    }
+    let note = |s: &state::State| {
+        s.promoted_commit
+            .as_deref()
+            .map(crate::render::primary::commit_note)
+    };
+    let swap = note(&ours.status).zip(note(&theirs.status));
+    let mut rest = planned.clone();
+    rest.entries.remove(STATE_FILE);
+    Ok(same_files(tree, &change.dir, &rest, swap.as_ref(), true))
+}
+
+/// Whether the folder `path` of `tree` holds exactly `planned` (record aside when `top`),
+/// with the note `swap.0` in a planned file read as `swap.1`.
+fn same_files(
+    tree: &dyn crate::source::SourceTree,
+    path: &str,
+    planned: &crate::tree::Dir,
+    swap: Option<&(String, String)>,
+    top: bool,
+) -> bool {
+    let Ok(entries) = tree.list(path) else {
+        return false;
+    };
+    let entries: Vec<_> = entries
+        .into_iter()
+        .filter(|e| !(top && e.name == STATE_FILE))
+        .collect();
+    entries.len() == planned.entries.len()
+        && entries.iter().all(|entry| {
+            let at = format!("{path}/{}", entry.name);
+            let Some(node) = planned.entries.get(&entry.name) else {
+                return false;
+            };
+            if entry.link || entry.is_dir != node.is_dir() {
+                return false;
+            }
+            if entry.id == node.id() {
+                return true;
+            }
+            match (node, swap) {
+                (Node::Dir(d), _) => same_files(tree, &at, d, swap, false),
+                (Node::File(ours), Some((from, to))) => {
+                    let ours = String::from_utf8_lossy(ours).replace(from.as_str(), to);
+                    tree.read(&at).is_ok_and(|theirs| theirs == ours.as_bytes())
+                }
+                _ => false,
+            }
+        })
 }
 
 fn gh_err(e: crate::github::GitHubError) -> RepoError {

@@ -154,6 +154,24 @@ pub struct Reading {
     pub passed: bool,
 }
 
+impl State {
+    /// True when both records lead to the same decisions: they differ at most in their
+    /// times, their message and their history, which no decision reads, and in which commit
+    /// holds the promoted revision (any commit that holds it serves; weir checks that it
+    /// does before deriving the primary from it).
+    pub fn decides_as(&self, other: &State) -> bool {
+        let bare = |s: &State| State {
+            last_step_at: DateTime::<Utc>::UNIX_EPOCH,
+            last_transition_at: DateTime::<Utc>::UNIX_EPOCH,
+            message: String::new(),
+            history: Vec::new(),
+            promoted_commit: None,
+            ..s.clone()
+        };
+        bare(self) == bare(other)
+    }
+}
+
 /// For `skip_serializing_if`: a flag written only when set.
 pub(crate) fn is_false(b: &bool) -> bool {
     !*b

@@ -103,7 +103,8 @@ impl Node {
         }
     }
 
-    fn is_dir(&self) -> bool {
+    /// A folder (built or carried).
+    pub fn is_dir(&self) -> bool {
         matches!(self, Node::Dir(_) | Node::Carried { is_dir: true, .. })
     }
 }

@@ -93,6 +93,12 @@ pub fn primary_dir(
     dir
 }
 
+/// How the primary's kustomization names the commit it comes from: `(commit 1a2b3c4)`. Any
+/// commit holding the promoted revision gives the same primary but for this note.
+pub fn commit_note(promoted_commit: &str) -> String {
+    format!("(commit {})", crate::plan::short(promoted_commit))
+}
+
 fn kustomization(
     canary: &Canary,
     selector: &Selector,
@@ -128,7 +134,7 @@ fn kustomization(
         .map(|r| format!("  - {}\n", q(r)))
         .collect();
     let mut k = format!(
-        "# Primary of {owner}: the app's source at revision {rev} (commit {commit}),\n\
+        "# Primary of {owner}: the app's source at revision {rev} {commit},\n\
          # carried from Git under source/ and built by Flux. Written by weir; do not edit.\n\
          apiVersion: kustomize.config.k8s.io/v1beta1\n\
          kind: Kustomization\n\
@@ -136,7 +142,7 @@ fn kustomization(
          nameSuffix: -primary\n\
          patches:\n",
         rev = crate::plan::short(&source.revision),
-        commit = crate::plan::short(promoted_commit),
+        commit = commit_note(promoted_commit),
     );
     // The target Deployment, with the primary's selector label.
     k.push_str(&format!(

@@ -6,7 +6,7 @@
 //! builds as Flux builds it.
 
 use crate::support::github::{GitHubStandIn, TOKEN};
-use crate::support::repo::{drive, edit, flux_build, Fixture};
+use crate::support::repo::{drive, edit, flux_build, git, Fixture};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::fakes::FakeMetrics;
@@ -515,4 +515,183 @@ async fn an_approval_of_an_earlier_step_never_merges_a_later_one() {
         phase(f) == Some(Phase::Succeeded)
     })
     .await;
+}
+
+/// Pushes a commit made by `change` onto `branch` of the remote, built as weir builds its
+/// own (the branch's tree changed, with `main` and the branch's tip as parents, so it
+/// fast-forwards and compares with `main` as weir's do), as anyone with write access to
+/// the repository can; returns its sha.
+fn push_to_branch(
+    fixture: &Fixture,
+    branch: &str,
+    change: impl FnOnce(&std::path::Path),
+) -> String {
+    let work = &fixture.work;
+    git(work, &["fetch", "-q", "origin", "main", branch]);
+    git(
+        work,
+        &[
+            "checkout",
+            "-q",
+            "-B",
+            "tamper",
+            &format!("origin/{branch}"),
+        ],
+    );
+    change(work);
+    git(work, &["add", "-A"]);
+    let tree = git(work, &["write-tree"]).trim().to_string();
+    let commit = git(
+        work,
+        &[
+            "commit-tree",
+            &tree,
+            "-p",
+            "origin/main",
+            "-p",
+            "HEAD",
+            "-m",
+            "a change weir did not make",
+        ],
+    )
+    .trim()
+    .to_string();
+    git(
+        work,
+        &[
+            "push",
+            "-q",
+            "origin",
+            &format!("{commit}:refs/heads/{branch}"),
+        ],
+    );
+    git(work, &["checkout", "-qf", "main"]);
+    commit
+}
+
+/// A change to a work tree.
+type Edit = Box<dyn Fn(&std::path::Path)>;
+
+/// The files the scenario below tampers with, and whether a text shows a tampering.
+const TAMPERED_FILES: [&str; 3] = [
+    "apps/frontend/kustomization.yaml",
+    "apps/backend.weir/virtualservice.yaml",
+    "apps/backend.weir/state.yaml",
+];
+
+fn tampered(text: &str) -> bool {
+    ["6.6.6", "edited by hand", "failedChecks: 7"]
+        .iter()
+        .any(|mark| text.contains(mark))
+}
+
+/// weir merges only commits it built: a waiting promotion's branch stays as it is while
+/// `main` moves, but a commit someone pushes onto it (outside weir's folder, or inside it)
+/// is never merged, even approved; weir writes its step again on top and says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_someone_pushes_onto_weir_s_branch_is_never_merged() {
+    let (fixture, hub, metrics) = release();
+    let mut weir = engine(&fixture, &hub, &metrics);
+    drive(&mut weir, &fixture, DEADLINE, |f| {
+        f.state("backend").is_some() && f.state("frontend").is_some()
+    })
+    .await;
+    fixture.bump("backend", "6.1.1");
+    let promotion = |hub: &GitHubStandIn| {
+        hub.pulls()
+            .into_iter()
+            .find(|p| p.open && p.title.contains("promoting revision"))
+    };
+    drive(&mut weir, &fixture, DEADLINE, |_| promotion(&hub).is_some()).await;
+    let waiting = promotion(&hub).unwrap();
+
+    // main moves under the waiting promotion: its commit is still weir's, and is kept.
+    fixture.push_change("docs: a note", |work| {
+        std::fs::write(work.join("NOTES.md"), "release notes\n").unwrap();
+    });
+    let before = review_looks(&hub, waiting.number);
+    drive(&mut weir, &fixture, DEADLINE, |_| {
+        review_looks(&hub, waiting.number) >= before + 2
+    })
+    .await;
+    assert_eq!(
+        promotion(&hub).unwrap().last_head_sha,
+        waiting.last_head_sha,
+        "{:#?}\n{:#?}",
+        hub.comments(waiting.number),
+        hub.pulls()
+    );
+
+    let tamperings: [(&str, Edit); 3] = [
+        (
+            "another app's release",
+            Box::new(|work: &std::path::Path| {
+                edit(
+                    &work.join(TAMPERED_FILES[0]),
+                    0,
+                    "images[0].newTag",
+                    "6.6.6",
+                )
+            }),
+        ),
+        (
+            "weir's own folder",
+            Box::new(|work: &std::path::Path| {
+                let vs = work.join("apps/backend.weir/virtualservice.yaml");
+                let text = std::fs::read_to_string(&vs).unwrap();
+                std::fs::write(&vs, format!("{text}# edited by hand\n")).unwrap();
+            }),
+        ),
+        (
+            "the rollout record",
+            Box::new(|work: &std::path::Path| {
+                let record = work.join("apps/backend.weir/state.yaml");
+                let text = std::fs::read_to_string(&record).unwrap();
+                let text = text.replacen("  failedChecks: 0\n", "  failedChecks: 7\n", 1);
+                assert!(text.contains("failedChecks: 7"));
+                std::fs::write(&record, text).unwrap();
+            }),
+        ),
+    ];
+    for (what, change) in tamperings {
+        let sha = push_to_branch(&fixture, "weir/prod/backend", change);
+        // Someone approves the pull request at that head without reading it.
+        hub.approve(waiting.number, "mallory");
+        drive(&mut weir, &fixture, DEADLINE, |_| {
+            promotion(&hub).is_some_and(|p| p.last_head_sha != sha)
+        })
+        .await;
+        let now = promotion(&hub).unwrap();
+        assert_eq!(now.number, waiting.number, "{what}: the same pull request");
+        assert_eq!(
+            phase(&fixture),
+            Some(Phase::Progressing),
+            "{what}: not merged"
+        );
+        let comments = hub.comments(waiting.number);
+        assert!(
+            comments.last().is_some_and(|c| c
+                .body
+                .starts_with("Rewritten: the branch held changes weir did not make")),
+            "{what}: {comments:#?}"
+        );
+        // weir's commit carries only its step: the tampered files are main's again.
+        for file in TAMPERED_FILES {
+            let shown = fixture.show(&now.last_head_sha, file).unwrap();
+            assert!(!tampered(&shown), "{what}: {file}");
+        }
+    }
+
+    // Approved as weir built it, the promotion merges; main never held the tampered files.
+    hub.approve(waiting.number, "alice");
+    drive(&mut weir, &fixture, DEADLINE, |f| {
+        phase(f) == Some(Phase::Succeeded)
+    })
+    .await;
+    for (sha, _) in fixture.log() {
+        for file in TAMPERED_FILES {
+            let shown = fixture.show(&sha, file).unwrap_or_default();
+            assert!(!tampered(&shown), "{sha} {file}");
+        }
+    }
 }
