@@ -567,7 +567,9 @@ impl Engine {
         (s.last_step_at > merged.last_step_at).then(|| {
             format!(
                 "waiting in {branch}: {} (phase {}, canary weight {}%)",
-                s.message, s.phase, s.canary_weight
+                crate::events::clean(&s.message, 300),
+                s.phase,
+                s.canary_weight
             )
         })
     }
