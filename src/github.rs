@@ -495,6 +495,10 @@ pub trait GitHub: Send + Sync {
     /// The standing verdict of each reviewer, sorted by login.
     fn reviews(&self, number: u64) -> BoxFuture<'_, Result<Vec<Review>, GitHubError>>;
 
+    /// Whether `login` may write to this repository (permission admin, maintain or write):
+    /// only such reviews count, as GitHub's branch protection counts them.
+    fn can_write<'a>(&'a self, login: &'a str) -> BoxFuture<'a, Result<bool, GitHubError>>;
+
     /// Merges the pull request if its head is still the expected commit.
     fn merge<'a>(
         &'a self,

@@ -222,16 +222,27 @@ impl PullRequests {
         change.events.iter().any(|e| phases.contains(&e.phase))
     }
 
-    /// Someone approved exactly `sha`, and nobody's standing verdict asks for changes.
+    /// Someone who may write to the repository approved exactly `sha`, and no such person's
+    /// standing verdict asks for changes (as GitHub's branch protection counts reviews: a
+    /// review by anyone else, possible on a public repository, counts for nothing).
     async fn approved(&self, pr: &PullRequest, sha: &str) -> Result<bool, RepoError> {
         let reviews = self.github.reviews(pr.number).await.map_err(gh_err)?;
-        let blocked = reviews
-            .iter()
-            .any(|r| r.verdict == ReviewVerdict::ChangesRequested);
-        let approved = reviews
-            .iter()
-            .any(|r| r.verdict == ReviewVerdict::Approved && r.commit.as_deref() == Some(sha));
-        Ok(approved && !blocked)
+        let mut approved = false;
+        for r in &reviews {
+            let counts = match r.verdict {
+                ReviewVerdict::ChangesRequested => true,
+                ReviewVerdict::Approved => !approved && r.commit.as_deref() == Some(sha),
+                _ => false,
+            };
+            if !counts || !self.github.can_write(&r.reviewer).await.map_err(gh_err)? {
+                continue;
+            }
+            if r.verdict == ReviewVerdict::ChangesRequested {
+                return Ok(false);
+            }
+            approved = true;
+        }
+        Ok(approved)
     }
 }
 

@@ -622,6 +622,32 @@ impl RestGitHub {
         Ok(standing_verdicts(reviews.iter().filter_map(review_of)))
     }
 
+    async fn collaborator_can_write(&self, login: &str) -> Result<bool, GitHubError> {
+        let what = format!("read the permission of {login}");
+        let reply = self
+            .send(
+                Method::Get,
+                &self.path(&format!("/collaborators/{login}/permission")),
+                None,
+                OnServerError::Retry,
+                &what,
+            )
+            .await?;
+        // Someone GitHub does not know as a user of the repository has no permission.
+        if reply.status == 404 {
+            return Ok(false);
+        }
+        #[derive(serde::Deserialize)]
+        struct Permission {
+            permission: String,
+        }
+        let answer: Permission = self.parse(&reply, &what)?;
+        Ok(matches!(
+            answer.permission.as_str(),
+            "admin" | "maintain" | "write"
+        ))
+    }
+
     async fn merge_pull(&self, request: &MergeRequest) -> Result<MergeOutcome, GitHubError> {
         let number = request.number;
         let what = format!("merge pull request #{number}");
@@ -904,6 +930,10 @@ impl GitHub for RestGitHub {
 
     fn reviews(&self, number: u64) -> BoxFuture<'_, Result<Vec<Review>, GitHubError>> {
         Box::pin(self.list_reviews(number))
+    }
+
+    fn can_write<'a>(&'a self, login: &'a str) -> BoxFuture<'a, Result<bool, GitHubError>> {
+        Box::pin(self.collaborator_can_write(login))
     }
 
     fn merge<'a>(

@@ -764,3 +764,26 @@ async fn statuses_and_deployments_are_recorded_once_per_release() {
         ]
     );
 }
+
+/// Only people who may write to the repository count as reviewers: the adapter reads each
+/// one's permission from GitHub's collaborator permission endpoint.
+#[tokio::test]
+async fn reviewers_count_only_with_write_access() {
+    let bed = Bed::new();
+    for (login, permission, counts) in [
+        ("ada", "admin", true),
+        ("max", "maintain", true),
+        ("wes", "write", true),
+        ("tri", "triage", false),
+        ("rea", "read", false),
+        ("non", "none", false),
+    ] {
+        bed.hub.set_permission(login, permission);
+        assert_eq!(bed.gh.can_write(login).await.unwrap(), counts, "{login}");
+    }
+    assert!(bed
+        .hub
+        .requests()
+        .iter()
+        .any(|r| r.method == "GET" && r.path == "/repos/acme/config/collaborators/rea/permission"));
+}

@@ -252,6 +252,18 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
     assert_eq!(open.len(), 1, "{open:#?}");
     assert_eq!(open[0].number, promotion.number);
 
+    // An approval by someone who cannot write to the repository (anyone, on a public
+    // repository) counts for nothing, nor does their request for changes.
+    hub.set_permission("eve", "read");
+    hub.approve(promotion.number, "eve");
+    let before = review_looks(&hub, promotion.number);
+    drive(&mut weir, &fixture, DEADLINE, |_| {
+        review_looks(&hub, promotion.number) >= before + 2
+    })
+    .await;
+    assert_eq!(phase(&fixture), Some(Phase::Progressing));
+    hub.request_changes(promotion.number, "eve");
+
     // A person approves that commit: weir merges it, then finishes the release.
     hub.approve(promotion.number, "alice");
     drive(&mut weir, &fixture, DEADLINE, |f| {

@@ -172,6 +172,8 @@ struct State {
     switches: Switches,
     next_id: u64,
     used: u64,
+    /// Repository permission by login; anyone not listed may write (a collaborator).
+    permissions: BTreeMap<String, String>,
 }
 
 impl State {
@@ -331,6 +333,14 @@ impl GitHubStandIn {
     /// `user` requests changes on pull request `number` at its current head.
     pub fn request_changes(&self, number: u64, user: &str) {
         self.review(number, user, "CHANGES_REQUESTED");
+    }
+
+    /// `user`'s permission on the repository (`read` for anyone on a public repository who
+    /// is not a collaborator); users not set may write.
+    pub fn set_permission(&self, user: &str, permission: &str) {
+        self.state()
+            .permissions
+            .insert(user.to_string(), permission.to_string());
     }
 
     /// `user` comments (a review without a verdict) on pull request `number`.
@@ -639,6 +649,22 @@ fn route(s: &Shared, st: &mut State, req: &Incoming, body: &Value) -> Out {
                 .collect();
             paginate(s, req, items)
         }),
+        // GET /repos/{owner}/{repo}/collaborators/{username}/permission
+        ("GET", ["collaborators", user, "permission"]) => {
+            let permission = st
+                .permissions
+                .get(*user)
+                .cloned()
+                .unwrap_or_else(|| "write".to_string());
+            Out::json(
+                200,
+                json!({
+                    "permission": permission,
+                    "role_name": permission,
+                    "user": user_json(s, user),
+                }),
+            )
+        }
         ("GET", ["issues", _, "comments"]) => match number(1) {
             Some(n) if st.pulls.iter().any(|p| p.number == n) => {
                 let items: Vec<Value> = st
@@ -877,7 +903,13 @@ fn merge(s: &Shared, st: &mut State, i: usize, body: &Value) -> Out {
             );
         }
     }
-    let verdicts = standing(st, pull.number);
+    // Protection counts the reviews of people with write access only.
+    let mut verdicts = standing(st, pull.number);
+    verdicts.retain(|user, _| {
+        st.permissions
+            .get(user)
+            .is_none_or(|p| matches!(p.as_str(), "admin" | "maintain" | "write"))
+    });
     if verdicts.values().any(|v| v == "CHANGES_REQUESTED") && st.switches.approvals > 0 {
         return Out::error(405, "Changes must be made before merging.");
     }
