@@ -9,7 +9,9 @@
 
 use crate::support::loadtester::LoadTester;
 use crate::support::prometheus::Prometheus;
-use crate::support::repo::{docs, edit, find, flux_build, Fixture, UPSTREAM_FIXTURE};
+use crate::support::repo::{
+    docs, edit, find, flux_build, until_next_step, Fixture, UPSTREAM_FIXTURE,
+};
 use crate::support::traffic::Traffic;
 use serde_json::json;
 use std::path::Path;
@@ -51,7 +53,7 @@ impl World {
         let traffic: Vec<Traffic> = APPS
             .iter()
             .map(|app| {
-                Traffic::start_with(
+                Traffic::start(
                     env!("CARGO_BIN_EXE_weir-traffic"),
                     &fixture.remote,
                     "main",
@@ -106,8 +108,8 @@ impl World {
                 self.fixture.log(),
                 self.last
             );
-            // Poll pause: the next step becomes due on the wall clock.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            until_next_step(self.last.as_ref().expect("a tick"), left).await;
         }
     }
 

@@ -7,9 +7,7 @@ use crate::support::github::{GitHubStandIn, TOKEN};
 use crate::support::repo::{edit, git, Fixture, UPSTREAM_FIXTURE};
 use std::path::Path;
 use std::process::{Command, Output};
-use weir::github::rest::{RestGitHub, RestSettings};
-use weir::github::{GitHub, NewPullRequest, RepoName};
-use weir::secret::Secret;
+use weir::github::{GitHub, NewPullRequest};
 
 fn plan(work: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));
@@ -214,18 +212,7 @@ fn the_comment_is_posted_once_and_updated_on_each_push() {
         .build()
         .unwrap();
     let _in_runtime = runtime.enter();
-    let github = RestGitHub::new(
-        RepoName {
-            owner: "acme".into(),
-            name: "gitops-istio".into(),
-        },
-        &Secret::new(TOKEN),
-        RestSettings {
-            base_url: hub.url(),
-            ..RestSettings::default()
-        },
-    )
-    .unwrap();
+    let github = hub.client();
     let pr = runtime
         .block_on(github.open_pull_request(&NewPullRequest {
             head: "release".into(),

@@ -5,17 +5,15 @@
 //! request; a bad release is rolled back through its pull request; every commit on `main`
 //! builds as Flux builds it.
 
-use crate::support::github::{GitHubStandIn, TOKEN};
+use crate::support::github::GitHubStandIn;
 use crate::support::repo::{drive, edit, flux_build, git, Fixture};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::fakes::FakeMetrics;
-use weir::github::rest::{RestGitHub, RestSettings};
-use weir::github::{CommitStatus, GitHub, RepoName, StatusState};
+use weir::github::{CommitStatus, GitHub, StatusState};
 use weir::ports::{MetricError, SystemClock};
 use weir::pull_request::{PrSettings, PullRequests};
 use weir::reconcile::Engine;
-use weir::secret::Secret;
 use weir::state::Phase;
 
 /// Metrics of a healthy release: success rate 100, error rate 0, latency 100ms.
@@ -29,24 +27,8 @@ fn healthy(q: &str) -> Result<f64, MetricError> {
     })
 }
 
-/// The octocrab adapter on the stand-in.
-fn client(hub: &GitHubStandIn) -> RestGitHub {
-    RestGitHub::new(
-        RepoName {
-            owner: "acme".into(),
-            name: "gitops-istio".into(),
-        },
-        &Secret::new(TOKEN),
-        RestSettings {
-            base_url: hub.url(),
-            ..RestSettings::default()
-        },
-    )
-    .unwrap()
-}
-
 fn engine(fixture: &Fixture, hub: &GitHubStandIn, metrics: &FakeMetrics) -> Engine {
-    let publisher = PullRequests::new(Arc::new(client(hub)), PrSettings::default());
+    let publisher = PullRequests::new(Arc::new(hub.client()), PrSettings::default());
     fixture.engine_publishing(
         Box::new(fixture.repo()),
         Box::new(publisher),
@@ -363,7 +345,7 @@ async fn a_required_check_holds_the_merge_with_github_s_reason_then_it_merges() 
     assert_eq!(hub.pulls().len(), 2, "{:#?}", hub.pulls());
     assert!(hub.pulls().iter().all(|p| p.open));
     // Once the check passes, weir merges.
-    let ci = client(&hub);
+    let ci = hub.client();
     for p in hub.pulls() {
         ci.set_status(&CommitStatus {
             sha: p.last_head_sha.clone(),

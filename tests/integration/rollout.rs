@@ -21,6 +21,7 @@ async fn healthy_release_is_promoted_and_bad_release_is_rolled_back() {
         "apps/backend",
         "apps/backend.weir",
         &["6.2.0"],
+        &[],
     );
     let prometheus = Prometheus::start(&[traffic.target()]);
     let mut engine = fixture.engine(Some(prometheus.url()));

@@ -7,7 +7,7 @@
 
 use crate::support::loadtester::{Call, LoadTester};
 use crate::support::prometheus::Prometheus;
-use crate::support::repo::{docs, find, flux_build, image, Fixture};
+use crate::support::repo::{docs, find, flux_build, image, until_next_step, Fixture};
 use crate::support::traffic::Traffic;
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
@@ -160,6 +160,7 @@ impl Env {
             "apps/backend",
             "apps/backend.weir",
             &[],
+            &[],
         );
         let prometheus = Prometheus::start(&[traffic.target()]);
         let notifier = RecordingNotifier::default();
@@ -200,8 +201,8 @@ impl Env {
                 self.fixture.steps(APP),
                 self.last
             );
-            // Poll pause: the next step becomes due on the wall clock.
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            until_next_step(self.last.as_ref().expect("a tick"), left).await;
         }
     }
 
@@ -221,7 +222,8 @@ impl Env {
                 self.lt.calls(),
                 self.last
             );
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            let left = DEADLINE.saturating_sub(start.elapsed());
+            until_next_step(self.last.as_ref().expect("a tick"), left).await;
         }
     }
 

@@ -260,6 +260,23 @@ impl GitHubStandIn {
         GitHubStandIn { shared }
     }
 
+    /// weir's GitHub adapter (octocrab) pointed at this stand-in, with [`TOKEN`]. Needs a
+    /// tokio runtime context, as the adapter does.
+    pub fn client(&self) -> weir::github::rest::RestGitHub {
+        weir::github::rest::RestGitHub::new(
+            weir::github::RepoName {
+                owner: self.shared.owner.clone(),
+                name: self.shared.name.clone(),
+            },
+            &weir::secret::Secret::new(TOKEN),
+            weir::github::rest::RestSettings {
+                base_url: self.url(),
+                ..Default::default()
+            },
+        )
+        .expect("the adapter builds")
+    }
+
     /// `http://127.0.0.1:PORT`: the API's base URL.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.shared.port)

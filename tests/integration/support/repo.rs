@@ -372,9 +372,30 @@ pub async fn drive(
             fixture.log(),
             reports.last()
         );
-        // Poll pause: the next step becomes due on the wall clock.
-        tokio::time::sleep(Duration::from_millis(250)).await;
+        until_next_step(
+            reports.last().expect("a tick"),
+            deadline.saturating_sub(start.elapsed()),
+        )
+        .await;
     }
+}
+
+/// Waits, at most `deadline`, until the soonest step `report` names is due on the wall clock
+/// (and one probe at least, so that an app that waits for something else is looked at
+/// again, not spun on).
+pub async fn until_next_step(report: &TickReport, deadline: Duration) {
+    let due = report
+        .apps
+        .iter()
+        .filter_map(|a| a.next_step_at.as_deref())
+        .filter_map(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+        .min();
+    let ticked = Instant::now();
+    crate::support::wait::until_async(deadline, || {
+        ticked.elapsed() >= crate::support::wait::POLL
+            && due.is_none_or(|d| chrono::Utc::now() >= d)
+    })
+    .await;
 }
 
 /// Builds a commit the way Flux builds `./apps` when it has no kustomization.yaml: every YAML

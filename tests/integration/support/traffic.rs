@@ -25,35 +25,11 @@ pub struct Traffic {
 impl Traffic {
     /// Starts `bin` (tests pass `env!("CARGO_BIN_EXE_weir-traffic")`) following `branch` of
     /// `git_dir`, and waits up to 10 s for it to listen. Requests to workloads running one of
-    /// `bad_tags` fail 30% of the time.
+    /// `bad_tags` fail 30% of the time; `extra` are more of the simulator's flags, e.g.
+    /// `--matched-share 0.2`.
     // The arguments mirror the simulator's CLI one to one.
     #[allow(clippy::too_many_arguments)]
     pub fn start(
-        bin: &str,
-        git_dir: &Path,
-        branch: &str,
-        app: &str,
-        namespace: &str,
-        app_dir: &str,
-        weir_dir: &str,
-        bad_tags: &[&str],
-    ) -> Traffic {
-        Self::start_with(
-            bin,
-            git_dir,
-            branch,
-            app,
-            namespace,
-            app_dir,
-            weir_dir,
-            bad_tags,
-            &[],
-        )
-    }
-
-    /// [`Traffic::start`] with more of the simulator's flags, e.g. `--matched-share 0.2`.
-    #[allow(clippy::too_many_arguments)]
-    pub fn start_with(
         bin: &str,
         git_dir: &Path,
         branch: &str,

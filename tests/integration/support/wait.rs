@@ -26,3 +26,18 @@ pub fn until(what: &str, deadline: Duration, mut cond: impl FnMut() -> bool) {
         panic!("timed out after {deadline:?} waiting for {what}");
     }
 }
+
+/// [`poll`] for async tests: probes `cond` without blocking a runtime worker, until it holds
+/// (true) or `deadline` has passed (false).
+pub async fn until_async(deadline: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if cond() {
+            return true;
+        }
+        if start.elapsed() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
