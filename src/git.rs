@@ -4,9 +4,12 @@
 //! A push moves the branch only from exactly the head weir planned on. libgit2 tells, before
 //! it sends anything, what the remote's branch points at (push negotiation); if that is not
 //! the planned head (someone pushed, or reset the branch backwards to drop a commit), weir
-//! sends nothing and re-plans on the new head, so nothing anyone dropped comes back. The
-//! update itself names that old value, so a writer in between makes the server refuse it.
-//! Nothing is ever forced.
+//! sends nothing and re-plans on the new head, so nothing anyone dropped comes back. Over the
+//! network the update names that old value, so a writer in between makes the server refuse
+//! it. A remote on this machine (a path or file://) has no server: libgit2's local transport
+//! would move the ref whatever it points at, so weir copies the objects itself and moves the
+//! ref with a compare-and-swap under the ref's lock, the way `git receive-pack` does. Nothing
+//! is ever forced, on any transport.
 //!
 //! Credentials never appear in logs or errors: URLs are [`SafeUrl`]s and libgit2's messages
 //! pass through [`redact_url`]. A refused credential is a permanent error with a hint, never a
@@ -84,6 +87,22 @@ pub struct Git2Repo {
     settings: GitSettings,
     recloned: bool,
     scrubber: crate::secret::Scrubber,
+    #[cfg(feature = "test-support")]
+    during_push: DuringPush,
+}
+
+/// A test's writer, run inside a push after the lease was checked and before the remote's
+/// ref moves: the narrowest window a concurrent writer can hit.
+#[cfg(feature = "test-support")]
+type DuringPush = Arc<Mutex<Option<Box<dyn FnMut() + Send>>>>;
+
+/// The repository of a remote on this machine: a path or a file:// URL (libgit2's local
+/// transport); `None` for a network remote.
+fn local_remote(url: &str) -> Option<PathBuf> {
+    if url.starts_with("file://") {
+        return url::Url::parse(url).ok()?.to_file_path().ok();
+    }
+    (!url.contains("://")).then(|| PathBuf::from(url))
 }
 
 /// What the credential callback saw.
@@ -136,7 +155,24 @@ impl Git2Repo {
             settings,
             recloned: false,
             scrubber,
+            #[cfg(feature = "test-support")]
+            during_push: DuringPush::default(),
         })
+    }
+
+    /// Runs `write` inside each later push, after the lease was checked and before the
+    /// remote's ref moves, as a concurrent writer would (tests of the race).
+    #[cfg(feature = "test-support")]
+    pub fn during_push(&mut self, write: Box<dyn FnMut() + Send>) {
+        *self.during_push.lock().expect("not poisoned") = Some(write);
+    }
+
+    /// Calls the test's writer, if any.
+    fn in_push_window(&self) {
+        #[cfg(feature = "test-support")]
+        if let Some(write) = self.during_push.lock().expect("not poisoned").as_mut() {
+            write();
+        }
     }
 
     /// The settings.
@@ -580,6 +616,108 @@ impl Git2Repo {
         expected: Option<ObjectId>,
         new: ObjectId,
     ) -> Result<PushOutcome, RepoError> {
+        let outcome = match local_remote(self.settings.url.expose()) {
+            Some(path) => self.push_local(&path, branch, expected, new)?,
+            None => self.push_network(branch, expected, new)?,
+        };
+        if outcome == PushOutcome::Pushed {
+            self.repo
+                .reference(
+                    &format!("refs/remotes/origin/{branch}"),
+                    oid(new),
+                    true,
+                    "weir push",
+                )
+                .map_err(local_err)?;
+        }
+        Ok(outcome)
+    }
+
+    /// [`Git2Repo::push_ref`] to a repository on this machine: the objects `new` needs are
+    /// written into the remote's object database as one pack, then the ref is moved from
+    /// `expected` with a compare-and-swap under its lock file (the lock `git` takes too), so a
+    /// writer that got in first makes it fail instead of being overwritten.
+    fn push_local(
+        &self,
+        path: &Path,
+        branch: &str,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<PushOutcome, RepoError> {
+        let target_ref = format!("refs/heads/{branch}");
+        let url = self.url();
+        let remote = Repository::open(path).map_err(|e| {
+            RepoError::transient(format!(
+                "cannot open {url}: {}",
+                crate::events::clean(&self.scrubber.scrub(e.message()), 300)
+            ))
+        })?;
+        let current = |remote: &Repository| remote.refname_to_id(&target_ref).ok().map(id);
+        let now = current(&remote);
+        if now != expected {
+            return Ok(PushOutcome::Raced { remote: now });
+        }
+        // The objects the remote lacks: everything reachable from `new` but not from the
+        // parents it already holds.
+        let remote_odb = remote.odb().map_err(local_err)?;
+        let mut walk = self.repo.revwalk().map_err(local_err)?;
+        walk.push(oid(new)).map_err(local_err)?;
+        let commit = self.repo.find_commit(oid(new)).map_err(local_err)?;
+        for parent in commit.parent_ids() {
+            if remote_odb.exists(parent) {
+                walk.hide(parent).map_err(local_err)?;
+            }
+        }
+        let mut pack = self.repo.packbuilder().map_err(local_err)?;
+        pack.set_threads(1);
+        pack.insert_walk(&mut walk).map_err(local_err)?;
+        if pack.object_count() > 0 {
+            let mut writer = remote_odb.packwriter().map_err(local_err)?;
+            let mut failed = None;
+            pack.foreach(
+                |chunk| match std::io::Write::write_all(&mut writer, chunk) {
+                    Ok(()) => true,
+                    Err(e) => {
+                        failed = Some(e);
+                        false
+                    }
+                },
+            )
+            .map_err(|e| {
+                let why = failed
+                    .take()
+                    .map_or_else(|| e.message().to_string(), |f| f.to_string());
+                RepoError::transient(format!("cannot write objects into {url}: {why}"))
+            })?;
+            writer.commit().map_err(local_err)?;
+        }
+        self.in_push_window();
+        let moved = match expected {
+            Some(old) => {
+                remote.reference_matching(&target_ref, oid(new), true, oid(old), "weir push")
+            }
+            None => remote.reference(&target_ref, oid(new), false, "weir push"),
+        };
+        match moved {
+            Ok(_) => Ok(PushOutcome::Pushed),
+            Err(e) => match current(&remote) {
+                now if now != expected => Ok(PushOutcome::Raced { remote: now }),
+                _ => Err(RepoError::transient(format!(
+                    "cannot update {target_ref} on {url}: {}",
+                    crate::events::clean(&self.scrubber.scrub(e.message()), 300)
+                ))),
+            },
+        }
+    }
+
+    /// [`Git2Repo::push_ref`] over the network: the lease is checked in push negotiation and
+    /// the server moves the ref only from the old value the update names.
+    fn push_network(
+        &mut self,
+        branch: &str,
+        expected: Option<ObjectId>,
+        new: ObjectId,
+    ) -> Result<PushOutcome, RepoError> {
         let url = self.url();
         let target_ref = format!("refs/heads/{branch}");
         self.repo
@@ -595,6 +733,8 @@ impl Git2Repo {
         let lease: Arc<Mutex<Option<Option<ObjectId>>>> = Arc::new(Mutex::new(None));
         let lease_sink = lease.clone();
         let want_ref = target_ref.clone();
+        #[cfg(feature = "test-support")]
+        let during_push = self.during_push.clone();
         cb.push_negotiation(move |updates| {
             for u in updates {
                 if u.dst_refname() == Ok(want_ref.as_str()) {
@@ -606,6 +746,10 @@ impl Git2Repo {
                         ));
                     }
                 }
+            }
+            #[cfg(feature = "test-support")]
+            if let Some(write) = during_push.lock().expect("not poisoned").as_mut() {
+                write();
             }
             Ok(())
         });
@@ -647,14 +791,6 @@ impl Git2Repo {
                 remote => Ok(PushOutcome::Raced { remote }),
             };
         }
-        self.repo
-            .reference(
-                &format!("refs/remotes/origin/{branch}"),
-                oid(new),
-                true,
-                "weir push",
-            )
-            .map_err(local_err)?;
         Ok(PushOutcome::Pushed)
     }
 }

@@ -134,3 +134,82 @@ async fn a_branch_reset_backwards_is_a_race_and_the_dropped_commit_never_comes_b
         .contains("6.6.6"));
     assert!(fixture.log().iter().all(|(_, s)| !s.contains("6.6.6")));
 }
+
+/// Someone pushes a commit in the narrowest window: after weir checked the lease and before
+/// the remote's branch moves. On every transport weir accepts, weir's push must fail and be
+/// planned again on the new head; the other commit is never overwritten.
+fn a_commit_pushed_during_weirs_push_survives(
+    remote: impl FnOnce(&Fixture) -> (String, Option<&'static str>),
+) {
+    let fixture = Fixture::new();
+    let (url, token) = remote(&fixture);
+    let mut repo = weir::git::Git2Repo::open(weir::git::GitSettings {
+        url: weir::secret::SafeUrl::new(url),
+        token: token.map(weir::secret::Secret::new),
+        ..fixture.settings()
+    })
+    .unwrap();
+    let work = fixture.work.clone();
+    let mut writes = 0;
+    repo.during_push(Box::new(move || {
+        writes += 1;
+        if writes == 1 {
+            add_note(&work, 1);
+        }
+    }));
+    let mut engine = fixture.engine_with(None, Box::new(repo));
+    let report = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(engine.tick())
+        .unwrap();
+    assert_eq!(
+        report.attempts, 2,
+        "the first push failed, the second landed"
+    );
+    let log = fixture.log();
+    let subjects: Vec<&str> = log.iter().map(|(_, s)| s.as_str()).collect();
+    assert_eq!(
+        subjects,
+        ["gitops-istio layout", "writer 1", "weir: 2 rollouts moved"],
+        "the writer's commit was overwritten"
+    );
+    assert_eq!(
+        git(&fixture.remote, &["rev-parse", "main^"]).trim(),
+        log[1].0,
+        "weir's commit sits on the writer's"
+    );
+}
+
+#[test]
+fn a_commit_pushed_during_weirs_push_to_a_path_survives() {
+    a_commit_pushed_during_weirs_push_survives(|f| (f.url(), None));
+}
+
+#[test]
+fn a_commit_pushed_during_weirs_push_to_a_file_url_survives() {
+    a_commit_pushed_during_weirs_push_survives(|f| (format!("file://{}", f.url()), None));
+}
+
+#[test]
+fn a_commit_pushed_during_weirs_push_over_git_protocol_survives() {
+    let mut daemon = None;
+    a_commit_pushed_during_weirs_push_survives(|f| {
+        let d = crate::support::git_daemon::GitDaemon::start(f.dir.path());
+        let url = d.url("remote.git");
+        daemon = Some(d);
+        (url, None)
+    });
+}
+
+#[test]
+fn a_commit_pushed_during_weirs_push_over_http_survives() {
+    let mut server = None;
+    a_commit_pushed_during_weirs_push_survives(|f| {
+        let s = crate::support::git_http::GitHttp::start(f.dir.path(), "x-access-token", "t");
+        let url = s.url("remote.git");
+        server = Some(s);
+        (url, Some("t"))
+    });
+}

@@ -2,6 +2,7 @@
 //! Flux-like `kubectl kustomize` build of any commit.
 
 pub mod faults;
+pub mod git_daemon;
 pub mod git_http;
 pub mod github;
 pub mod http;
