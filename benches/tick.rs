@@ -15,13 +15,14 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::fakes::{FakeClock, FakeMetrics};
-use weir::git::{Git2Repo, GitSettings};
-use weir::ports::{ConfigRepo, NoNotifier};
-use weir::publish::DirectCommit;
-use weir::reconcile::{Engine, Ports, Settings};
-use weir::render::Templates;
-use weir::secret::SafeUrl;
+use weir::adapters::alerts::NoNotifier;
+use weir::adapters::git::{Git2Repo, GitSettings};
+use weir::adapters::publish::DirectCommit;
+use weir::core::secret::SafeUrl;
+use weir::engine::{Engine, Ports, Settings};
+use weir::ports::ConfigRepo;
+use weir::repo::render::Templates;
+use weir::test_support::fakes::{FakeClock, FakeMetrics};
 
 fn git(dir: &Path, args: &[&str]) {
     let ok = Command::new("git")
@@ -159,7 +160,8 @@ fn measure(apps: usize) -> Timings {
             metrics: Arc::new(FakeMetrics::constant(100.0)),
             clock: Arc::new(clock.clone()),
             notifier: Arc::new(NoNotifier),
-            hooks: Arc::new(weir::ports::NoHooks),
+            hooks: Arc::new(weir::adapters::hooks::NoHooks),
+            secrets: None,
         },
         Templates::embedded().unwrap(),
         Settings {

@@ -1,40 +1,36 @@
 //! weir: Istio canary releases through Git.
 //!
-//! The planner (`plan`) decides; everything else gathers its inputs or carries out its
-//! decisions, through the ports (`ports`): `source`, `spec`, `app` and `rules` read the
-//! repository, `prometheus` and `hooks` run the gates, `render` and `state` produce the
-//! folder weir owns (`tree` describes it), `git` and `publish` write it, `events` tells what
-//! moved, `reconcile` runs one tick, `serve` loops, `commands` wires the adapters for the CLI.
+//! # The house
+//! The folders are the layers, and **code imports only downwards**:
+//!
+//! ```text
+//! cli ──► engine ──► ports ──► repo ──► core
+//!  │                   ▲
+//!  └──► adapters ──────┘   (adapters implement ports; they may use repo and core)
+//! test_support ──► anything   (compiled only for tests or with the test-support feature)
+//! ```
+//!
+//! - [`core`]: the domain, pure: Flagger's spec, the rollout record and control file, events
+//!   and the text weir writes, query templating, the names of weir's files, and the planner
+//!   ([`core::plan`]), which makes every decision. No I/O crate, no `std::fs`, no `std::env`,
+//!   no clock: time is an input.
+//! - [`repo`]: config-repo trees without I/O: Git objects, finding specs, the kustomize-lite
+//!   build of an app, rules across apps, rendering weir's folder and the primary.
+//! - [`ports`]: one trait per I/O boundary; the values they carry live in `core` and `repo`.
+//! - [`adapters`]: one room per boundary (git, disk, Prometheus, webhooks, alerts, GitHub, the
+//!   publishers, the clock, the cluster view), each implementing its port.
+//! - [`engine`]: one tick: gather, ask the planner, fetch evidence, execute, publish, tell.
+//!   It carries out decisions and makes none.
+//! - [`cli`]: arguments, configuration, output, one file per command; it wires the adapters.
+//!
+//! A test (`tests/integration/layers.rs`) reads every file and fails on an upward import,
+//! an I/O import in `core` or `repo`, or an import cycle between files.
 
-pub mod actions;
-pub mod alerts;
-pub mod app;
+pub mod adapters;
 pub mod cli;
-pub mod commands;
-pub mod config;
-pub mod control;
-pub mod duration;
-pub mod events;
-pub mod fakes;
-pub mod git;
-pub mod github;
-pub mod hooks;
-pub mod plan;
+pub mod core;
+pub mod engine;
 pub mod ports;
-pub mod preview;
-pub mod prometheus;
-pub mod publish;
-pub mod pull_request;
-pub mod reconcile;
-pub mod render;
-pub mod rules;
-pub mod secret;
-pub mod serve;
-pub mod source;
-pub mod spec;
-pub mod state;
-pub mod tls;
-pub mod tree;
-pub mod validate;
-pub mod yaml;
-pub mod yaml_edit;
+pub mod repo;
+#[cfg(any(test, feature = "test-support"))]
+pub mod test_support;

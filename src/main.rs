@@ -3,7 +3,7 @@
 use clap::Parser;
 use std::io::IsTerminal;
 use std::process::ExitCode;
-use weir::cli::{Cli, LogFormat};
+use weir::cli::args::{Cli, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -22,10 +22,10 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the runtime: {e}");
-            return ExitCode::from(weir::commands::FAILED);
+            return ExitCode::from(weir::cli::FAILED);
         }
     };
-    match runtime.block_on(weir::commands::run(cli)) {
+    match runtime.block_on(weir::cli::run(cli)) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {e}");
@@ -34,7 +34,7 @@ fn main() -> ExitCode {
                 eprintln!("caused by: {s}");
                 source = s.source();
             }
-            ExitCode::from(weir::commands::FAILED)
+            ExitCode::from(weir::cli::FAILED)
         }
     }
 }

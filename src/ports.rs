@@ -11,58 +11,23 @@
 //! | [`Notifier`] | tell people what moved | alert providers, GitHub statuses and Deployments |
 //! | [`Hooks`] | call a webhook gate | none yet (Flagger webhooks come later) |
 //! | [`ClusterView`] | what the cluster applied | Git only (Flux and Kubernetes come later) |
+//! | [`Secrets`] | read a Secret an AlertProvider names | a mounted Secret volume |
 
-use crate::events::Event;
-use crate::source::SourceTree;
-use crate::tree::{Dir, ObjectId};
+use crate::core::alert::{Alert, StepReport};
+use crate::core::app::AppRef;
+use crate::core::cluster::Applied;
+use crate::core::hook::{HookCall, HookOutcome};
+use crate::core::query::MetricError;
+use crate::core::spec::alert_provider::SecretKeys;
+use crate::repo::change::{ChangeSet, Publication, PushOutcome, RepoError, Waiting};
+use crate::repo::objects::ObjectId;
+use crate::repo::source::SourceTree;
 use chrono::{DateTime, Utc};
 use std::future::Future;
 use std::pin::Pin;
 
 /// A boxed future, so that the async ports can be used as trait objects.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
-
-/// A failure of the config repository.
-#[derive(Debug, Clone, thiserror::Error)]
-#[error("{message}")]
-pub struct RepoError {
-    /// What went wrong and what to do (credentials already redacted).
-    pub message: String,
-    /// Worth retrying later (network, server trouble); false for bad credentials, a missing
-    /// branch or a refused push.
-    pub transient: bool,
-}
-
-impl RepoError {
-    /// A permanent error.
-    pub fn permanent(message: impl Into<String>) -> RepoError {
-        RepoError {
-            message: message.into(),
-            transient: false,
-        }
-    }
-
-    /// A transient error.
-    pub fn transient(message: impl Into<String>) -> RepoError {
-        RepoError {
-            message: message.into(),
-            transient: true,
-        }
-    }
-}
-
-/// What happened to a push with a lease.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PushOutcome {
-    /// The branch moved from the expected head to the new commit.
-    Pushed,
-    /// The branch was not at the expected head (someone pushed, or reset it): nothing was
-    /// written; re-plan on the new head.
-    Raced {
-        /// What the remote's branch pointed at, when known.
-        remote: Option<ObjectId>,
-    },
-}
 
 /// The config repository: the branch weir reads and writes.
 pub trait ConfigRepo: Send {
@@ -144,79 +109,6 @@ pub trait ConfigRepo: Send {
     }
 }
 
-/// The app a change set or event is about.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct AppRef {
-    /// The Canary's namespace.
-    pub namespace: String,
-    /// The Canary's name.
-    pub name: String,
-    /// The app folder.
-    pub dir: String,
-}
-
-impl std::fmt::Display for AppRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.namespace, self.name)
-    }
-}
-
-/// One app's step as files: weir's folder for the app replaced by `tree` (or removed).
-#[derive(Debug, Clone)]
-pub struct ChangeSet {
-    /// The app.
-    pub app: AppRef,
-    /// weir's folder for the app.
-    pub dir: String,
-    /// Its new content; `None` removes it.
-    pub tree: Option<Dir>,
-    /// What moved and why.
-    pub events: Vec<Event>,
-    /// The steps that follow this one when every gate passes, for publishers that show
-    /// them (pull request bodies); empty at rest and for the others.
-    pub remaining: Vec<crate::plan::Rehearsed>,
-    /// The gate readings of the release so far, as the new record keeps them.
-    pub history: Vec<crate::state::Interval>,
-    /// PR mode: the app's own list of phases whose steps wait for a review, if it has one.
-    pub review: Option<Vec<crate::state::Phase>>,
-}
-
-/// The result of publishing.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Publication {
-    /// Nothing to publish.
-    Nothing,
-    /// A commit is on the branch.
-    Committed {
-        /// The commit.
-        commit: ObjectId,
-        /// Its message.
-        message: String,
-    },
-    /// A commit was built and shown, not pushed.
-    DryRun {
-        /// The commit.
-        commit: ObjectId,
-        /// Its message.
-        message: String,
-        /// What it changes.
-        diff: String,
-    },
-    /// The branch moved under weir: nothing was written; re-plan on the new head.
-    Raced {
-        /// The remote's branch, when known.
-        remote: Option<ObjectId>,
-    },
-    /// Pull requests, one per app (PR mode): the steps merged into the branch now, and the
-    /// apps whose step waits in its pull request (for a review, a check, a retry).
-    Proposed {
-        /// Each merged step: the app, the commit on the branch, its message.
-        merged: Vec<(AppRef, ObjectId, String)>,
-        /// Each waiting step: the app and why it waits.
-        waiting: Vec<(AppRef, String)>,
-    },
-}
-
 /// Publishes change sets planned on a head: one commit pushed with a lease, or one pull
 /// request per app.
 pub trait Publisher: Send {
@@ -234,16 +126,12 @@ pub trait Publisher: Send {
     fn shows_remaining_steps(&self) -> bool {
         false
     }
-}
 
-/// Why a metric query gave no number.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{message}")]
-pub struct MetricError {
-    /// One line, bounded, free of credentials.
-    pub message: String,
-    /// The query returned no series.
-    pub no_data: bool,
+    /// The steps it keeps off the branch until they merge, one per app at most (PR mode:
+    /// each app's branch); direct commits keep none.
+    fn pending(&self, _repo: &mut dyn ConfigRepo) -> Result<Vec<Waiting>, RepoError> {
+        Ok(Vec::new())
+    }
 }
 
 /// Runs metric queries.
@@ -262,113 +150,6 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> DateTime<Utc>;
 }
 
-/// The wall clock.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
-
-/// How much an alert matters. A Canary's alert entry receives its own severity and above
-/// (`info` everything, `warn` warnings and errors, `error` errors only), as in Flagger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AlertSeverity {
-    /// Progress: a release started, finished.
-    Info,
-    /// Needs a look: a gate waits for approval, a manual rollback.
-    Warn,
-    /// Went wrong: a rollback on failed checks.
-    Error,
-}
-
-/// The kinds of alert provider weir delivers to: Flagger's five, and a plain JSON webhook.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ProviderKind {
-    /// Slack incoming webhook.
-    Slack,
-    /// Microsoft Teams incoming webhook (MessageCard).
-    Msteams,
-    /// Discord, through its Slack-compatible endpoint (`<address>/slack`).
-    Discord,
-    /// Rocket.Chat incoming webhook (Slack-shaped).
-    Rocket,
-    /// Google Chat webhook (cards).
-    Gchat,
-    /// weir's own JSON document, for any receiver.
-    Generic,
-}
-
-/// One place alerts go: a resolved AlertProvider, or the global default.
-#[derive(Debug, Clone)]
-pub struct AlertTarget {
-    /// `namespace/name` of the AlertProvider, or `default` for the global one; for logs.
-    pub provider: String,
-    /// What the receiver speaks.
-    pub kind: ProviderKind,
-    /// The webhook URL: a secret (Slack's holds its token); never logged.
-    pub address: crate::secret::Secret,
-    /// Sent as `Authorization: Bearer` (Slack only, as in Flagger).
-    pub token: Option<crate::secret::Secret>,
-    /// Slack/Discord/Rocket channel.
-    pub channel: Option<String>,
-    /// Slack/Discord/Rocket user name shown.
-    pub username: Option<String>,
-    /// An HTTP(S) proxy for this provider; may hold credentials.
-    pub proxy: Option<crate::secret::Secret>,
-    /// The least severity this target receives.
-    pub min_severity: AlertSeverity,
-}
-
-/// What an alert says: Flagger's message and fields, and the commit that made the step.
-#[derive(Debug, Clone)]
-pub struct Alert {
-    /// The app.
-    pub app: AppRef,
-    /// How much it matters.
-    pub severity: AlertSeverity,
-    /// Flagger's wording: `Canary analysis completed successfully, promotion finished.`
-    pub message: String,
-    /// The phase after the step.
-    pub phase: crate::state::Phase,
-    /// The canary weight after the step.
-    pub canary_weight: crate::spec::Weight,
-    /// Failed checks so far, and the threshold.
-    pub failed_checks: u32,
-    /// The failed-checks threshold.
-    pub threshold: u32,
-    /// The checks that failed, with their values: `request-success-rate 91.3 < 99`.
-    pub failing: Vec<String>,
-    /// The commit (or pull request) that made the step, when published.
-    pub commit: Option<String>,
-    /// Extra fields, in order (`Target`, `Traffic routing`, ...), as Flagger adds them.
-    pub fields: Vec<(String, String)>,
-    /// Where it goes; each target filters by its severity.
-    pub targets: Vec<AlertTarget>,
-}
-
-/// One published step of one app, for whoever follows every step (GitHub commit statuses
-/// and Deployments), not only the alerting ones.
-#[derive(Debug, Clone, PartialEq)]
-pub struct StepReport {
-    /// The app.
-    pub app: AppRef,
-    /// The phase after the step.
-    pub phase: crate::state::Phase,
-    /// The canary weight after the step.
-    pub canary_weight: crate::spec::Weight,
-    /// What the step did, one line (the commit subject's event).
-    pub event: String,
-    /// The revision the release is about: the one under analysis, else the app's source.
-    pub revision: String,
-    /// The commit that carries the step.
-    pub commit: String,
-}
-
 /// Tells people what moved. A failed delivery is logged and retried within a bound, and
 /// never blocks a step.
 pub trait Notifier: Send + Sync {
@@ -381,100 +162,10 @@ pub trait Notifier: Send + Sync {
     }
 }
 
-/// Several notifiers, each told everything.
-#[derive(Clone, Default)]
-pub struct Fanout(pub Vec<std::sync::Arc<dyn Notifier>>);
-
-impl Notifier for Fanout {
-    fn notify<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            join_all(self.0.iter().map(|n| n.notify(alert))).await;
-        })
-    }
-
-    fn step<'a>(&'a self, step: &'a StepReport) -> BoxFuture<'a, ()> {
-        Box::pin(async move {
-            join_all(self.0.iter().map(|n| n.step(step))).await;
-        })
-    }
-}
-
-/// The notifier when no alert provider is configured: the log already has every event.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoNotifier;
-
-impl Notifier for NoNotifier {
-    fn notify<'a>(&'a self, _alert: &'a Alert) -> BoxFuture<'a, ()> {
-        Box::pin(async {})
-    }
-}
-
-/// Flagger's webhook payload, fields in Flagger's order. `metadata` is left out when empty,
-/// and its keys are sorted, as Go encodes a map.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct HookPayload {
-    /// The Canary's name.
-    pub name: String,
-    /// The Canary's namespace.
-    pub namespace: String,
-    /// The phase Flagger would send for this hook type.
-    pub phase: String,
-    /// A stable id of the revision under analysis.
-    pub checksum: String,
-    /// The hook's metadata (for `event` hooks, with eventMessage, eventType, timestamp).
-    #[serde(skip_serializing_if = "std::collections::BTreeMap::is_empty")]
-    pub metadata: std::collections::BTreeMap<String, String>,
-}
-
-/// A webhook call: where, what, how long to wait, how often to try.
-#[derive(Debug, Clone)]
-pub struct HookCall {
-    /// The hook's name in the Canary, for messages.
-    pub name: String,
-    /// The hook's URL.
-    pub url: String,
-    /// The JSON payload.
-    pub payload: HookPayload,
-    /// How long to wait for each attempt.
-    pub timeout: std::time::Duration,
-    /// Attempts after the first, on a transport error, 429 or a 5xx other than 501.
-    pub retries: u32,
-    /// `disableTLS`: do not verify the server's certificate.
-    pub insecure_tls: bool,
-}
-
-/// What a webhook answered.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum HookOutcome {
-    /// HTTP 200, 201 or 202 (Flagger's rule: anything above 202 fails).
-    Passed,
-    /// Anything else, or no answer: why, in one bounded line free of credentials.
-    Failed(String),
-}
-
 /// Calls webhooks.
 pub trait Hooks: Send + Sync {
     /// Calls one hook.
     fn call<'a>(&'a self, call: &'a HookCall) -> BoxFuture<'a, HookOutcome>;
-}
-
-/// The hooks adapter when none is wired: every call fails.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct NoHooks;
-
-impl Hooks for NoHooks {
-    fn call<'a>(&'a self, _call: &'a HookCall) -> BoxFuture<'a, HookOutcome> {
-        Box::pin(async { HookOutcome::Failed("no webhook client is configured".into()) })
-    }
-}
-
-/// Whether the cluster runs what a commit says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Applied {
-    /// The commit is applied and the workloads are ready.
-    Yes,
-    /// Not yet, and why.
-    NotYet(String),
 }
 
 /// A view of what the cluster applied.
@@ -483,42 +174,8 @@ pub trait ClusterView: Send + Sync {
     fn applied<'a>(&'a self, app: &'a AppRef, commit: ObjectId) -> BoxFuture<'a, Applied>;
 }
 
-/// The cluster view without a cluster: a commit counts as applied once it is on the branch,
-/// and a step becomes due when its interval has passed since the commit that made the
-/// previous one.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct GitOnly;
-
-impl ClusterView for GitOnly {
-    fn applied<'a>(&'a self, _app: &'a AppRef, _commit: ObjectId) -> BoxFuture<'a, Applied> {
-        Box::pin(async { Applied::Yes })
-    }
-}
-
-/// Runs futures concurrently and keeps their order.
-pub async fn join_all<F: std::future::Future>(
-    futures: impl IntoIterator<Item = F>,
-) -> Vec<F::Output> {
-    let mut handles: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
-    let mut out: Vec<Option<F::Output>> = (0..handles.len()).map(|_| None).collect();
-    std::future::poll_fn(|cx| {
-        let mut pending = false;
-        for (i, h) in handles.iter_mut().enumerate() {
-            if out[i].is_none() {
-                match h.as_mut().poll(cx) {
-                    std::task::Poll::Ready(v) => out[i] = Some(v),
-                    std::task::Poll::Pending => pending = true,
-                }
-            }
-        }
-        if pending {
-            std::task::Poll::Pending
-        } else {
-            std::task::Poll::Ready(())
-        }
-    })
-    .await;
-    out.into_iter()
-        .map(|o| o.expect("every future finished"))
-        .collect()
+/// Reads the Kubernetes Secrets that AlertProviders name, by namespace and name.
+pub trait Secrets: Send + Sync {
+    /// The Secret's keys, or why they cannot be read (naming where, never what it holds).
+    fn read(&self, namespace: &str, name: &str) -> Result<SecretKeys, String>;
 }

@@ -439,7 +439,7 @@ fn the_readme_workflows_ask_only_what_the_action_declares() {
         if input("mode") == "pr" {
             assert_eq!(permission("pull-requests"), "write");
             let review = input("pr-review");
-            let parsed: Result<Vec<weir::state::Phase>, _> = review
+            let parsed: Result<Vec<weir::core::spec::Phase>, _> = review
                 .split(',')
                 .map(|p| serde_yaml::from_str(p.trim()))
                 .collect();

@@ -8,11 +8,12 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tracing::instrument::WithSubscriber;
-use weir::alerts::{payload, Delivery, DeliveryError, HttpNotifier, NotifierSettings};
-use weir::ports::{Alert, AlertSeverity, AlertTarget, AppRef, Notifier, ProviderKind};
-use weir::secret::Secret;
-use weir::spec::Weight;
-use weir::state::Phase;
+use weir::adapters::alerts::{payload, Delivery, DeliveryError, HttpNotifier, NotifierSettings};
+use weir::core::alert::Alert;
+use weir::core::app::AppRef;
+use weir::core::secret::Secret;
+use weir::core::spec::{AlertSeverity, AlertTarget, Phase, ProviderKind, Weight};
+use weir::ports::Notifier;
 
 fn settings() -> NotifierSettings {
     NotifierSettings {
@@ -448,7 +449,7 @@ async fn a_proxy_carries_the_alert_and_its_credentials() {
             Some(
                 format!(
                     "Basic {}",
-                    weir::secret::basic_credential("relay", "proxy-pw")
+                    weir::core::secret::basic_credential("relay", "proxy-pw")
                 )
                 .as_str()
             )
@@ -515,7 +516,9 @@ async fn refusals_that_will_not_change_are_not_retried() {
 #[cfg(unix)]
 #[test]
 fn a_fifo_in_the_secrets_folder_is_refused_rather_than_read_forever() {
-    use weir::spec::alert_provider::{resolve, AlertProviderSpec};
+    use weir::adapters::secrets::MountedSecrets;
+    use weir::core::spec::alert_provider::{resolve, AlertProviderSpec};
+    use weir::ports::Secrets;
     let dir = tempfile::tempdir().unwrap();
     let folder = dir.path().join("flagger/on-call-url");
     std::fs::create_dir_all(&folder).unwrap();
@@ -534,6 +537,8 @@ fn a_fifo_in_the_secrets_folder_is_refused_rather_than_read_forever() {
         proxy: None,
         secret_ref: Some("on-call-url".into()),
     };
-    let err = resolve(&provider, Some(dir.path())).unwrap_err();
+    let secrets = MountedSecrets::new(dir.path());
+    let read = |ns: &str, name: &str| secrets.read(ns, name);
+    let err = resolve(&provider, Some(&read)).unwrap_err();
     assert_eq!(err, format!("{}: not a regular file", fifo.display()));
 }

@@ -6,9 +6,9 @@
 use crate::support::git_http::GitHttp;
 use crate::support::repo::Fixture;
 use std::process::Command;
-use weir::git::{Git2Repo, GitSettings};
-use weir::reconcile::TickError;
-use weir::secret::{SafeUrl, Secret};
+use weir::adapters::git::{Git2Repo, GitSettings};
+use weir::core::secret::{SafeUrl, Secret};
+use weir::engine::TickError;
 
 const TOKEN: &str = "s3cr3t-t0ken";
 

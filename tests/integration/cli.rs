@@ -146,7 +146,7 @@ fn a_closed_stdout_ends_the_output_quietly() {
 #[test]
 fn control_commands_commit_requests_that_the_next_step_acts_on() {
     use crate::support::repo::flux_build;
-    use weir::state::Phase;
+    use weir::core::spec::Phase;
     let fixture = Fixture::new();
     let control = || fixture.show("main", "apps/backend.weir/control.yaml");
     let ok = |args: &[&str]| {
@@ -216,7 +216,7 @@ fn control_commands_commit_requests_that_the_next_step_acts_on() {
 #[test]
 fn a_closed_gate_waits_until_weir_approve() {
     use crate::support::loadtester::LoadTester;
-    use weir::state::Phase;
+    use weir::core::spec::Phase;
     let loadtester = LoadTester::start();
     let url = loadtester.url();
     let fixture = Fixture::with(|work| {
@@ -304,7 +304,7 @@ fn steps_are_reported_on_github_as_statuses_and_deployments() {
         step();
         if fixture
             .state("backend")
-            .is_some_and(|s| s.phase == weir::state::Phase::Succeeded)
+            .is_some_and(|s| s.phase == weir::core::spec::Phase::Succeeded)
         {
             break;
         }
@@ -312,7 +312,7 @@ fn steps_are_reported_on_github_as_statuses_and_deployments() {
     let backend = fixture.steps("backend");
     assert_eq!(
         fixture.state("backend").unwrap().phase,
-        weir::state::Phase::Succeeded,
+        weir::core::spec::Phase::Succeeded,
         "{backend:#?}"
     );
 

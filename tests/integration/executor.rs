@@ -6,11 +6,11 @@ use crate::support::racing::Racing;
 use crate::support::repo::{edit, git, Fixture};
 use std::sync::Arc;
 use std::time::Duration;
-use weir::fakes::{FakeClock, FakeMetrics};
-use weir::ports::NoNotifier;
-use weir::publish::DirectCommit;
-use weir::reconcile::{Engine, Ports, Settings};
-use weir::render::Templates;
+use weir::adapters::alerts::NoNotifier;
+use weir::adapters::publish::DirectCommit;
+use weir::engine::{Engine, Ports, Settings};
+use weir::repo::render::Templates;
+use weir::test_support::fakes::{FakeClock, FakeMetrics};
 
 fn changed_files(fixture: &Fixture) -> Vec<String> {
     git(&fixture.remote, &["diff", "--name-only", "main~1", "main"])
@@ -169,7 +169,7 @@ async fn nothing_is_remembered_from_a_tick_that_did_not_publish() {
 async fn a_template_that_fails_for_one_app_stops_only_that_app() {
     let fixture = Fixture::new();
     let dir = tempfile::tempdir().unwrap();
-    for file in weir::render::TEMPLATE_FILES {
+    for file in weir::repo::render::TEMPLATE_FILES {
         let text =
             std::fs::read_to_string(format!("{}/templates/{file}", env!("CARGO_MANIFEST_DIR")))
                 .unwrap();
@@ -187,9 +187,10 @@ async fn a_template_that_fails_for_one_app_stops_only_that_app() {
             metrics: Arc::new(FakeMetrics::constant(100.0)),
             clock: Arc::new(FakeClock::at(chrono::Utc::now())),
             notifier: Arc::new(NoNotifier),
-            hooks: Arc::new(weir::ports::NoHooks),
+            hooks: Arc::new(weir::adapters::hooks::NoHooks),
+            secrets: None,
         },
-        Templates::from_dir(dir.path()).unwrap(),
+        weir::adapters::disk::templates(dir.path()).unwrap(),
         Settings {
             min_interval: Duration::from_secs(1),
             ..Settings::default()
@@ -222,7 +223,7 @@ async fn a_broken_cache_is_cloned_again() {
     engine.tick().await.unwrap();
     drop(engine);
     // Damage every object of the cache.
-    let cache = weir::git::cache_path(&fixture.settings());
+    let cache = weir::adapters::git::cache_path(&fixture.settings());
     let objects = cache.join("objects");
     for entry in walk(&objects) {
         std::fs::write(&entry, b"garbage").unwrap();
@@ -255,15 +256,17 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 /// failing check.
 #[tokio::test]
 async fn alerts_follow_the_pushed_step_with_its_commit() {
-    use weir::ports::{AlertSeverity, AlertTarget, ProviderKind};
+    use weir::core::spec::AlertSeverity;
+    use weir::core::spec::AlertTarget;
+    use weir::core::spec::ProviderKind;
     let fixture = Fixture::new();
-    let notifier = weir::fakes::RecordingNotifier::default();
+    let notifier = weir::test_support::fakes::RecordingNotifier::default();
     let clock = FakeClock::at(chrono::Utc::now());
     let metrics = FakeMetrics::constant(50.0);
     let target = AlertTarget {
         provider: "default".into(),
         kind: ProviderKind::Generic,
-        address: weir::secret::Secret::new("http://127.0.0.1:9/alerts"),
+        address: weir::core::secret::Secret::new("http://127.0.0.1:9/alerts"),
         token: None,
         channel: None,
         username: None,
@@ -277,7 +280,8 @@ async fn alerts_follow_the_pushed_step_with_its_commit() {
             metrics: Arc::new(metrics.clone()),
             clock: Arc::new(clock.clone()),
             notifier: Arc::new(notifier.clone()),
-            hooks: Arc::new(weir::ports::NoHooks),
+            hooks: Arc::new(weir::adapters::hooks::NoHooks),
+            secrets: None,
         },
         Templates::embedded().unwrap(),
         Settings {
@@ -305,13 +309,13 @@ async fn alerts_follow_the_pushed_step_with_its_commit() {
     for _ in 0..8 {
         clock.advance(Duration::from_secs(5));
         engine.tick().await.unwrap();
-        if fixture.state("backend").unwrap().phase == weir::state::Phase::Failed {
+        if fixture.state("backend").unwrap().phase == weir::core::spec::Phase::Failed {
             break;
         }
     }
     assert_eq!(
         fixture.state("backend").unwrap().phase,
-        weir::state::Phase::Failed
+        weir::core::spec::Phase::Failed
     );
     let alerts = notifier.alerts.lock().unwrap();
     let last = alerts.last().unwrap();

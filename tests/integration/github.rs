@@ -10,15 +10,15 @@ use crate::support::repo::git;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use weir::github::rest::{RestGitHub, RestSettings, Sleeper};
-use weir::github::retry::RetrySettings;
-use weir::github::{
+use weir::adapters::github::rest::{RestGitHub, RestSettings, Sleeper};
+use weir::adapters::github::retry::RetrySettings;
+use weir::adapters::github::{
     CommitStatus, DeploymentPayload, DeploymentRequest, DeploymentState, DeploymentStatusUpdate,
     GitHub, MergeMethod, MergeOutcome, MergeRequest, NewPullRequest, PullState, RepoName,
     ReviewVerdict, StatusState, Upserted,
 };
+use weir::core::secret::Secret;
 use weir::ports::BoxFuture;
-use weir::secret::Secret;
 
 /// Records each wait and returns at once.
 #[derive(Default)]

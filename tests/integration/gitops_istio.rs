@@ -17,8 +17,9 @@ use serde_json::json;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::reconcile::{Engine, TickReport};
-use weir::state::{Phase, State};
+use weir::core::record::State;
+use weir::core::spec::Phase;
+use weir::engine::{Engine, TickReport};
 
 const NS: &str = "prod";
 const APPS: [&str; 2] = ["backend", "frontend"];
@@ -69,13 +70,13 @@ impl World {
         let targets: Vec<String> = traffic.iter().map(Traffic::target).collect();
         let prometheus = Prometheus::start(&targets);
         let engine = fixture.engine_with_hooks_on(
-            weir::prometheus::Settings {
+            weir::adapters::prometheus::Settings {
                 default_address: Some(prometheus.url()),
                 aliases: vec![IN_CLUSTER_PROMETHEUS.to_string()],
                 timeout: Duration::from_secs(5),
                 ..Default::default()
             },
-            Arc::new(weir::ports::NoNotifier),
+            Arc::new(weir::adapters::alerts::NoNotifier),
         );
         World {
             fixture,

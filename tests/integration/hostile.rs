@@ -8,7 +8,7 @@ use crate::support::git_http::GitHttp;
 use crate::support::repo::{git, Fixture};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
-use weir::state::Phase;
+use weir::core::spec::Phase;
 
 const TOKEN: &str = "prom-bearer-s3cr3t";
 const PASSWORD: &str = "prom-basic-s3cr3t";
@@ -106,7 +106,7 @@ fn a_prometheus_that_echoes_credentials_fails_the_release_and_the_secrets_go_now
     let failed = fixture.state("backend").unwrap();
     assert_eq!(failed.canary_weight.get(), 0);
     // ... and nothing weir wrote anywhere holds a credential, in any form.
-    let basic = weir::secret::basic_credential("weir", PASSWORD);
+    let basic = weir::core::secret::basic_credential("weir", PASSWORD);
     let all = format!("{printed}\n{}", history(&fixture));
     for secret in [TOKEN, PASSWORD, HEADER, basic.as_str()] {
         assert!(!all.contains(secret), "{secret} leaked:\n{all}");

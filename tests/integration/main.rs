@@ -11,6 +11,7 @@ mod github;
 mod gitops_istio;
 mod hostile;
 mod invalid;
+mod layers;
 mod plan_preview;
 mod plan_strategies;
 mod planner;

@@ -7,7 +7,7 @@ use crate::support::github::{GitHubStandIn, TOKEN};
 use crate::support::repo::{edit, git, Fixture, UPSTREAM_FIXTURE};
 use std::path::Path;
 use std::process::{Command, Output};
-use weir::github::{GitHub, NewPullRequest};
+use weir::adapters::github::{GitHub, NewPullRequest};
 
 fn plan(work: &Path, args: &[&str], envs: &[(&str, &Path)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_weir"));

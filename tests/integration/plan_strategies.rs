@@ -6,15 +6,15 @@
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use weir::control::Control;
-use weir::duration::GoDuration;
-use weir::plan::{plan, CheckResult, Decision, GateReport, HookResult, Input, Owned};
-use weir::ports::AlertSeverity;
-use weir::spec::{
+use weir::core::control::Control;
+use weir::core::duration::GoDuration;
+use weir::core::plan::{plan, CheckResult, Decision, GateReport, HookResult, Input, Owned};
+use weir::core::record::State;
+use weir::core::spec::{AlertSeverity, Phase};
+use weir::core::spec::{
     Analysis, HookType, MetricCheck, MetricSource, SessionAffinity, Steps, Strategy, Webhook,
     Weight,
 };
-use weir::state::{Phase, State};
 
 const REV: &str = "abc1234def5678abc1234def5678abc1234def56";
 const HEAD: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";

@@ -7,13 +7,16 @@
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 use std::time::Duration;
-use weir::control::Control;
-use weir::duration::GoDuration;
-use weir::plan::{
-    due_at, next_weight, plan, short, CheckResult, Decision, GateReport, Input, Owned, Step,
+use weir::core::control::Control;
+use weir::core::duration::GoDuration;
+use weir::core::plan::{
+    due_at, next_weight, plan, CheckResult, Decision, GateReport, Input, Owned, Step,
 };
-use weir::spec::{Analysis, MetricCheck, MetricSource, Steps, Strategy as Rollout, Weight};
-use weir::state::{Interval, Phase, Reading, State, MAX_INTERVALS};
+use weir::core::record::{Interval, Reading, State, MAX_INTERVALS};
+use weir::core::spec::{
+    Analysis, MetricCheck, MetricSource, Phase, Steps, Strategy as Rollout, Weight,
+};
+use weir::core::text::short;
 use Phase::{Failed, Finalising, Initialized, Progressing, Promoting, Succeeded};
 
 /// The revision under analysis in most cases (`abc1234` when shortened).

@@ -9,12 +9,13 @@ use crate::support::github::GitHubStandIn;
 use crate::support::repo::{drive, edit, flux_build, git, Fixture};
 use std::sync::Arc;
 use std::time::Duration;
-use weir::fakes::FakeMetrics;
-use weir::github::{CommitStatus, GitHub, StatusState};
-use weir::ports::{MetricError, SystemClock};
-use weir::pull_request::{PrSettings, PullRequests};
-use weir::reconcile::Engine;
-use weir::state::Phase;
+use weir::adapters::clock::SystemClock;
+use weir::adapters::github::{CommitStatus, GitHub, StatusState};
+use weir::adapters::publish::pull_request::{PrSettings, PullRequests};
+use weir::core::query::MetricError;
+use weir::core::spec::Phase;
+use weir::engine::Engine;
+use weir::test_support::fakes::FakeMetrics;
 
 /// Metrics of a healthy release: success rate 100, error rate 0, latency 100ms.
 fn healthy(q: &str) -> Result<f64, MetricError> {
@@ -184,7 +185,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
     );
     // `weir status` reads Git only: the branch shows the step waiting, main the last one
     // merged.
-    let status = weir.status(true).unwrap();
+    let status = weir.status().unwrap();
     let line = status
         .apps
         .iter()
@@ -287,7 +288,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
         .filter(|p| p.head == "weir/prod/backend")
         .count();
     assert_eq!(per_branch, steps.len(), "one pull request per step");
-    let status = weir.status(true).unwrap();
+    let status = weir.status().unwrap();
     assert!(
         status.apps.iter().all(|a| a.proposed.is_none()),
         "{:#?}",

@@ -12,9 +12,9 @@ use serde_yaml::Value;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
-use weir::fakes::{FakeClock, FakeMetrics};
-use weir::reconcile::Engine;
-use weir::state::Phase;
+use weir::core::spec::Phase;
+use weir::engine::Engine;
+use weir::test_support::fakes::{FakeClock, FakeMetrics};
 
 pub fn fake_engine(fixture: &Fixture) -> (Engine, FakeClock, FakeMetrics) {
     let clock = FakeClock::at(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap());

@@ -143,9 +143,9 @@ fn a_commit_pushed_during_weirs_push_survives(
 ) {
     let fixture = Fixture::new();
     let (url, token) = remote(&fixture);
-    let mut repo = weir::git::Git2Repo::open(weir::git::GitSettings {
-        url: weir::secret::SafeUrl::new(url),
-        token: token.map(weir::secret::Secret::new),
+    let mut repo = weir::adapters::git::Git2Repo::open(weir::adapters::git::GitSettings {
+        url: weir::core::secret::SafeUrl::new(url),
+        token: token.map(weir::core::secret::Secret::new),
         ..fixture.settings()
     })
     .unwrap();

@@ -6,7 +6,7 @@
 use crate::primary::{drive_fake, fake_engine};
 use crate::support::repo::{docs, find, flux_build, git, image, Fixture};
 use std::time::Duration;
-use weir::state::Phase;
+use weir::core::spec::Phase;
 
 fn tree_id(fixture: &Fixture, path: &str) -> String {
     git(&fixture.remote, &["rev-parse", &format!("main:{path}")])

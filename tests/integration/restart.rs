@@ -5,7 +5,7 @@ use crate::support::repo::{assert_steps, git, Fixture};
 use crate::support::wait::until;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
-use weir::state::Phase;
+use weir::core::spec::Phase;
 
 const CANARY: &str = "apiVersion: flagger.app/v1beta1
 kind: Canary

@@ -5,7 +5,7 @@ use crate::support::prometheus::Prometheus;
 use crate::support::repo::{assert_steps, docs, drive, find, flux_build, image, weights, Fixture};
 use crate::support::traffic::Traffic;
 use std::time::Duration;
-use weir::state::Phase;
+use weir::core::spec::Phase;
 
 const IMAGE: &str = "ghcr.io/acme/backend";
 

@@ -7,11 +7,12 @@ use crate::support::repo::{Fixture, FIXTURE};
 use chrono::{TimeZone, Utc};
 use std::process::Command;
 use std::time::Duration;
-use weir::app::Resolver;
-use weir::render::Templates;
-use weir::source::{DiskTree, Scanner};
-use weir::spec::Weight;
-use weir::state::{Phase, State};
+use weir::adapters::disk::DiskTree;
+use weir::core::record::State;
+use weir::core::spec::{Phase, Weight};
+use weir::repo::kustomize::Resolver;
+use weir::repo::render::Templates;
+use weir::repo::source::Scanner;
 
 fn redact(text: &str) -> String {
     let mut out = String::new();
@@ -167,11 +168,11 @@ fn webhook_payloads_per_type() {
     let text = format!(
         "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\n  namespace: test\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: podinfo\n  service:\n    port: 9898\n  analysis:\n    interval: 1m\n    stepWeight: 10\n    maxWeight: 50\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n    webhooks:\n{hooks}"
     );
-    let scan = weir::spec::scan_file("canary.yaml", text.as_bytes(), Duration::from_secs(10));
+    let scan = weir::core::spec::scan_file("canary.yaml", text.as_bytes(), Duration::from_secs(10));
     let (canary, _) = scan.canaries.into_iter().next().unwrap().unwrap();
     let mut out = String::new();
     for hook in &canary.analysis.webhooks {
-        let call = weir::reconcile::hook_call(
+        let call = weir::engine::hook_call(
             &canary,
             hook,
             "Waiting",

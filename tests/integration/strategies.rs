@@ -12,10 +12,10 @@ use crate::support::traffic::Traffic;
 use serde_json::{json, Value as Json};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::fakes::RecordingNotifier;
-use weir::ports::AlertSeverity;
-use weir::reconcile::{Engine, TickReport};
-use weir::state::{Phase, State};
+use weir::core::record::State;
+use weir::core::spec::{AlertSeverity, Phase};
+use weir::engine::{Engine, TickReport};
+use weir::test_support::fakes::RecordingNotifier;
 
 const APP: &str = "backend";
 const NS: &str = "prod";

@@ -262,14 +262,14 @@ impl GitHubStandIn {
 
     /// weir's GitHub adapter (octocrab) pointed at this stand-in, with [`TOKEN`]. Needs a
     /// tokio runtime context, as the adapter does.
-    pub fn client(&self) -> weir::github::rest::RestGitHub {
-        weir::github::rest::RestGitHub::new(
-            weir::github::RepoName {
+    pub fn client(&self) -> weir::adapters::github::rest::RestGitHub {
+        weir::adapters::github::rest::RestGitHub::new(
+            weir::adapters::github::RepoName {
                 owner: self.shared.owner.clone(),
                 name: self.shared.name.clone(),
             },
-            &weir::secret::Secret::new(TOKEN),
-            weir::github::rest::RestSettings {
+            &weir::core::secret::Secret::new(TOKEN),
+            weir::adapters::github::rest::RestSettings {
                 base_url: self.url(),
                 ..Default::default()
             },

@@ -6,10 +6,11 @@
 use chrono::{DateTime, Utc};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
-use weir::git::Git2Repo;
-use weir::ports::{ChangeSet, ConfigRepo, PushOutcome, RepoError};
-use weir::source::SourceTree;
-use weir::tree::ObjectId;
+use weir::adapters::git::Git2Repo;
+use weir::ports::ConfigRepo;
+use weir::repo::change::{ChangeSet, PushOutcome, RepoError};
+use weir::repo::objects::ObjectId;
+use weir::repo::source::SourceTree;
 
 /// A writer run before a push; gets the 1-based number of the push.
 pub type Writer = Box<dyn FnMut(u32) + Send>;

@@ -7,14 +7,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use weir::git::{Git2Repo, GitSettings};
-use weir::ports::{ConfigRepo, MetricSource, NoNotifier, SystemClock};
-use weir::publish::DirectCommit;
-use weir::reconcile::{Engine, Ports, Settings, TickReport};
-use weir::render::Templates;
-use weir::secret::SafeUrl;
-use weir::state::State;
-use weir::yaml_edit::{path, set_scalar};
+use weir::adapters::alerts::NoNotifier;
+use weir::adapters::clock::SystemClock;
+use weir::adapters::git::{Git2Repo, GitSettings};
+use weir::adapters::publish::DirectCommit;
+use weir::core::positions::path;
+use weir::test_support::yaml_editor::set_scalar;
+use weir::core::record::State;
+use weir::core::secret::SafeUrl;
+use weir::engine::{Engine, Ports, Settings, TickReport};
+use weir::ports::{ConfigRepo, MetricSource};
+use weir::repo::render::Templates;
 
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/gitops-istio");
 /// The public gitops-istio layout as its README describes it: the backend with conformance and
@@ -180,7 +183,7 @@ impl Fixture {
     pub fn state_at(&self, rev: &str, app: &str) -> Option<State> {
         let text = self.show(rev, &format!("apps/{app}.weir/state.yaml"))?;
         Some(
-            weir::state::parse("state.yaml", text.as_bytes())
+            weir::core::record::parse("state.yaml", text.as_bytes())
                 .unwrap()
                 .status,
         )
@@ -249,7 +252,7 @@ impl Fixture {
     }
 
     pub fn engine_with(&self, prometheus: Option<String>, repo: Box<dyn ConfigRepo>) -> Engine {
-        let prom = weir::prometheus::Client::new(weir::prometheus::Settings {
+        let prom = weir::adapters::prometheus::Client::new(weir::adapters::prometheus::Settings {
             default_address: prometheus,
             timeout: Duration::from_secs(5),
             ..Default::default()
@@ -283,7 +286,8 @@ impl Fixture {
                 metrics,
                 clock,
                 notifier: Arc::new(NoNotifier),
-                hooks: Arc::new(weir::ports::NoHooks),
+                hooks: Arc::new(weir::adapters::hooks::NoHooks),
+                secrets: None,
             },
             Templates::embedded().unwrap(),
             Settings {
@@ -302,7 +306,7 @@ impl Fixture {
         notifier: Arc<dyn weir::ports::Notifier>,
     ) -> Engine {
         self.engine_with_hooks_on(
-            weir::prometheus::Settings {
+            weir::adapters::prometheus::Settings {
                 default_address: prometheus,
                 timeout: Duration::from_secs(5),
                 ..Default::default()
@@ -314,11 +318,11 @@ impl Fixture {
     /// [`Fixture::engine_with_hooks`] with Prometheus settings of the test's choosing.
     pub fn engine_with_hooks_on(
         &self,
-        prometheus: weir::prometheus::Settings,
+        prometheus: weir::adapters::prometheus::Settings,
         notifier: Arc<dyn weir::ports::Notifier>,
     ) -> Engine {
-        let prom = weir::prometheus::Client::new(prometheus).unwrap();
-        let hooks = weir::hooks::HttpHooks::new(weir::hooks::HookSettings {
+        let prom = weir::adapters::prometheus::Client::new(prometheus).unwrap();
+        let hooks = weir::adapters::hooks::HttpHooks::new(weir::adapters::hooks::HookSettings {
             retry_wait_min: Duration::from_millis(10),
             retry_wait_max: Duration::from_millis(100),
         })
@@ -331,6 +335,7 @@ impl Fixture {
                 clock: Arc::new(SystemClock),
                 notifier,
                 hooks: Arc::new(hooks),
+                secrets: None,
             },
             Templates::embedded().unwrap(),
             Settings {

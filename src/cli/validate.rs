@@ -1,0 +1,92 @@
+//! Every check `step` applies before it moves an app, run on one tree without moving
+//! anything: what `weir validate` prints and what `weir plan` puts on a pull request.
+
+use crate::core::spec::{Severity, SpecError};
+use crate::repo::kustomize::{AppSource, Resolver};
+use crate::repo::source::{Catalog, Scanner, SourceError, SourceTree};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// What the checks found in a tree.
+pub struct Validation {
+    /// The specs found.
+    pub catalog: Catalog,
+    /// The sources of the sound apps, by Canary file.
+    pub sources: HashMap<String, Arc<AppSource>>,
+    /// Scan findings, then the rules across apps, then what resolving each app found, then
+    /// the warnings of valid Canaries.
+    pub findings: Vec<SpecError>,
+    /// weir's records that `step` would refuse.
+    pub record_errors: Vec<String>,
+}
+
+impl Validation {
+    /// Errors, records included.
+    pub fn errors(&self) -> usize {
+        self.count(Severity::Error) + self.record_errors.len()
+    }
+
+    /// Warnings.
+    pub fn warnings(&self) -> usize {
+        self.count(Severity::Warning)
+    }
+
+    fn count(&self, severity: Severity) -> usize {
+        self.findings
+            .iter()
+            .filter(|f| f.severity == severity)
+            .count()
+    }
+
+    /// `2 Canary, 1 MetricTemplate, 0 error(s), 1 warning(s)`.
+    pub fn summary(&self) -> String {
+        format!(
+            "{} Canary, {} MetricTemplate, {} error(s), {} warning(s)",
+            self.catalog.canaries.len() + self.catalog.invalid.len(),
+            self.catalog.templates.iter().count(),
+            self.errors(),
+            self.warnings()
+        )
+    }
+}
+
+/// Checks every Canary and MetricTemplate under `roots` of `tree`, with the rules `step`
+/// applies.
+pub fn validate(
+    tree: &dyn SourceTree,
+    roots: &[String],
+    min_interval: Duration,
+) -> Result<Validation, SourceError> {
+    let mut scanner = Scanner::new(roots, min_interval);
+    let catalog = scanner.scan(tree)?;
+    let mut findings = catalog.errors.clone();
+    let canaries: Vec<_> = catalog.canaries.iter().map(|(c, _)| c).collect();
+    let mut resolver = Resolver::default();
+    let resolved = crate::repo::rules::resolve_all(tree, &canaries, &mut resolver);
+    let mut record_errors = Vec::new();
+    for (canary, _) in &catalog.canaries {
+        if let Some(errors) = resolved.errors.get(&canary.file) {
+            findings.extend(errors.iter().cloned());
+            continue;
+        }
+        if let Err(errors) = crate::repo::kustomize::gates(canary, &catalog.templates) {
+            findings.extend(errors);
+        }
+        // The record weir keeps beside the app, when the tree has one: a record `step`
+        // would refuse is refused here first.
+        if let Some(source) = resolved.sources.get(&canary.file) {
+            let now = chrono::Utc::now();
+            if let Err(e) = crate::engine::read_state(tree, &source.dir, canary, Some(now)) {
+                record_errors.push(e.to_string());
+            }
+        }
+    }
+    findings.extend(catalog.canaries.iter().flat_map(|(_, w)| w.iter().cloned()));
+    Ok(Validation {
+        catalog,
+        sources: resolved.sources,
+        findings,
+        record_errors,
+    })
+}

@@ -1,0 +1,44 @@
+//! Flagger's canary phases: the `status.phase` of a Canary.
+
+use serde::{Deserialize, Serialize};
+
+/// Flagger's canary phases.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// The owned objects exist; the primary serves all traffic.
+    Initialized,
+    /// Waiting for a manual gate (reserved for confirm-rollout gates).
+    Waiting,
+    /// A revision is under analysis.
+    Progressing,
+    /// Waiting for a promotion gate (reserved for confirm-promotion gates).
+    WaitingPromotion,
+    /// The primary was updated to the canary's revision; traffic is returning to it.
+    Promoting,
+    /// All traffic is on the updated primary.
+    Finalising,
+    /// The last revision was promoted.
+    Succeeded,
+    /// The last revision was rolled back.
+    Failed,
+}
+
+impl Phase {
+    /// True while a release is being analysed or promoted.
+    pub fn in_flight(self) -> bool {
+        matches!(
+            self,
+            Phase::Waiting
+                | Phase::Progressing
+                | Phase::WaitingPromotion
+                | Phase::Promoting
+                | Phase::Finalising
+        )
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self, f)
+    }
+}
