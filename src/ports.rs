@@ -18,7 +18,7 @@ use crate::core::app::AppRef;
 use crate::core::cluster::Applied;
 use crate::core::hook::{HookCall, HookOutcome};
 use crate::core::query::MetricError;
-use crate::core::spec::alert_provider::SecretKeys;
+use crate::core::spec::alert_provider::{SecretError, SecretKeys};
 use crate::repo::change::{ChangeSet, Publication, PushOutcome, RepoError, Waiting};
 use crate::repo::objects::ObjectId;
 use crate::repo::source::SourceTree;
@@ -177,5 +177,5 @@ pub trait ClusterView: Send + Sync {
 /// Reads the Kubernetes Secrets that AlertProviders name, by namespace and name.
 pub trait Secrets: Send + Sync {
     /// The Secret's keys, or why they cannot be read (naming where, never what it holds).
-    fn read(&self, namespace: &str, name: &str) -> Result<SecretKeys, String>;
+    fn read(&self, namespace: &str, name: &str) -> Result<SecretKeys, SecretError>;
 }

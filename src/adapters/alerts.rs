@@ -7,6 +7,7 @@
 //! (one line, bounded). A target's address, token and proxy are secrets (a Slack webhook URL
 //! holds its token): they go on the wire and nowhere else, never into a log or an error.
 
+use crate::adapters::tls::ClientError;
 use crate::core::alert::{Alert, StepReport};
 use crate::core::join::join_all;
 use crate::core::secret::{Scrubber, Secret};
@@ -629,11 +630,14 @@ impl std::fmt::Debug for HttpNotifier {
 
 impl HttpNotifier {
     /// Builds the client for targets without a proxy.
-    pub fn new(settings: NotifierSettings) -> Result<HttpNotifier, String> {
+    pub fn new(settings: NotifierSettings) -> Result<HttpNotifier, ClientError> {
         crate::adapters::tls::install_crypto_provider();
         let direct = client_builder(&settings)
             .build()
-            .map_err(|e| format!("cannot build the alert HTTP client: {e}"))?;
+            .map_err(|source| ClientError {
+                what: "alert",
+                source,
+            })?;
         Ok(HttpNotifier {
             settings,
             direct,

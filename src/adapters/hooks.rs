@@ -22,6 +22,7 @@
 //! check counts): that is the planner's business. It never prints a hook's URL without
 //! redacting it, nor any header it sent, because hook URLs carry tokens.
 
+use crate::adapters::tls::ClientError;
 use crate::core::duration::GoDuration;
 use crate::core::events::FIELD_MAX;
 use crate::core::hook::{HookCall, HookOutcome};
@@ -91,7 +92,7 @@ enum Attempt {
 
 impl HttpHooks {
     /// Builds the HTTP clients; TLS uses rustls with the process's provider.
-    pub fn new(settings: HookSettings) -> Result<HttpHooks, String> {
+    pub fn new(settings: HookSettings) -> Result<HttpHooks, ClientError> {
         crate::adapters::tls::install_crypto_provider();
         let build = |insecure: bool| {
             reqwest::Client::builder()
@@ -99,7 +100,10 @@ impl HttpHooks {
                 .user_agent(concat!("weir/", env!("CARGO_PKG_VERSION")))
                 .tls_danger_accept_invalid_certs(insecure)
                 .build()
-                .map_err(|e| format!("cannot build the webhook HTTP client: {e}"))
+                .map_err(|source| ClientError {
+                    what: "webhook",
+                    source,
+                })
         };
         Ok(HttpHooks {
             verified: build(false)?,

@@ -7,7 +7,7 @@
 //! holds.
 
 use crate::core::secret::Secret;
-use crate::core::spec::alert_provider::{SecretKeys, MAX_SECRET_FILE};
+use crate::core::spec::alert_provider::{SecretError, SecretKeys, MAX_SECRET_FILE};
 use crate::ports::Secrets;
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -26,7 +26,7 @@ impl MountedSecrets {
 }
 
 impl Secrets for MountedSecrets {
-    fn read(&self, namespace: &str, name: &str) -> Result<SecretKeys, String> {
+    fn read(&self, namespace: &str, name: &str) -> Result<SecretKeys, SecretError> {
         let folder = self.dir.join(namespace).join(name);
         Ok(SecretKeys {
             location: folder.display().to_string(),
@@ -38,13 +38,17 @@ impl Secrets for MountedSecrets {
 }
 
 /// Reads one key of a secret folder: `None` when the file is absent or empty.
-fn read_key(folder: &Path, key: &str) -> Result<Option<Secret>, String> {
+fn read_key(folder: &Path, key: &str) -> Result<Option<Secret>, SecretError> {
     let path = folder.join(key);
-    let shown = path.display();
+    let shown = path.display().to_string();
+    let unreadable = |e: std::io::Error| SecretError::Unreadable {
+        path: shown.clone(),
+        why: e.to_string(),
+    };
     let link = match std::fs::symlink_metadata(&path) {
         Ok(meta) => meta.file_type().is_symlink(),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("{shown}: cannot read: {e}")),
+        Err(e) => return Err(unreadable(e)),
     };
     if link {
         let inside = match (std::fs::canonicalize(&path), std::fs::canonicalize(folder)) {
@@ -52,37 +56,29 @@ fn read_key(folder: &Path, key: &str) -> Result<Option<Secret>, String> {
             _ => false,
         };
         if !inside {
-            return Err(format!(
-                "{shown}: a link that leads outside {}; weir follows only links within the \
-                 secret's folder, as a mounted Secret volume has",
-                folder.display()
-            ));
+            return Err(SecretError::LinkOutside {
+                path: shown,
+                folder: folder.display().to_string(),
+            });
         }
     }
-    let meta = std::fs::metadata(&path).map_err(|e| format!("{shown}: cannot read: {e}"))?;
+    let meta = std::fs::metadata(&path).map_err(unreadable)?;
     if !meta.is_file() {
-        return Err(format!("{shown}: not a regular file"));
+        return Err(SecretError::NotAFile { path: shown });
     }
     if meta.len() > MAX_SECRET_FILE {
-        return Err(too_large(&path));
+        return Err(SecretError::TooLarge { path: shown });
     }
     let mut bytes = Vec::new();
     std::fs::File::open(&path)
         .and_then(|f| f.take(MAX_SECRET_FILE + 1).read_to_end(&mut bytes))
-        .map_err(|e| format!("{shown}: cannot read: {e}"))?;
+        .map_err(unreadable)?;
     if bytes.len() as u64 > MAX_SECRET_FILE {
-        return Err(too_large(&path));
+        return Err(SecretError::TooLarge { path: shown });
     }
-    let text = String::from_utf8(bytes).map_err(|_| format!("{shown}: not UTF-8 text"))?;
+    let text = String::from_utf8(bytes).map_err(|_| SecretError::NotText { path: shown })?;
     let value = text.trim_end_matches(['\n', '\r']);
     Ok((!value.is_empty()).then(|| Secret::new(value)))
-}
-
-fn too_large(path: &Path) -> String {
-    format!(
-        "{}: larger than {MAX_SECRET_FILE} bytes; a secret value is a line",
-        path.display()
-    )
 }
 
 #[cfg(test)]
@@ -97,7 +93,7 @@ mod tests {
     fn resolved(provider: &AlertProviderSpec, dir: Option<&Path>) -> Result<AlertTarget, String> {
         let secrets = dir.map(MountedSecrets::new);
         let read = |ns: &str, name: &str| secrets.as_ref().expect("configured").read(ns, name);
-        resolve(provider, secrets.as_ref().map(|_| &read as _))
+        resolve(provider, secrets.as_ref().map(|_| &read as _)).map_err(|e| e.to_string())
     }
 
     fn provider(secret: Option<&str>) -> AlertProviderSpec {

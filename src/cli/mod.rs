@@ -439,7 +439,7 @@ fn publisher(args: &RepoArgs) -> anyhow::Result<Box<dyn Publisher>> {
         })),
         crate::cli::args::Mode::Pr => {
             let review = crate::core::spec::canary::review_phases(&args.pr_review.join(",")).map_err(|bad| {
-                anyhow::anyhow!("--pr-review `{bad}`: not a phase (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed), or `none`")
+                anyhow::anyhow!("--pr-review `{}`: not a phase (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed), or `none`", bad.0)
             })?;
             Ok(Box::new(
                 crate::adapters::publish::pull_request::PullRequests::new(

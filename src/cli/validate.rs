@@ -1,7 +1,7 @@
 //! Every check `step` applies before it moves an app, run on one tree without moving
 //! anything: what `weir validate` prints and what `weir plan` puts on a pull request.
 
-use crate::core::spec::{Severity, SpecError};
+use crate::core::spec::{LocatedError, Severity};
 use crate::repo::kustomize::{AppSource, Resolver};
 use crate::repo::source::{Catalog, Scanner, SourceError, SourceTree};
 use std::collections::HashMap;
@@ -16,7 +16,7 @@ pub struct Validation {
     pub sources: HashMap<String, Arc<AppSource>>,
     /// Scan findings, then the rules across apps, then what resolving each app found, then
     /// the warnings of valid Canaries.
-    pub findings: Vec<SpecError>,
+    pub findings: Vec<LocatedError>,
     /// weir's records that `step` would refuse.
     pub record_errors: Vec<String>,
 }

@@ -19,6 +19,7 @@
 //!   retry: <revision>      # analyses this failed revision again (removed once started)
 //! ```
 
+use crate::core::located::{error_at, LocatedError};
 use serde::{Deserialize, Serialize};
 
 /// The file name in weir's folder.
@@ -68,22 +69,6 @@ pub struct ControlFile {
     pub spec: Control,
 }
 
-/// A control file that cannot be used.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-#[error("{file}:{line}:{col}: error: {field}: {message}")]
-pub struct ControlError {
-    /// The file.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub col: usize,
-    /// The field at fault.
-    pub field: String,
-    /// What is wrong.
-    pub message: String,
-}
-
 /// Parses a control file and checks that it is about `namespace/name` and that each
 /// revision it names is one (40 hex digits).
 pub fn parse(
@@ -91,37 +76,12 @@ pub fn parse(
     bytes: &[u8],
     namespace: &str,
     name: &str,
-) -> Result<Control, ControlError> {
+) -> Result<Control, LocatedError> {
     let text = String::from_utf8_lossy(bytes);
-    let at = |field: &str, message: String| {
-        let index = crate::core::positions::PositionIndex::parse(&text).ok();
-        let (line, col) = index
-            .map(|i| i.locate(0, &crate::core::positions::path(field)))
-            .map(|l| (l.line, l.col))
-            .unwrap_or((1, 1));
-        ControlError {
-            file: file.to_string(),
-            line,
-            col,
-            field: field.to_string(),
-            message,
-        }
-    };
-    let parsed: ControlFile = crate::core::yaml::from_str(&text).map_err(|e| {
-        let (field, message) = match e.message.split_once(": ") {
-            Some((field, message)) if !field.contains(' ') => {
-                (field.to_string(), message.to_string())
-            }
-            _ => ("(control)".to_string(), e.message.clone()),
-        };
-        ControlError {
-            file: file.to_string(),
-            line: e.line,
-            col: e.col,
-            field,
-            message,
-        }
-    })?;
+    let at = |field: &str, message: String| error_at(file, &text, field, message);
+    let parsed: ControlFile = crate::core::yaml::from_str(&text)
+        .map_err(|e| crate::core::located::from_yaml(file, e, "(control)"))?;
+
     if parsed.api_version != API_VERSION || parsed.kind != KIND {
         return Err(at(
             "apiVersion",

@@ -4,6 +4,7 @@
 //! release in flight exactly where the last commit left it. Reading and writing only: what
 //! the next state is, is the planner's call.
 
+use crate::core::located::LocatedError;
 use crate::core::spec::{Phase, Weight};
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::{Deserialize, Serialize};
@@ -186,43 +187,13 @@ pub struct RecordMeta {
     pub namespace: String,
 }
 
-/// A record file that cannot be used.
-#[derive(Debug, thiserror::Error)]
-pub enum StateError {
-    /// Not YAML of the expected shape, or a value out of range, at a place in the file.
-    #[error("{file}:{line}:{col}: error: {field}: {message}")]
-    Malformed {
-        /// The record file.
-        file: String,
-        /// 1-based line.
-        line: usize,
-        /// 1-based column.
-        col: usize,
-        /// The field at fault, e.g. `status.canaryWeight`.
-        field: String,
-        /// What is wrong.
-        message: String,
-    },
-}
-
 /// The largest count a record may hold for iterations and failed checks.
 pub const MAX_COUNT: u32 = 1_000_000;
 /// How far in the future a recorded time may be, for clocks that disagree a little.
 pub const MAX_SKEW: chrono::Duration = chrono::Duration::minutes(5);
 
-fn malformed(file: &str, text: &str, field: &str, message: String) -> StateError {
-    let index = crate::core::positions::PositionIndex::parse(text).ok();
-    let at = index
-        .map(|i| i.locate(0, &crate::core::positions::path(field)))
-        .map(|l| (l.line, l.col))
-        .unwrap_or((1, 1));
-    StateError::Malformed {
-        file: file.to_string(),
-        line: at.0,
-        col: at.1,
-        field: field.to_string(),
-        message,
-    }
+fn malformed(file: &str, text: &str, field: &str, message: String) -> LocatedError {
+    crate::core::located::error_at(file, text, field, message)
 }
 
 /// Only the weight, read loosely first: serde reports a custom error without its field.
@@ -239,7 +210,7 @@ struct WeightProbeStatus {
 }
 
 /// Parses a record file, refusing values out of range with the place they are at.
-pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
+pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, LocatedError> {
     let text = String::from_utf8_lossy(bytes);
     if let Ok(WeightProbe {
         status:
@@ -257,21 +228,9 @@ pub fn parse(file: &str, bytes: &[u8]) -> Result<Record, StateError> {
             ));
         }
     }
-    let record: Record = crate::core::yaml::from_str(&text).map_err(|e| {
-        let (field, message) = match e.message.split_once(": ") {
-            Some((field, message)) if !field.contains(' ') => {
-                (field.to_string(), message.to_string())
-            }
-            _ => ("(record)".to_string(), e.message.clone()),
-        };
-        StateError::Malformed {
-            file: file.to_string(),
-            line: e.line,
-            col: e.col,
-            field,
-            message,
-        }
-    })?;
+    let record: Record = crate::core::yaml::from_str(&text)
+        .map_err(|e| crate::core::located::from_yaml(file, e, "(record)"))?;
+
     if record.api_version != API_VERSION || record.kind != KIND {
         return Err(malformed(
             file,
@@ -371,7 +330,7 @@ pub fn check_owner(
     record: &Record,
     namespace: &str,
     name: &str,
-) -> Result<(), StateError> {
+) -> Result<(), LocatedError> {
     if record.metadata.name != name || record.metadata.namespace != namespace {
         return Err(malformed(
             file,
@@ -394,7 +353,7 @@ pub fn check_times(
     bytes: &[u8],
     record: &Record,
     now: DateTime<Utc>,
-) -> Result<(), StateError> {
+) -> Result<(), LocatedError> {
     for (field, t) in [
         ("status.lastStepAt", record.status.last_step_at),
         ("status.lastTransitionAt", record.status.last_transition_at),

@@ -25,7 +25,7 @@ use crate::core::hook::{HookCall, HookOutcome, HookPayload};
 use crate::core::names::{owned_dir, STATE_FILE};
 use crate::core::plan::{self, CheckResult, Decision, GateReport, HookResult, Input, Owned, Step};
 use crate::core::record::{self, State};
-use crate::core::spec::{AlertTarget, Canary, HookType, Phase, SpecError, Weight};
+use crate::core::spec::{AlertTarget, Canary, HookType, LocatedError, Phase, Weight};
 use crate::core::text::short;
 use crate::ports::{Clock, ConfigRepo, Hooks, MetricSource, Publisher};
 use crate::repo::change::{ChangeSet, Publication, RepoError, Waiting};
@@ -133,7 +133,7 @@ impl TickError {
 pub enum AppError {
     /// The app's files are invalid (spec, kustomization, references, a rule across apps).
     #[error("{}", .0.iter().map(|e| e.to_string()).collect::<Vec<_>>().join("\n"))]
-    Spec(Vec<SpecError>),
+    Spec(Vec<LocatedError>),
     /// weir's record of the app cannot be used.
     #[error("{0}")]
     Record(String),
@@ -213,7 +213,7 @@ pub struct TickReport {
     /// Per-app lines, sorted by folder.
     pub apps: Vec<AppReport>,
     /// Spec errors and warnings found in the repository.
-    pub spec_errors: Vec<SpecError>,
+    pub spec_errors: Vec<LocatedError>,
     /// What moved.
     pub events: Vec<Event>,
 }
@@ -1255,7 +1255,7 @@ pub fn read_state(
     let path = format!("{}/{STATE_FILE}", owned_dir(app_dir));
     match tree.read(&path) {
         Ok(bytes) => {
-            let leave = |e: record::StateError| {
+            let leave = |e: crate::core::located::LocatedError| {
                 AppError::Record(format!(
                     "{e}; weir leaves the app alone until the record is fixed or removed"
                 ))

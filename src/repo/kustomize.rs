@@ -9,7 +9,7 @@
 //! Everything here is read statically from Git objects; nothing is built. Reading only.
 
 use crate::core::positions::{PositionIndex, Seg};
-use crate::core::spec::{Canary, MetricSource, Severity, SpecError, TemplateIndex};
+use crate::core::spec::{Canary, LocatedError, MetricSource, Severity, TemplateIndex};
 use crate::repo::objects::ObjectId;
 use crate::repo::source::{join, parent, SourceError, SourceTree};
 use serde::Deserialize;
@@ -222,8 +222,8 @@ struct ImageRef {
     digest: Option<String>,
 }
 
-fn error(file: &str, line: usize, col: usize, field: String, message: String) -> SpecError {
-    SpecError {
+fn error(file: &str, line: usize, col: usize, field: String, message: String) -> LocatedError {
+    LocatedError {
         file: file.to_string(),
         line,
         col,
@@ -287,7 +287,7 @@ impl Resolver {
         &mut self,
         tree: &dyn SourceTree,
         canary: &Canary,
-    ) -> Result<Arc<AppSource>, Vec<SpecError>> {
+    ) -> Result<Arc<AppSource>, Vec<LocatedError>> {
         let dir = parent(&canary.file).to_string();
         if let Some((inputs, hit)) = self.memo.get(&canary.file) {
             let still = inputs.iter().all(|(p, id)| tree.id(p) == *id)
@@ -316,7 +316,7 @@ impl Resolver {
         commit: ObjectId,
         tree: &dyn SourceTree,
         canary: &Canary,
-    ) -> Result<Arc<AppSource>, Vec<SpecError>> {
+    ) -> Result<Arc<AppSource>, Vec<LocatedError>> {
         let key = (canary.file.clone(), commit);
         if let Some(hit) = self.at_commit.get(&key) {
             return Ok(hit.clone());
@@ -349,7 +349,11 @@ struct Walk {
     namespaces: HashMap<String, String>,
 }
 
-fn build(tree: &dyn SourceTree, canary: &Canary, dir: &str) -> Result<AppSource, Vec<SpecError>> {
+fn build(
+    tree: &dyn SourceTree,
+    canary: &Canary,
+    dir: &str,
+) -> Result<AppSource, Vec<LocatedError>> {
     let mut errors = Vec::new();
     let mut walk = Walk::default();
     walk.closure.insert(dir.to_string());
@@ -1084,7 +1088,7 @@ fn links_under(tree: &dyn SourceTree, path: &str, out: &mut Vec<String>) {
     }
 }
 
-fn read_error(path: &str, e: SourceError) -> SpecError {
+fn read_error(path: &str, e: SourceError) -> LocatedError {
     error(path, 1, 1, "(file)".into(), e.to_string())
 }
 
@@ -1126,7 +1130,7 @@ pub fn digest(tree: &dyn SourceTree, closure: &[ClosureEntry], skip: Option<&str
 }
 
 /// The gates of a Canary, with their queries resolved against the MetricTemplates.
-pub fn gates(canary: &Canary, templates: &TemplateIndex) -> Result<Vec<Gate>, Vec<SpecError>> {
+pub fn gates(canary: &Canary, templates: &TemplateIndex) -> Result<Vec<Gate>, Vec<LocatedError>> {
     let mut errors = Vec::new();
     let mut out = Vec::new();
     for (i, m) in canary.analysis.metrics.iter().enumerate() {

@@ -11,13 +11,13 @@
 //! collision fails Flux's whole build, every app included.
 
 use crate::core::names::OWNED_SUFFIX;
-use crate::core::spec::{Canary, Severity, SpecError};
+use crate::core::spec::{Canary, LocatedError, Severity};
 use crate::repo::kustomize::{AppSource, ObjectRef};
 use crate::repo::source::parent;
 use std::collections::{BTreeMap, HashMap};
 
-fn err(c: &Canary, at: (usize, usize), field: &str, message: String) -> SpecError {
-    SpecError {
+fn err(c: &Canary, at: (usize, usize), field: &str, message: String) -> LocatedError {
+    LocatedError {
         file: c.file.clone(),
         line: at.0,
         col: at.1,
@@ -41,8 +41,8 @@ fn refused<T>(list: &[T], running: impl Fn(&T) -> bool) -> Vec<bool> {
 pub fn check(
     canaries: &[&Canary],
     running: &dyn Fn(&Canary) -> bool,
-) -> BTreeMap<String, Vec<SpecError>> {
-    let mut out: BTreeMap<String, Vec<SpecError>> = BTreeMap::new();
+) -> BTreeMap<String, Vec<LocatedError>> {
+    let mut out: BTreeMap<String, Vec<LocatedError>> = BTreeMap::new();
     let mut group = |key_of: &dyn Fn(&Canary) -> Option<String>,
                      field: &str,
                      at: &dyn Fn(&Canary) -> (usize, usize),
@@ -175,7 +175,7 @@ type Owner = (usize, ObjectRef, bool);
 pub fn collisions(
     apps: &[(&Canary, &AppSource)],
     running: &dyn Fn(&Canary) -> bool,
-) -> BTreeMap<String, Vec<SpecError>> {
+) -> BTreeMap<String, Vec<LocatedError>> {
     // (kind, namespace, name) -> [(app index, object, written by weir)]
     let mut seen: HashMap<(String, String, String), Vec<Owner>> = HashMap::new();
     for (i, (canary, source)) in apps.iter().enumerate() {
@@ -190,7 +190,7 @@ pub fn collisions(
                 .push((i, o.clone(), false));
         }
     }
-    let mut out: BTreeMap<String, Vec<SpecError>> = BTreeMap::new();
+    let mut out: BTreeMap<String, Vec<LocatedError>> = BTreeMap::new();
     for ((kind, namespace, name), owners) in seen {
         if owners.len() < 2 || !owners.iter().any(|(_, _, weir)| *weir) {
             continue;
@@ -273,7 +273,7 @@ pub struct Resolved {
     /// Sources of the sound apps, by Canary file.
     pub sources: HashMap<String, std::sync::Arc<AppSource>>,
     /// Errors of the others, by Canary file.
-    pub errors: BTreeMap<String, Vec<SpecError>>,
+    pub errors: BTreeMap<String, Vec<LocatedError>>,
 }
 
 /// Resolves every Canary of a catalog and applies the rules across apps.

@@ -7,7 +7,7 @@
 //! Owns no decisions and writes nothing.
 
 use crate::core::names::OWNED_SUFFIX;
-use crate::core::spec::{self, Canary, SpecError, TemplateIndex};
+use crate::core::spec::{self, Canary, LocatedError, TemplateIndex};
 use crate::repo::objects::ObjectId;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -95,7 +95,7 @@ pub fn parent(path: &str) -> &str {
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {
     /// Valid Canaries with their warnings, sorted by file.
-    pub canaries: Vec<(Canary, Vec<SpecError>)>,
+    pub canaries: Vec<(Canary, Vec<LocatedError>)>,
     /// Canary documents that are not valid (their errors are in `errors` too).
     pub invalid: Vec<spec::InvalidCanary>,
     /// All MetricTemplates.
@@ -106,7 +106,7 @@ pub struct Catalog {
     pub providers:
         std::collections::BTreeMap<(String, String), spec::alert_provider::AlertProviderSpec>,
     /// Every error (and the warnings of invalid specs), sorted by file and line.
-    pub errors: Vec<SpecError>,
+    pub errors: Vec<LocatedError>,
 }
 
 /// A scanned file: its path, blob id, and the namespace its folder's kustomization gives it

@@ -190,6 +190,17 @@ enum Method {
     Put,
 }
 
+/// Why one attempt got no answer from GitHub.
+#[derive(Debug, thiserror::Error)]
+enum NoAnswer {
+    /// The connection failed or broke (the error chain, one line).
+    #[error("{0}")]
+    Transport(String),
+    /// Nothing came within the timeout.
+    #[error("no answer within {0:?}")]
+    Timeout(std::time::Duration),
+}
+
 impl RestGitHub {
     /// A client for `repo`, authenticated with `token` (surrounding whitespace ignored).
     pub fn new(
@@ -335,7 +346,7 @@ impl RestGitHub {
         method: Method,
         uri: &str,
         body: Option<&Value>,
-    ) -> Result<Reply, String> {
+    ) -> Result<Reply, NoAnswer> {
         let call = async {
             let response = match method {
                 Method::Get => self.client._get(uri).await,
@@ -343,7 +354,7 @@ impl RestGitHub {
                 Method::Patch => self.client._patch(uri, body).await,
                 Method::Put => self.client._put(uri, body).await,
             }
-            .map_err(|e| error_chain(&e))?;
+            .map_err(|e| NoAnswer::Transport(error_chain(&e)))?;
             let header = |name: &str| {
                 response
                     .headers()
@@ -360,7 +371,7 @@ impl RestGitHub {
                 .client
                 .body_to_string(response)
                 .await
-                .map_err(|e| error_chain(&e))?;
+                .map_err(|e| NoAnswer::Transport(error_chain(&e)))?;
             Ok(Reply {
                 status,
                 retry_after,
@@ -372,7 +383,7 @@ impl RestGitHub {
         };
         match tokio::time::timeout(self.settings.timeout, call).await {
             Ok(result) => result,
-            Err(_) => Err(format!("no answer within {:?}", self.settings.timeout)),
+            Err(_) => Err(NoAnswer::Timeout(self.settings.timeout)),
         }
     }
 

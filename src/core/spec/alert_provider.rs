@@ -10,7 +10,7 @@
 
 use super::canary::{is_dns_label, is_dns_subdomain, is_http_url};
 use super::raw::ObjectMeta;
-use super::{p, Located, SpecError};
+use super::{p, Located, LocatedError};
 use crate::core::secret::Secret;
 use serde::Deserialize;
 
@@ -113,13 +113,16 @@ fn set(value: Option<String>) -> Option<String> {
 }
 
 /// Parses document `doc` of `src` strictly and validates it.
-pub fn read(src: &str, doc: usize, at: &Located) -> Result<AlertProviderSpec, Vec<SpecError>> {
+pub fn read(src: &str, doc: usize, at: &Located) -> Result<AlertProviderSpec, Vec<LocatedError>> {
     super::strict::<RawAlertProvider>(src, doc, at).and_then(|raw| validate(raw, at))
 }
 
 /// Checks an AlertProvider's meaning: a known type, an http(s) address or a secret that
 /// holds one, a usable proxy, and names that can be folders.
-pub fn validate(raw: RawAlertProvider, at: &Located) -> Result<AlertProviderSpec, Vec<SpecError>> {
+pub fn validate(
+    raw: RawAlertProvider,
+    at: &Located,
+) -> Result<AlertProviderSpec, Vec<LocatedError>> {
     let mut errors = Vec::new();
     let accepted = TYPES.join(", ");
     if !is_dns_subdomain(&raw.metadata.name) {
@@ -236,74 +239,66 @@ pub fn validate(raw: RawAlertProvider, at: &Located) -> Result<AlertProviderSpec
 /// `proxy` (optional). The secret's address and proxy win over the spec's. `min_severity` is
 /// left at `info`: the Canary's alert entry sets it. Errors name where a key was read, never
 /// what it holds.
-pub fn resolve(provider: &AlertProviderSpec, secrets: ReadSecret) -> Result<AlertTarget, String> {
+pub fn resolve(
+    provider: &AlertProviderSpec,
+    secrets: ReadSecret,
+) -> Result<AlertTarget, TargetError> {
     let shown = provider.display_name();
     let mut address = provider.address.clone();
     let mut token = None;
     let mut proxy = provider.proxy.clone();
     if let Some(secret) = &provider.secret_ref {
         let Some(read) = secrets else {
-            return Err(format!(
-                "AlertProvider {shown} ({}) reads Secret `{secret}`, but no secrets directory \
-                 is configured; weir reads it from <secrets dir>/<namespace>/{secret}/address",
-                provider.file
-            ));
+            return Err(TargetError::NoSecretStore {
+                provider: shown,
+                file: provider.file.clone(),
+                secret: secret.clone(),
+            });
         };
         let Some(namespace) = provider.namespace.as_deref() else {
-            return Err(format!(
-                "AlertProvider {shown} ({}) reads Secret `{secret}` but has no namespace to \
-                 find it in; set metadata.namespace",
-                provider.file
-            ));
+            return Err(TargetError::NoNamespace {
+                provider: shown,
+                file: provider.file.clone(),
+                secret: secret.clone(),
+            });
         };
         // Both names become folders: checked again, since the caller may have set them.
         if !is_dns_label(namespace) || !is_dns_subdomain(secret) {
-            return Err(format!(
-                "AlertProvider {shown} ({}): namespace and secret name must be DNS names",
-                provider.file
-            ));
+            return Err(TargetError::BadNames {
+                provider: shown,
+                file: provider.file.clone(),
+            });
         }
         let keys = read(namespace, secret)?;
         let at = |key: &str| format!("{}/{key}", keys.location);
-        let from_secret = keys.address.clone().ok_or_else(|| {
-            format!(
-                "{}: missing or empty; Secret `{secret}` of AlertProvider {shown} must hold \
-                 the webhook URL under `address`",
-                at("address")
-            )
-        })?;
+        let from_secret = keys
+            .address
+            .clone()
+            .ok_or_else(|| TargetError::NoSecretAddress {
+                at: at("address"),
+                secret: secret.clone(),
+                provider: shown.clone(),
+            })?;
         if !is_http_url(from_secret.expose()) {
-            return Err(format!(
-                "{}: not an absolute http(s) URL (its content is not shown)",
-                at("address")
-            ));
+            return Err(TargetError::NotAUrl { at: at("address") });
         }
         address = Some(from_secret);
         token = keys.token.clone();
         if let Some(t) = &token {
             if t.expose().chars().any(char::is_control) {
-                return Err(format!(
-                    "{}: holds more than one line or control characters (its content is not \
-                     shown)",
-                    at("token")
-                ));
+                return Err(TargetError::NotALine { at: at("token") });
             }
         }
         if let Some(p) = keys.proxy.clone() {
             if !is_http_url(p.expose()) {
-                return Err(format!(
-                    "{}: not an absolute http(s) URL (its content is not shown)",
-                    at("proxy")
-                ));
+                return Err(TargetError::NotAUrl { at: at("proxy") });
             }
             proxy = Some(p);
         }
     }
-    let address = address.ok_or_else(|| {
-        format!(
-            "AlertProvider {shown} ({}) has no address: set spec.address or spec.secretRef",
-            provider.file
-        )
+    let address = address.ok_or_else(|| TargetError::NoAddress {
+        provider: shown.clone(),
+        file: provider.file.clone(),
     })?;
     Ok(AlertTarget {
         provider: shown,
@@ -331,7 +326,115 @@ pub struct SecretKeys {
 }
 
 /// Reads a Secret's keys by namespace and name, or says why not.
-pub type ReadSecret<'a> = Option<&'a dyn Fn(&str, &str) -> Result<SecretKeys, String>>;
+pub type ReadSecret<'a> = Option<&'a dyn Fn(&str, &str) -> Result<SecretKeys, SecretError>>;
+
+/// Why a Secret's key could not be read. Each names the path, never what the file holds.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SecretError {
+    /// The file exists but reading it failed.
+    #[error("{path}: cannot read: {why}")]
+    Unreadable {
+        /// Where.
+        path: String,
+        /// What the system said.
+        why: String,
+    },
+    /// A link that leaves the Secret's folder (a mounted volume's links stay inside).
+    #[error("{path}: a link that leads outside {folder}; weir follows only links within the secret's folder, as a mounted Secret volume has")]
+    LinkOutside {
+        /// The link.
+        path: String,
+        /// The Secret's folder.
+        folder: String,
+    },
+    /// A folder, a fifo, a device.
+    #[error("{path}: not a regular file")]
+    NotAFile {
+        /// Where.
+        path: String,
+    },
+    /// Larger than [`MAX_SECRET_FILE`].
+    #[error("{path}: larger than {MAX_SECRET_FILE} bytes; a secret value is a line")]
+    TooLarge {
+        /// Where.
+        path: String,
+    },
+    /// Not UTF-8 text.
+    #[error("{path}: not UTF-8 text")]
+    NotText {
+        /// Where.
+        path: String,
+    },
+}
+
+/// Why an AlertProvider gives no delivery target. Each names the provider or the path of
+/// the key at fault, never a secret's content.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    /// The provider names a Secret and no secret store is configured.
+    #[error("AlertProvider {provider} ({file}) reads Secret `{secret}`, but no secrets directory is configured; weir reads it from <secrets dir>/<namespace>/{secret}/address")]
+    NoSecretStore {
+        /// `namespace/name`.
+        provider: String,
+        /// Its file.
+        file: String,
+        /// The Secret.
+        secret: String,
+    },
+    /// The provider names a Secret but has no namespace to find it in.
+    #[error("AlertProvider {provider} ({file}) reads Secret `{secret}` but has no namespace to find it in; set metadata.namespace")]
+    NoNamespace {
+        /// `namespace/name`.
+        provider: String,
+        /// Its file.
+        file: String,
+        /// The Secret.
+        secret: String,
+    },
+    /// The namespace or the Secret's name is not a DNS name (each becomes a folder).
+    #[error("AlertProvider {provider} ({file}): namespace and secret name must be DNS names")]
+    BadNames {
+        /// `namespace/name`.
+        provider: String,
+        /// Its file.
+        file: String,
+    },
+    /// The Secret could not be read.
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    /// The Secret has no `address`.
+    #[error("{at}: missing or empty; Secret `{secret}` of AlertProvider {provider} must hold the webhook URL under `address`")]
+    NoSecretAddress {
+        /// Where the key was looked for.
+        at: String,
+        /// The Secret.
+        secret: String,
+        /// `namespace/name`.
+        provider: String,
+    },
+    /// A key that must be a URL is not one.
+    #[error("{at}: not an absolute http(s) URL (its content is not shown)")]
+    NotAUrl {
+        /// The key.
+        at: String,
+    },
+    /// The token is not one line.
+    #[error("{at}: holds more than one line or control characters (its content is not shown)")]
+    NotALine {
+        /// The key.
+        at: String,
+    },
+    /// Neither the spec nor a Secret gives an address.
+    #[error(
+        "AlertProvider {provider} ({file}) has no address: set spec.address or spec.secretRef"
+    )]
+    NoAddress {
+        /// `namespace/name`.
+        provider: String,
+        /// Its file.
+        file: String,
+    },
+}
 
 /// How much an alert matters. A Canary's alert entry receives its own severity and above
 /// (`info` everything, `warn` warnings and errors, `error` errors only), as in Flagger.
@@ -392,7 +495,7 @@ mod tests {
 
     const FILE: &str = "platform/alerts/on-call.yaml";
 
-    fn parse(src: &str) -> Result<AlertProviderSpec, Vec<SpecError>> {
+    fn parse(src: &str) -> Result<AlertProviderSpec, Vec<LocatedError>> {
         let index = PositionIndex::parse(src).unwrap();
         let at = Located {
             file: FILE,

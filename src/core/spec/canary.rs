@@ -3,7 +3,7 @@
 //! weir does) instead of being ignored.
 
 use super::raw;
-use super::{p, Located, SpecError};
+use super::{p, Located, LocatedError};
 use crate::core::duration::GoDuration;
 use crate::core::positions::Seg;
 use serde_json::Value as Json;
@@ -444,7 +444,7 @@ pub(super) fn validate(
     at: &Located,
     min_interval: Duration,
     namespace: Option<&str>,
-) -> Result<(Canary, Vec<SpecError>), Vec<SpecError>> {
+) -> Result<(Canary, Vec<LocatedError>), Vec<LocatedError>> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
     let spec = raw.spec;
@@ -620,7 +620,7 @@ pub(super) fn validate(
             Err(bad) => {
                 errors.push(at.error(
                     &p(&["metadata", "annotations", PR_REVIEW_ANNOTATION]),
-                    format!("`{bad}` is not a phase: list Flagger phases (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed), or `none`"),
+                    format!("{bad}: list Flagger phases (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed), or `none`"),
                 ));
                 None
             }
@@ -672,8 +672,8 @@ fn service(
     raw: raw::Service,
     target: &str,
     at: &Located,
-    errors: &mut Vec<SpecError>,
-    warnings: &mut Vec<SpecError>,
+    errors: &mut Vec<LocatedError>,
+    warnings: &mut Vec<LocatedError>,
 ) -> Option<Service> {
     let base = p(&["spec", "service"]);
     let field = |name: &str| {
@@ -783,8 +783,8 @@ fn analysis(
     at: &Located,
     min_interval: Duration,
     namespace: &str,
-    errors: &mut Vec<SpecError>,
-    warnings: &mut Vec<SpecError>,
+    errors: &mut Vec<LocatedError>,
+    warnings: &mut Vec<LocatedError>,
 ) -> Option<Analysis> {
     let before = errors.len();
     let field = |name: &str| p(&["spec", "analysis", name]);
@@ -823,7 +823,7 @@ fn analysis(
         }
     }
 
-    let weight = |name: &str, value: u32, errors: &mut Vec<SpecError>| -> Weight {
+    let weight = |name: &str, value: u32, errors: &mut Vec<LocatedError>| -> Weight {
         match Weight::new(value) {
             Some(w) if value > 0 => w,
             _ => {
@@ -1031,7 +1031,7 @@ fn is_cookie_name(s: &str) -> bool {
 fn session_affinity(
     raw: raw::SessionAffinity,
     at: &Located,
-    errors: &mut Vec<SpecError>,
+    errors: &mut Vec<LocatedError>,
 ) -> Option<SessionAffinity> {
     let field = |name: &str| p(&["spec", "analysis", "sessionAffinity", name]);
     let before = errors.len();
@@ -1098,7 +1098,7 @@ fn webhook(
     raw: raw::Webhook,
     base: &[Seg],
     at: &Located,
-    errors: &mut Vec<SpecError>,
+    errors: &mut Vec<LocatedError>,
 ) -> Option<Webhook> {
     let field = |name: &str| {
         let mut path = base.to_vec();
@@ -1187,7 +1187,7 @@ fn alert(
     base: &[Seg],
     namespace: &str,
     at: &Located,
-    errors: &mut Vec<SpecError>,
+    errors: &mut Vec<LocatedError>,
 ) -> Option<AlertRef> {
     use crate::core::spec::AlertSeverity;
     let field = |name: &str| {
@@ -1223,7 +1223,7 @@ fn metric(
     raw: raw::Metric,
     base: &[Seg],
     at: &Located,
-    errors: &mut Vec<SpecError>,
+    errors: &mut Vec<LocatedError>,
 ) -> Option<MetricCheck> {
     let field = |name: &str| {
         let mut path = base.to_vec();
@@ -1345,15 +1345,20 @@ pub fn is_http_url(s: &str) -> bool {
 /// review in PR mode: comma-separated phases, or `none`.
 pub const PR_REVIEW_ANNOTATION: &str = "weir.dev/pr-review";
 
+/// An item of a list of phases that is not a phase (cleaned, at most 40 characters).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not a phase")]
+pub struct NotAPhase(pub String);
+
 /// Parses a list of phases (`Promoting,Progressing`, or `none`); the bad item on error.
-pub fn review_phases(text: &str) -> Result<Vec<crate::core::spec::Phase>, String> {
+pub fn review_phases(text: &str) -> Result<Vec<crate::core::spec::Phase>, NotAPhase> {
     let mut out = Vec::new();
     for item in text.split(',').map(str::trim).filter(|i| !i.is_empty()) {
         if item == "none" {
             continue;
         }
         let phase = serde_yaml::from_str::<crate::core::spec::Phase>(item)
-            .map_err(|_| crate::core::text::clean(item, 40))?;
+            .map_err(|_| NotAPhase(crate::core::text::clean(item, 40)))?;
         out.push(phase);
     }
     Ok(out)

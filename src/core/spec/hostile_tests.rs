@@ -169,7 +169,7 @@ proptest! {
                 prop_assert!(record.status.canary_weight.get() <= 100);
                 prop_assert!(record.status.failed_checks <= crate::core::record::MAX_COUNT);
             }
-            Err(crate::core::record::StateError::Malformed { file, line, col, field, message }) => {
+            Err(crate::core::located::LocatedError { file, line, col, field, message, .. }) => {
                 prop_assert_eq!(file, "apps/x.weir/state.yaml");
                 prop_assert!(line >= 1 && line <= lines(&text), "{}:{} in\n{}", line, col, text);
                 prop_assert!(col >= 1);

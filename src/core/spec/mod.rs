@@ -20,103 +20,14 @@ pub use canary::{
 pub use phase::Phase;
 pub use template::{MetricTemplate, TemplateIndex};
 
+pub use crate::core::located::{Located, LocatedError, Severity};
 use crate::core::positions::{display_path, PositionIndex, Seg};
 use raw::TypeMeta;
 use serde::de::DeserializeOwned;
 use serde::Deserialize;
-use std::fmt;
 
 /// The API group and version weir reads, as Flagger writes it.
 pub const FLAGGER_API_VERSION: &str = "flagger.app/v1beta1";
-
-/// Whether a problem stops the app or is only worth knowing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Severity {
-    /// Nothing is committed for the app until it is fixed.
-    Error,
-    /// Accepted, but weir does not act on it yet; said so instead of ignoring it silently.
-    Warning,
-}
-
-/// One problem in one file, pinned to the field it is about.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct SpecError {
-    /// Repository-relative path of the file.
-    pub file: String,
-    /// 1-based line.
-    pub line: usize,
-    /// 1-based column.
-    pub col: usize,
-    /// Error or warning.
-    pub severity: Severity,
-    /// Dotted path of the field, e.g. `spec.analysis.stepWeight`.
-    pub field: String,
-    /// What is wrong and what would be accepted.
-    pub message: String,
-}
-
-impl fmt::Display for SpecError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kind = match self.severity {
-            Severity::Error => "error",
-            Severity::Warning => "warning",
-        };
-        write!(
-            f,
-            "{}:{}:{}: {kind}: {}: {}",
-            self.file, self.line, self.col, self.field, self.message
-        )
-    }
-}
-
-impl std::error::Error for SpecError {}
-
-/// Positions of one file, to pin semantic errors on the right line.
-pub struct Located<'a> {
-    file: &'a str,
-    doc: usize,
-    index: Option<&'a PositionIndex>,
-}
-
-impl<'a> Located<'a> {
-    /// Builds an error for `field` (a dotted path such as `spec.analysis.stepWeight`).
-    pub fn error(&self, field: &[Seg], message: impl Into<String>) -> SpecError {
-        self.make(Severity::Error, field, message.into())
-    }
-
-    /// Builds a warning for `field`.
-    pub fn warning(&self, field: &[Seg], message: impl Into<String>) -> SpecError {
-        self.make(Severity::Warning, field, message.into())
-    }
-
-    fn make(&self, severity: Severity, field: &[Seg], message: String) -> SpecError {
-        let (line, col) = match self.index {
-            Some(index) => {
-                let at = index.locate(self.doc, field);
-                (at.line, at.col)
-            }
-            None => (1, 1),
-        };
-        SpecError {
-            file: self.file.to_string(),
-            line,
-            col,
-            severity,
-            field: display_path(field),
-            message,
-        }
-    }
-
-    /// Repository-relative path of the file.
-    pub fn file(&self) -> &str {
-        self.file
-    }
-
-    /// Index of the document in the file.
-    pub fn doc(&self) -> usize {
-        self.doc
-    }
-}
 
 /// Builds a path from string keys and indexes: `p(&["spec", "analysis"])`.
 pub fn p(keys: &[&str]) -> Vec<Seg> {
@@ -133,7 +44,7 @@ pub struct InvalidCanary {
     /// `metadata.namespace`, when readable.
     pub namespace: Option<String>,
     /// Every error found in it.
-    pub errors: Vec<SpecError>,
+    pub errors: Vec<LocatedError>,
 }
 
 impl InvalidCanary {
@@ -148,7 +59,7 @@ impl InvalidCanary {
 }
 
 /// A validated Canary with its warnings, or every error found in it.
-pub type CanaryResult = Result<(Canary, Vec<SpecError>), InvalidCanary>;
+pub type CanaryResult = Result<(Canary, Vec<LocatedError>), InvalidCanary>;
 
 /// What a YAML file holds that weir cares about.
 #[derive(Debug, Default)]
@@ -156,18 +67,18 @@ pub struct FileScan {
     /// Canary documents, each validated on its own.
     pub canaries: Vec<CanaryResult>,
     /// MetricTemplate documents.
-    pub templates: Vec<Result<MetricTemplate, Vec<SpecError>>>,
+    pub templates: Vec<Result<MetricTemplate, Vec<LocatedError>>>,
     /// AlertProvider documents.
-    pub providers: Vec<Result<alert_provider::AlertProviderSpec, Vec<SpecError>>>,
+    pub providers: Vec<Result<alert_provider::AlertProviderSpec, Vec<LocatedError>>>,
     /// Problems that concern the whole file (syntax) or documents of the wrong version.
-    pub errors: Vec<SpecError>,
+    pub errors: Vec<LocatedError>,
 }
 
 impl FileScan {
     /// A file weir will not read (a link, a file too large), as one error.
     pub fn refused(file: &str, reason: &str) -> FileScan {
         FileScan {
-            errors: vec![SpecError {
+            errors: vec![LocatedError {
                 file: file.to_string(),
                 line: 1,
                 col: 1,
@@ -212,7 +123,7 @@ pub fn scan_file_in(
     let src = match std::str::from_utf8(bytes) {
         Ok(s) => s,
         Err(e) => {
-            scan.errors.push(SpecError {
+            scan.errors.push(LocatedError {
                 file: file.to_string(),
                 line: 1,
                 col: 1,
@@ -231,7 +142,7 @@ pub fn scan_file_in(
         Ok(index) => Some(index),
         Err(_) if crate::core::yaml::documents(src).is_ok() => None,
         Err(e) => {
-            scan.errors.push(SpecError {
+            scan.errors.push(LocatedError {
                 file: file.to_string(),
                 line: e.line,
                 col: e.col,
@@ -245,7 +156,7 @@ pub fn scan_file_in(
     let docs = match crate::core::yaml::deserializer(src) {
         Ok(d) => d,
         Err(e) => {
-            scan.errors.push(SpecError {
+            scan.errors.push(LocatedError {
                 file: file.to_string(),
                 line: e.line,
                 col: e.col,
@@ -280,7 +191,7 @@ pub fn scan_file_in(
                         &e,
                     );
                     return FileScan {
-                        errors: vec![SpecError {
+                        errors: vec![LocatedError {
                             file: file.to_string(),
                             line: e.line,
                             col: e.col,
@@ -378,7 +289,11 @@ impl TypeMeta {
 }
 
 /// Deserializes document `doc` of `src` strictly, turning serde's message into a pinned error.
-fn strict<T: DeserializeOwned>(src: &str, doc: usize, at: &Located) -> Result<T, Vec<SpecError>> {
+fn strict<T: DeserializeOwned>(
+    src: &str,
+    doc: usize,
+    at: &Located,
+) -> Result<T, Vec<LocatedError>> {
     let de = crate::core::yaml::Deserializer::from_str(crate::core::yaml::strip_bom(src))
         .nth(doc)
         .expect("document counted by the first pass");
@@ -387,7 +302,7 @@ fn strict<T: DeserializeOwned>(src: &str, doc: usize, at: &Located) -> Result<T,
 
 /// serde_yaml says `spec.analysis.stepWeight: invalid type: ... at line 3 column 5`; split
 /// that into field, message and position.
-fn serde_error(at: &Located, e: &serde_yaml::Error) -> SpecError {
+fn serde_error(at: &Located, e: &serde_yaml::Error) -> LocatedError {
     let text = e.to_string();
     let text = match text.rfind(" at line ") {
         Some(i) => text[..i].to_string(),
@@ -418,7 +333,7 @@ fn serde_error(at: &Located, e: &serde_yaml::Error) -> SpecError {
     } else {
         (field, line, col)
     };
-    SpecError {
+    LocatedError {
         file: at.file.to_string(),
         line,
         col,

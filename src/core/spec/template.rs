@@ -1,7 +1,7 @@
 //! `MetricTemplate`: a named PromQL query and the Prometheus that answers it.
 
 use super::raw;
-use super::{p, Located, SpecError};
+use super::{p, Located, LocatedError};
 use std::collections::BTreeMap;
 
 /// A validated MetricTemplate.
@@ -26,7 +26,7 @@ pub(super) fn validate(
     raw: raw::MetricTemplate,
     at: &Located,
     namespace: Option<&str>,
-) -> Result<MetricTemplate, Vec<SpecError>> {
+) -> Result<MetricTemplate, Vec<LocatedError>> {
     let mut errors = Vec::new();
     let provider = &raw.spec.provider;
     if provider.type_ != "prometheus" {
@@ -92,7 +92,7 @@ pub(super) fn validate(
 #[derive(Debug, Clone, Default)]
 pub struct TemplateIndex {
     by_key: BTreeMap<(String, String), MetricTemplate>,
-    duplicates: Vec<SpecError>,
+    duplicates: Vec<LocatedError>,
     ambiguous: std::collections::BTreeSet<(String, String)>,
 }
 
@@ -103,7 +103,7 @@ impl TemplateIndex {
         if let Some(first) = self.by_key.get(&key) {
             // Neither copy is used: which one a Canary meant is not weir's guess to make.
             self.ambiguous.insert(key.clone());
-            self.duplicates.push(SpecError {
+            self.duplicates.push(LocatedError {
                 file: t.file.clone(),
                 line: 1,
                 col: 1,
@@ -135,7 +135,7 @@ impl TemplateIndex {
     }
 
     /// Errors about templates defined twice.
-    pub fn duplicates(&self) -> &[SpecError] {
+    pub fn duplicates(&self) -> &[LocatedError] {
         &self.duplicates
     }
 

@@ -150,10 +150,10 @@ impl Templates {
                 message: describe(&e),
             })?;
             let text = normalise(&text);
-            check_yaml(&text).map_err(|message| RenderError::Output {
+            check_yaml(&text).map_err(|e| RenderError::Output {
                 file: file.to_string(),
                 app: format!("{}/{}", canary.namespace, canary.name),
-                message,
+                message: e.to_string(),
             })?;
             dir.file(file, text);
         }
@@ -369,8 +369,6 @@ fn normalise(text: &str) -> String {
     out
 }
 
-fn check_yaml(text: &str) -> Result<(), String> {
-    crate::core::yaml::documents(text)
-        .map(|_| ())
-        .map_err(|e| e.to_string())
+fn check_yaml(text: &str) -> Result<(), crate::core::yaml::YamlError> {
+    crate::core::yaml::documents(text).map(|_| ())
 }
