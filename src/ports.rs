@@ -52,10 +52,15 @@ pub trait ConfigRepo: Send {
     fn diff(&self, old: ObjectId, new: ObjectId) -> Result<String, RepoError>;
     /// Moves the branch from exactly `expected` to `new`; never forces.
     fn push(&mut self, expected: ObjectId, new: ObjectId) -> Result<PushOutcome, RepoError>;
-    /// The local copy could not be read: start it over. Returns false when that was already
-    /// done once (then the problem is not the copy).
+    /// The local copy could not be read: start it over. Returns false when it was just
+    /// started over for the same reason (then the problem is not the copy).
     fn start_over(&mut self) -> Result<bool, RepoError> {
         Ok(false)
+    }
+    /// Whether a tree handed out since the last fetch named an object that could not be
+    /// read (a damaged local copy), even where that was reported as one app's error.
+    fn damaged(&self) -> bool {
+        false
     }
     /// The tip of another branch of the remote (a pull request branch), fetched so that
     /// commits can be built on it; `None` when the remote has no such branch.

@@ -13,7 +13,14 @@
 //!
 //! Credentials never appear in logs or errors: URLs are [`SafeUrl`]s and libgit2's messages
 //! pass through [`redact_url`]. A refused credential is a permanent error with a hint, never a
-//! race to retry. A cache that looks broken is cloned again, once.
+//! race to retry.
+//!
+//! The cache heals itself. When an operation on it fails, weir looks at the cache: a stale
+//! lock file left by a process that stopped mid-write, an object that cannot be read (damaged
+//! pack bytes, a damaged pack index, a missing object), a tracking ref that points at nothing.
+//! What it finds is logged as what it is, and the cache is cloned again; so is a cache that
+//! fails the same way twice in a row for a reason that is not the network's. A cache is never
+//! cloned twice in a row for the same reason: then the fault is not in the cache.
 
 use crate::core::secret::{redact_url, SafeUrl, Secret};
 use crate::ports::ConfigRepo;
@@ -79,14 +86,19 @@ pub(crate) fn id(oid: Oid) -> ObjectId {
 }
 
 fn local_err(e: git2::Error) -> RepoError {
-    RepoError::permanent(format!("git: {}", redact_url(e.message())))
+    RepoError::local(format!("git: {}", redact_url(e.message())))
 }
 
 /// The cached bare clone of one remote.
 pub struct Git2Repo {
     repo: Repository,
     settings: GitSettings,
-    recloned: bool,
+    /// Why the cache was last cloned again, until an operation succeeds.
+    last_heal: Option<String>,
+    /// The message of the last failed fetch, to see the same failure twice.
+    last_failure: Option<String>,
+    /// A tree handed out since the last fetch named an object that could not be read.
+    read_failed: AtomicBool,
     scrubber: crate::core::secret::Scrubber,
     #[cfg(feature = "test-support")]
     during_push: DuringPush,
@@ -104,6 +116,66 @@ fn local_remote(url: &str) -> Option<PathBuf> {
         return url::Url::parse(url).ok()?.to_file_path().ok();
     }
     (!url.contains("://")).then(|| PathBuf::from(url))
+}
+
+/// Where a failed fetch went wrong, as far as libgit2's error tells.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Cause {
+    /// The network, the server, the credentials or the remote branch.
+    Remote,
+    /// The cache: its objects, refs or files.
+    Cache,
+    /// Could be either (a file that could not be written, a lock).
+    Unknown,
+}
+
+fn cause_of(e: &git2::Error, auth: &Auth) -> Cause {
+    if auth.refused.load(Ordering::SeqCst)
+        || auth.missing.load(Ordering::SeqCst)
+        || e.code() == ErrorCode::Auth
+    {
+        return Cause::Remote;
+    }
+    match e.class() {
+        ErrorClass::Net | ErrorClass::Http | ErrorClass::Ssh | ErrorClass::Ssl => Cause::Remote,
+        ErrorClass::Odb
+        | ErrorClass::Object
+        | ErrorClass::Reference
+        | ErrorClass::Repository
+        | ErrorClass::Zlib
+        | ErrorClass::Index
+        | ErrorClass::Tree => Cause::Cache,
+        _ => Cause::Unknown,
+    }
+}
+
+/// How old a lock file in the cache must be to count as left by a process that stopped: weir
+/// holds its cache's locks for the length of one write.
+const STALE_LOCK: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Lock files (`*.lock`) under `dir`, outside the object store, older than [`STALE_LOCK`].
+fn stale_locks(dir: &Path, root: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(meta) = entry.metadata() else { continue };
+        if meta.is_dir() {
+            if entry.file_name() != "objects" {
+                stale_locks(&path, root, out);
+            }
+        } else if path.extension().is_some_and(|e| e == "lock")
+            && meta
+                .modified()
+                .ok()
+                .and_then(|m| m.elapsed().ok())
+                .is_some_and(|age| age >= STALE_LOCK)
+        {
+            let shown = path.strip_prefix(root).unwrap_or(&path);
+            out.push(shown.display().to_string());
+        }
+    }
 }
 
 /// What the credential callback saw.
@@ -155,7 +227,9 @@ impl Git2Repo {
         Ok(Git2Repo {
             repo,
             settings,
-            recloned: false,
+            last_heal: None,
+            last_failure: None,
+            read_failed: AtomicBool::new(false),
             scrubber,
             #[cfg(feature = "test-support")]
             during_push: DuringPush::default(),
@@ -175,6 +249,84 @@ impl Git2Repo {
         if let Some(write) = self.during_push.lock().expect("not poisoned").as_mut() {
             write();
         }
+    }
+
+    /// What is wrong with the cache, if anything: looked for after an operation failed.
+    /// Reads every object, so it is only called on a failure.
+    fn inspect(&self) -> Option<String> {
+        let path = cache_path(&self.settings);
+        let mut locks = Vec::new();
+        stale_locks(&path, &path, &mut locks);
+        if let Some(lock) = locks.first() {
+            return Some(format!(
+                "a stale lock file {lock}, left by a process that stopped while writing"
+            ));
+        }
+        let odb = match self.repo.odb() {
+            Ok(odb) => odb,
+            Err(e) => {
+                return Some(format!(
+                    "its object store cannot be opened: {}",
+                    e.message()
+                ))
+            }
+        };
+        let mut unreadable = None;
+        let listed = odb.foreach(|object| match odb.read(*object) {
+            Ok(_) => true,
+            Err(e) => {
+                unreadable = Some(format!("object {object} cannot be read: {}", e.message()));
+                false
+            }
+        });
+        if let Some(why) = unreadable {
+            return Some(why);
+        }
+        if let Err(e) = listed {
+            return Some(format!(
+                "its object store cannot be listed: {}",
+                e.message()
+            ));
+        }
+        let tracking = format!("refs/remotes/origin/{}", self.settings.branch);
+        if let Ok(target) = self.repo.refname_to_id(&tracking) {
+            if let Err(e) = self.repo.find_commit(target).and_then(|c| c.tree()) {
+                return Some(format!(
+                    "{tracking} points at a commit that cannot be read: {}",
+                    e.message()
+                ));
+            }
+        }
+        None
+    }
+
+    /// Clones the cache again because of `why`, unless the last clone was for the same reason
+    /// with no success since (then the fault is not in the cache). True when it did.
+    fn heal(&mut self, why: &str) -> Result<bool, RepoError> {
+        if self.last_heal.as_deref() == Some(why) {
+            return Ok(false);
+        }
+        let path = cache_path(&self.settings);
+        tracing::warn!(cache = %path.display(), "the git cache is damaged: {why}; cloning it again");
+        self.last_heal = Some(why.to_string());
+        self.repo = init_cache(&path)?;
+        no_delta_search(&self.repo)?;
+        Ok(true)
+    }
+
+    /// After a push failed on this side: when the cache is damaged, clone it again and say
+    /// so, so that the engine plans again on a fresh fetch; `None` when the cache is sound.
+    fn repair_after_push(&mut self) -> Result<Option<RepoError>, RepoError> {
+        let Some(why) = self.inspect() else {
+            return Ok(None);
+        };
+        if !self.heal(&why)? {
+            return Ok(None);
+        }
+        Ok(Some(RepoError::repaired(format!(
+            "the git cache at {} was damaged ({why}) and was cloned again; nothing was pushed",
+            cache_path(&self.settings).display()
+        ))))
     }
 
     /// The settings.
@@ -213,12 +365,12 @@ impl Git2Repo {
         RepoError::transient(format!("cannot {what} {url}: {message}"))
     }
 
-    fn fetch_once(&mut self) -> Result<ObjectId, (RepoError, bool)> {
+    fn fetch_once(&mut self) -> Result<ObjectId, (RepoError, Cause)> {
         let auth = Arc::new(Auth::default());
         let mut remote = self
             .repo
             .remote_anonymous(self.settings.url.expose())
-            .map_err(|e| (local_err(e), true))?;
+            .map_err(|e| (local_err(e), Cause::Cache))?;
         let mut opts = FetchOptions::new();
         opts.remote_callbacks(callbacks(&self.settings, auth.clone()));
         let refspec = format!(
@@ -226,17 +378,8 @@ impl Git2Repo {
             b = self.settings.branch
         );
         if let Err(e) = remote.fetch(&[refspec.as_str()], Some(&mut opts), None) {
-            let local = matches!(
-                e.class(),
-                ErrorClass::Odb
-                    | ErrorClass::Object
-                    | ErrorClass::Reference
-                    | ErrorClass::Repository
-                    | ErrorClass::Zlib
-                    | ErrorClass::Index
-                    | ErrorClass::Tree
-            );
-            return Err((self.classify("fetch", &e, &auth), local));
+            let cause = cause_of(&e, &auth);
+            return Err((self.classify("fetch", &e, &auth), cause));
         }
         let head = self
             .repo
@@ -248,14 +391,14 @@ impl Git2Repo {
                         self.settings.branch,
                         self.url()
                     )),
-                    false,
+                    Cause::Remote,
                 )
             })?;
         // A cache whose objects are damaged fails here rather than mid-tick.
         self.repo
             .find_commit(head)
             .and_then(|c| c.tree())
-            .map_err(|e| (local_err(e), true))?;
+            .map_err(|e| (local_err(e), Cause::Cache))?;
         Ok(id(head))
     }
 
@@ -317,7 +460,7 @@ fn write_dir(repo: &Repository, dir: &Dir, written: &mut Vec<Oid>) -> Result<Oid
             Node::Carried { id, is_dir } => (oid(*id), if *is_dir { 0o040000 } else { 0o100644 }),
         };
         builder.insert(name, oid, mode).map_err(|e| {
-            RepoError::permanent(format!(
+            RepoError::local(format!(
                 "git: cannot write {name}: {}",
                 redact_url(e.message())
             ))
@@ -365,29 +508,43 @@ impl ConfigRepo for Git2Repo {
     }
 
     fn fetch(&mut self) -> Result<ObjectId, RepoError> {
-        match self.fetch_once() {
-            Ok(head) => Ok(head),
-            Err((e, true)) if !self.recloned => {
-                // The cache looks broken: clone again, once per process.
-                tracing::warn!("the git cache looks broken ({e}); cloning again");
-                self.recloned = true;
-                self.repo = init_cache(&cache_path(&self.settings))?;
-                no_delta_search(&self.repo)?;
-                self.fetch_once().map_err(|(e, _)| e)
+        self.read_failed.store(false, Ordering::SeqCst);
+        let e = match self.fetch_once() {
+            Ok(head) => {
+                self.last_failure = None;
+                self.last_heal = None;
+                return Ok(head);
             }
-            Err((e, _)) => Err(e),
+            Err(failed) => failed,
+        };
+        let (e, cause) = e;
+        let twice = self.last_failure.as_deref() == Some(e.message.as_str());
+        self.last_failure = Some(e.message.clone());
+        let why = match cause {
+            Cause::Remote => self.inspect(),
+            Cause::Cache => Some(self.inspect().unwrap_or_else(|| e.message.clone())),
+            Cause::Unknown => self
+                .inspect()
+                .or_else(|| twice.then(|| format!("the same failure twice: {}", e.message))),
+        };
+        match why {
+            Some(why) if self.heal(&why)? => self.fetch_once().map_err(|(e, _)| e).inspect(|_| {
+                self.last_failure = None;
+            }),
+            _ => Err(e),
         }
     }
 
+    fn damaged(&self) -> bool {
+        self.read_failed.load(Ordering::SeqCst)
+    }
+
     fn start_over(&mut self) -> Result<bool, RepoError> {
-        if self.recloned {
-            return Ok(false);
-        }
-        tracing::warn!("the git cache could not be read; cloning again");
-        self.recloned = true;
-        self.repo = init_cache(&cache_path(&self.settings))?;
-        no_delta_search(&self.repo)?;
-        Ok(true)
+        self.read_failed.store(false, Ordering::SeqCst);
+        let why = self
+            .inspect()
+            .unwrap_or_else(|| "a tree of the fetched commit could not be read".to_string());
+        self.heal(&why)
     }
 
     fn tree(&self, commit: ObjectId) -> Result<Box<dyn SourceTree + '_>, RepoError> {
@@ -396,7 +553,9 @@ impl ConfigRepo for Git2Repo {
             .find_commit(oid(commit))
             .and_then(|c| c.tree())
             .map_err(local_err)?;
-        Ok(Box::new(GitTree::new(&self.repo, tree)))
+        let mut tree = GitTree::new(&self.repo, tree);
+        tree.damaged = Some(&self.read_failed);
+        Ok(Box::new(tree))
     }
 
     fn first_parents(&self, from: ObjectId, limit: usize) -> Result<Vec<ObjectId>, RepoError> {
@@ -485,7 +644,7 @@ impl ConfigRepo for Git2Repo {
         builder.write_buf(&mut pack).map_err(local_err)?;
         let mut writer = odb.packwriter().map_err(local_err)?;
         std::io::Write::write_all(&mut writer, &pack)
-            .map_err(|e| RepoError::permanent(format!("git: cannot write a pack: {e}")))?;
+            .map_err(|e| RepoError::local(format!("git: cannot write a pack: {e}")))?;
         writer.commit().map_err(local_err)?;
         mempack.reset().map_err(local_err)?;
         Ok(Some(id(commit)))
@@ -618,11 +777,17 @@ impl Git2Repo {
         expected: Option<ObjectId>,
         new: ObjectId,
     ) -> Result<PushOutcome, RepoError> {
-        let outcome = match local_remote(self.settings.url.expose()) {
-            Some(path) => self.push_local(&path, branch, expected, new)?,
-            None => self.push_network(branch, expected, new)?,
+        let pushed = match local_remote(self.settings.url.expose()) {
+            Some(path) => self.push_local(&path, branch, expected, new),
+            None => self.push_network(branch, expected, new),
+        };
+        // A push that fails on this side (damaged pack bytes) must not read as a refusal.
+        let outcome = match pushed {
+            Ok(outcome) => outcome,
+            Err(e) => return Err(self.repair_after_push()?.unwrap_or(e)),
         };
         if outcome == PushOutcome::Pushed {
+            self.last_heal = None;
             self.repo
                 .reference(
                     &format!("refs/remotes/origin/{branch}"),
@@ -927,6 +1092,8 @@ pub struct GitTree<'r> {
     repo: &'r Repository,
     root: Tree<'r>,
     listings: RefCell<HashMap<String, Rc<Vec<Entry>>>>,
+    /// Set when an object the tree names cannot be read: the cache is damaged.
+    damaged: Option<&'r AtomicBool>,
 }
 
 impl<'r> GitTree<'r> {
@@ -936,6 +1103,18 @@ impl<'r> GitTree<'r> {
             repo,
             root,
             listings: RefCell::new(HashMap::new()),
+            damaged: None,
+        }
+    }
+
+    /// An object the tree names could not be read: a damaged or incomplete cache.
+    fn unreadable(&self, path: &str, e: git2::Error) -> SourceError {
+        if let Some(flag) = self.damaged {
+            flag.store(true, Ordering::SeqCst);
+        }
+        SourceError::Read {
+            path: path.to_string(),
+            message: e.message().to_string(),
         }
     }
 
@@ -952,7 +1131,7 @@ impl<'r> GitTree<'r> {
                 .ok_or_else(|| SourceError::Missing(dir.to_string()))?;
             self.repo
                 .find_tree(oid(entry.id))
-                .map_err(|_| SourceError::Missing(dir.to_string()))?
+                .map_err(|e| self.unreadable(dir, e))?
         };
         let mut entries: Vec<Entry> = tree
             .iter()
@@ -1005,17 +1184,14 @@ impl SourceTree for GitTree<'_> {
         if entry.link {
             return Err(SourceError::link(path));
         }
-        let read_err = |e: git2::Error| SourceError::Read {
-            path: path.to_string(),
-            message: e.message().to_string(),
-        };
-        // The size is read from the header, so a huge blob is refused without loading it.
-        let odb = self.repo.odb().map_err(read_err)?;
-        let (size, _) = odb.read_header(oid(entry.id)).map_err(read_err)?;
+        let read_err = |e: git2::Error| self.unreadable(path, e);
+        // Not read_header: git2 0.21 unwraps the type it returns, which panics on a damaged
+        // object; a damaged object must be a read error, so that the cache is cloned again.
+        let blob = self.repo.find_blob(oid(entry.id)).map_err(read_err)?;
+        let size = blob.content().len();
         if size as u64 > crate::repo::source::MAX_FILE {
             return Err(SourceError::too_large(path, size as u64));
         }
-        let blob = self.repo.find_blob(oid(entry.id)).map_err(read_err)?;
         Ok(blob.content().to_vec())
     }
 

@@ -312,7 +312,15 @@ impl Engine {
     }
 
     async fn tick_recovering(&mut self) -> Result<TickReport, TickError> {
-        match self.tick_once().await {
+        let result = self.tick_once().await;
+        // An app's files could not be read from the local copy (reported as that app's
+        // error): repair the copy and go again, so the app is not held up by weir's cache.
+        if result.is_ok() && self.ports.repo.damaged() && self.ports.repo.start_over()? {
+            warn!("an object of the local copy of the repository could not be read; it was cloned again");
+            self.caches.quiet_head = None;
+            return self.tick_once().await;
+        }
+        match result {
             Err(TickError::Source(e @ SourceError::Read { .. })) => {
                 if self.ports.repo.start_over()? {
                     warn!("{e}; the local copy of the repository was cloned again");
@@ -320,6 +328,20 @@ impl Engine {
                     self.tick_once().await
                 } else {
                     Err(TickError::Source(e))
+                }
+            }
+            Err(TickError::Repo(e)) if e.repaired => {
+                warn!("{e}; planning again");
+                self.caches.quiet_head = None;
+                self.tick_once().await
+            }
+            Err(TickError::Repo(e)) if e.local => {
+                if self.ports.repo.start_over()? {
+                    warn!("{e}; the local copy of the repository was cloned again");
+                    self.caches.quiet_head = None;
+                    self.tick_once().await
+                } else {
+                    Err(TickError::Repo(e))
                 }
             }
             other => other,

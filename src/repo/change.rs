@@ -14,6 +14,12 @@ pub struct RepoError {
     /// Worth retrying later (network, server trouble); false for bad credentials, a missing
     /// branch or a refused push.
     pub transient: bool,
+    /// The local copy of the repository was damaged and has been cloned again: nothing was
+    /// written to the remote, and planning again on a fresh fetch is safe.
+    pub repaired: bool,
+    /// It failed on the local copy (reading or writing objects), not on the remote: starting
+    /// the copy over may repair it.
+    pub local: bool,
 }
 
 impl RepoError {
@@ -22,6 +28,8 @@ impl RepoError {
         RepoError {
             message: message.into(),
             transient: false,
+            repaired: false,
+            local: false,
         }
     }
 
@@ -30,6 +38,26 @@ impl RepoError {
         RepoError {
             message: message.into(),
             transient: true,
+            repaired: false,
+            local: false,
+        }
+    }
+
+    /// A failure of the local copy (see [`RepoError::local`]).
+    pub fn local(message: impl Into<String>) -> RepoError {
+        RepoError {
+            local: true,
+            ..RepoError::permanent(message)
+        }
+    }
+
+    /// The local copy was damaged and cloned again (see [`RepoError::repaired`]).
+    pub fn repaired(message: impl Into<String>) -> RepoError {
+        RepoError {
+            message: message.into(),
+            transient: true,
+            repaired: true,
+            local: false,
         }
     }
 }

@@ -4,6 +4,7 @@
 mod action;
 mod alerts;
 mod auth;
+mod cache;
 mod cli;
 mod corpus;
 mod executor;

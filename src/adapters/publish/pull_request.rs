@@ -390,6 +390,8 @@ fn gh_err(e: crate::adapters::github::GitHubError) -> RepoError {
     RepoError {
         message: e.message,
         transient: e.transient,
+        repaired: false,
+        local: false,
     }
 }
 

@@ -65,6 +65,9 @@ impl ConfigRepo for Racing {
     fn start_over(&mut self) -> Result<bool, RepoError> {
         self.inner.start_over()
     }
+    fn damaged(&self) -> bool {
+        self.inner.damaged()
+    }
     fn push(&mut self, expected: ObjectId, new: ObjectId) -> Result<PushOutcome, RepoError> {
         let n = self.pushes.fetch_add(1, Ordering::SeqCst) + 1;
         if n <= self.races {
