@@ -143,6 +143,7 @@ fn measure(apps: usize) -> Timings {
         branch: "main".into(),
         cache_dir: dir.path().join("cache"),
         token: None,
+        ssh: None,
         author: ("b".into(), "b@b".into()),
         committer: ("b".into(), "b@b".into()),
         timeout: Duration::from_secs(30),

@@ -22,6 +22,7 @@
 //! fails the same way twice in a row for a reason that is not the network's. A cache is never
 //! cloned twice in a row for the same reason: then the fault is not in the cache.
 
+use crate::adapters::ssh::{HostKeyCheck, SshSettings};
 use crate::core::secret::{redact_url, SafeUrl, Secret};
 use crate::ports::ConfigRepo;
 use crate::repo::change::{ChangeSet, PushOutcome, RepoError};
@@ -50,6 +51,8 @@ pub struct GitSettings {
     pub cache_dir: PathBuf,
     /// Token for https remotes (sent as the password of basic auth).
     pub token: Option<Secret>,
+    /// Key and trusted host keys for SSH remotes (`ssh://` and `user@host:path`).
+    pub ssh: Option<SshSettings>,
     /// Author name and email.
     pub author: (String, String),
     /// Committer name and email.
@@ -115,7 +118,29 @@ fn local_remote(url: &str) -> Option<PathBuf> {
     if url.starts_with("file://") {
         return url::Url::parse(url).ok()?.to_file_path().ok();
     }
-    (!url.contains("://")).then(|| PathBuf::from(url))
+    (!url.contains("://") && ssh_host(url).is_none()).then(|| PathBuf::from(url))
+}
+
+/// The host and port of an SSH remote: `ssh://[user@]host[:port]/path`, or the scp-like
+/// `[user@]host:path` (a colon before any slash); `None` for any other remote.
+pub fn ssh_host(url: &str) -> Option<(String, Option<u16>)> {
+    if let Some(rest) = url.strip_prefix("ssh://") {
+        let parsed = url::Url::parse(&format!("ssh://{rest}")).ok()?;
+        let host = parsed
+            .host_str()?
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        return Some((host.to_string(), parsed.port()));
+    }
+    if url.contains("://") {
+        return None;
+    }
+    let (before, _) = url.split_once(':')?;
+    if before.contains('/') || before.is_empty() {
+        return None;
+    }
+    let host = before.rsplit_once('@').map_or(before, |(_, h)| h);
+    Some((host.to_string(), None))
 }
 
 /// Where a failed fetch went wrong, as far as libgit2's error tells.
@@ -185,11 +210,40 @@ struct Auth {
     missing: AtomicBool,
     /// The remote refused the credentials weir sent.
     refused: AtomicBool,
+    /// Why the SSH server's host key was refused.
+    host_key: Mutex<Option<String>>,
 }
 
 fn callbacks(settings: &GitSettings, auth: Arc<Auth>) -> RemoteCallbacks<'static> {
     let mut cb = RemoteCallbacks::new();
     let token = settings.token.clone();
+    let ssh = settings.ssh.clone();
+    let server = ssh_host(settings.url.expose());
+    if let (Some((host, port)), Some(ssh)) = (server.clone(), ssh.clone()) {
+        let auth = auth.clone();
+        // Mandatory: a server whose key is not in known_hosts gets no credential.
+        cb.certificate_check(move |cert, _| {
+            let Some(key) = cert.as_hostkey().and_then(|k| k.hostkey()) else {
+                return Ok(git2::CertificateCheckStatus::CertificatePassthrough);
+            };
+            let why = match ssh.known_hosts.check(&host, port, key) {
+                HostKeyCheck::Trusted => return Ok(git2::CertificateCheckStatus::CertificateOk),
+                HostKeyCheck::Unknown => format!(
+                    "the SSH host key of {host} is not in known_hosts; add the server's key (`ssh-keyscan{} {host}`) to the known_hosts of the Git Secret",
+                    port.map(|p| format!(" -p {p}")).unwrap_or_default()
+                ),
+                HostKeyCheck::Mismatch => format!(
+                    "the SSH host key of {host} does not match known_hosts (which lists {} for it): the server's key changed, or something is in between; weir refused to connect",
+                    ssh.known_hosts.types_for(&host, port).join(", ")
+                ),
+                HostKeyCheck::Revoked => format!(
+                    "the SSH host key of {host} is marked @revoked in known_hosts; weir refused to connect"
+                ),
+            };
+            *auth.host_key.lock().expect("not poisoned") = Some(why.clone());
+            Err(git2::Error::from_str(&why))
+        });
+    }
     let mut attempts = 0u32;
     cb.credentials(move |_url, username, allowed| {
         attempts += 1;
@@ -198,8 +252,16 @@ fn callbacks(settings: &GitSettings, auth: Arc<Auth>) -> RemoteCallbacks<'static
             auth.refused.store(true, Ordering::SeqCst);
             return Err(git2::Error::from_str("the remote refused the credentials"));
         }
-        match &token {
-            Some(t) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
+        match (&token, &ssh) {
+            (_, Some(ssh)) if allowed.contains(CredentialType::SSH_KEY) => {
+                Cred::ssh_key_from_memory(
+                    username.unwrap_or("git"),
+                    None,
+                    ssh.identity.expose(),
+                    ssh.passphrase.as_ref().map(|p| p.expose()),
+                )
+            }
+            (Some(t), _) if allowed.contains(CredentialType::USER_PASS_PLAINTEXT) => {
                 Cred::userpass_plaintext(username.unwrap_or("x-access-token"), t.expose())
             }
             _ => {
@@ -214,6 +276,12 @@ fn callbacks(settings: &GitSettings, auth: Arc<Auth>) -> RemoteCallbacks<'static
 impl Git2Repo {
     /// Opens (or creates) the cache for `settings.url`.
     pub fn open(settings: GitSettings) -> Result<Git2Repo, RepoError> {
+        if ssh_host(settings.url.expose()).is_some() && settings.ssh.is_none() {
+            return Err(RepoError::permanent(format!(
+                "{} is an SSH remote: weir needs its key and the server's host key. Hint: set --git-ssh-dir (WEIR_GIT_SSH_DIR) to a folder laid out as Flux's Git Secret (identity, known_hosts), or --git-ssh-key and --git-known-hosts",
+                settings.url.redacted()
+            )));
+        }
         set_socket_timeouts(settings.timeout);
         let path = cache_path(&settings);
         let repo = match Repository::open_bare(&path) {
@@ -347,6 +415,15 @@ impl Git2Repo {
     fn classify(&self, what: &str, e: &git2::Error, auth: &Auth) -> RepoError {
         let url = self.url();
         let message = crate::core::text::clean(&self.scrubber.scrub(e.message()), 300);
+        if let Some(why) = auth.host_key.lock().expect("not poisoned").take() {
+            return RepoError::permanent(format!("cannot {what} {url}: {why}"));
+        }
+        let ssh = ssh_host(self.settings.url.expose()).is_some();
+        if ssh && (auth.refused.load(Ordering::SeqCst) || e.code() == ErrorCode::Auth) {
+            return RepoError::permanent(format!(
+                "cannot {what} {url}: the server refused the SSH key. Hint: check that the `identity` of --git-ssh-dir (or --git-ssh-key) is a deploy key of this repository with write access"
+            ));
+        }
         if auth.refused.load(Ordering::SeqCst) || e.code() == ErrorCode::Auth {
             return RepoError::permanent(format!(
                 "cannot {what} {url}: the remote refused the credentials. Hint: check that WEIR_GIT_TOKEN (--git-token) is set, has not expired, and may read and push to this repository"
@@ -1216,6 +1293,61 @@ impl SourceTree for GitTree<'_> {
 
 #[cfg(test)]
 mod tests {
+    use super::{local_remote, ssh_host};
+
+    #[test]
+    fn tells_local_ssh_and_network_remotes_apart() {
+        type Case = (
+            &'static str,
+            Option<&'static str>,
+            Option<(&'static str, Option<u16>)>,
+        );
+        let cases: [Case; 8] = [
+            ("/srv/git/config.git", Some("/srv/git/config.git"), None),
+            ("relative/config.git", Some("relative/config.git"), None),
+            (
+                "file:///srv/git/config.git",
+                Some("/srv/git/config.git"),
+                None,
+            ),
+            (
+                "git@github.com:acme/config.git",
+                None,
+                Some(("github.com", None)),
+            ),
+            (
+                "github.com:acme/config.git",
+                None,
+                Some(("github.com", None)),
+            ),
+            (
+                "ssh://git@github.com/acme/config.git",
+                None,
+                Some(("github.com", None)),
+            ),
+            (
+                "ssh://git@[::1]:2222/config.git",
+                None,
+                Some(("::1", Some(2222))),
+            ),
+            ("https://github.com/acme/config.git", None, None),
+        ];
+        for (url, local, ssh) in cases {
+            assert_eq!(
+                local_remote(url)
+                    .map(|p| p.display().to_string())
+                    .as_deref(),
+                local,
+                "{url}"
+            );
+            assert_eq!(
+                ssh_host(url).as_ref().map(|(h, p)| (h.as_str(), *p)),
+                ssh,
+                "{url}"
+            );
+        }
+    }
+
     use crate::repo::objects::{Dir, Node, ObjectId};
 
     /// The ids weir computes without Git are the ones libgit2 writes.

@@ -11,4 +11,5 @@ pub mod hooks;
 pub mod prometheus;
 pub mod publish;
 pub mod secrets;
+pub mod ssh;
 pub mod tls;

@@ -164,6 +164,18 @@ pub struct RepoArgs {
     /// Token for https remotes (never printed).
     #[arg(long, env = "WEIR_GIT_TOKEN", hide_env_values = true)]
     pub git_token: Option<String>,
+    /// For SSH remotes (`ssh://...`, `git@host:path`): a folder laid out as Flux's Git
+    /// Secret, holding `identity` (the private key), `known_hosts` and, for a key with a
+    /// passphrase, `password`. Mount the same Secret Flux uses.
+    #[arg(long, env = "WEIR_GIT_SSH_DIR", conflicts_with_all = ["git_ssh_key", "git_known_hosts"])]
+    pub git_ssh_dir: Option<PathBuf>,
+    /// For SSH remotes: the private key file (instead of --git-ssh-dir).
+    #[arg(long, env = "WEIR_GIT_SSH_KEY", requires = "git_known_hosts")]
+    pub git_ssh_key: Option<PathBuf>,
+    /// For SSH remotes: the known_hosts file whose keys weir accepts (instead of
+    /// --git-ssh-dir). Every server key is checked.
+    #[arg(long, env = "WEIR_GIT_KNOWN_HOSTS", requires = "git_ssh_key")]
+    pub git_known_hosts: Option<PathBuf>,
     /// Folder of cached clones (default: $XDG_CACHE_HOME/weir or ~/.cache/weir).
     #[arg(long, env = "WEIR_CACHE")]
     pub cache: Option<PathBuf>,

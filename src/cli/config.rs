@@ -12,6 +12,7 @@
 
 use crate::adapters::git::{default_cache_dir, GitSettings};
 use crate::adapters::prometheus;
+use crate::adapters::ssh::SshSettings;
 use crate::cli::args::{PrometheusArgs, RepoArgs, SpecArgs};
 use crate::core::duration::GoDuration;
 use crate::core::secret::{SafeUrl, Secret};
@@ -46,6 +47,9 @@ pub enum ConfigError {
     /// The Prometheus client could not be built.
     #[error(transparent)]
     Prometheus(#[from] prometheus::PromError),
+    /// SSH key or known_hosts that cannot be used.
+    #[error(transparent)]
+    Ssh(#[from] crate::adapters::ssh::SshError),
     /// No base commit for `weir plan`.
     #[error("--base: {0}")]
     Base(String),
@@ -118,6 +122,7 @@ pub fn git(args: &RepoArgs) -> Result<GitSettings, ConfigError> {
         branch: args.branch.clone(),
         cache_dir: args.cache.clone().unwrap_or_else(default_cache_dir),
         token: args.git_token.clone().map(Secret::new),
+        ssh: ssh(args)?,
         committer: (
             args.committer_name
                 .clone()
@@ -128,6 +133,16 @@ pub fn git(args: &RepoArgs) -> Result<GitSettings, ConfigError> {
         ),
         author,
     })
+}
+
+/// The key and host keys for an SSH remote, when given.
+fn ssh(args: &RepoArgs) -> Result<Option<SshSettings>, ConfigError> {
+    let settings = match (&args.git_ssh_dir, &args.git_ssh_key, &args.git_known_hosts) {
+        (Some(dir), _, _) => SshSettings::from_secret_dir(dir)?,
+        (None, Some(key), Some(hosts)) => SshSettings::from_files(key, hosts, None)?,
+        _ => return Ok(None),
+    };
+    Ok(Some(settings))
 }
 
 /// Prometheus client.

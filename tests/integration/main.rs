@@ -23,5 +23,6 @@ mod repair;
 mod restart;
 mod rollout;
 mod snapshots;
+mod ssh;
 mod strategies;
 mod support;

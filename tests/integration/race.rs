@@ -5,6 +5,7 @@ use crate::support::racing::Racing;
 use crate::support::repo::{edit, git, Fixture};
 use std::path::Path;
 use std::sync::atomic::Ordering;
+use weir::adapters::ssh::SshSettings;
 
 /// CI bumps the frontend's tag.
 fn bump_frontend(work: &Path) {
@@ -139,13 +140,14 @@ async fn a_branch_reset_backwards_is_a_race_and_the_dropped_commit_never_comes_b
 /// the remote's branch moves. On every transport weir accepts, weir's push must fail and be
 /// planned again on the new head; the other commit is never overwritten.
 fn a_commit_pushed_during_weirs_push_survives(
-    remote: impl FnOnce(&Fixture) -> (String, Option<&'static str>),
+    remote: impl FnOnce(&Fixture) -> (String, Option<&'static str>, Option<SshSettings>),
 ) {
     let fixture = Fixture::new();
-    let (url, token) = remote(&fixture);
+    let (url, token, ssh) = remote(&fixture);
     let mut repo = weir::adapters::git::Git2Repo::open(weir::adapters::git::GitSettings {
         url: weir::core::secret::SafeUrl::new(url),
         token: token.map(weir::core::secret::Secret::new),
+        ssh,
         ..fixture.settings()
     })
     .unwrap();
@@ -184,12 +186,12 @@ fn a_commit_pushed_during_weirs_push_survives(
 
 #[test]
 fn a_commit_pushed_during_weirs_push_to_a_path_survives() {
-    a_commit_pushed_during_weirs_push_survives(|f| (f.url(), None));
+    a_commit_pushed_during_weirs_push_survives(|f| (f.url(), None, None));
 }
 
 #[test]
 fn a_commit_pushed_during_weirs_push_to_a_file_url_survives() {
-    a_commit_pushed_during_weirs_push_survives(|f| (format!("file://{}", f.url()), None));
+    a_commit_pushed_during_weirs_push_survives(|f| (format!("file://{}", f.url()), None, None));
 }
 
 #[test]
@@ -199,7 +201,7 @@ fn a_commit_pushed_during_weirs_push_over_git_protocol_survives() {
         let d = crate::support::git_daemon::GitDaemon::start(f.dir.path());
         let url = d.url("remote.git");
         daemon = Some(d);
-        (url, None)
+        (url, None, None)
     });
 }
 
@@ -210,6 +212,18 @@ fn a_commit_pushed_during_weirs_push_over_http_survives() {
         let s = crate::support::git_http::GitHttp::start(f.dir.path(), "x-access-token", "t");
         let url = s.url("remote.git");
         server = Some(s);
-        (url, Some("t"))
+        (url, Some("t"), None)
+    });
+}
+
+#[test]
+fn a_commit_pushed_during_weirs_push_over_ssh_survives() {
+    let mut server = None;
+    a_commit_pushed_during_weirs_push_survives(|f| {
+        let s = crate::support::sshd::Sshd::start(f.dir.path());
+        let url = s.url(&f.remote);
+        let ssh = SshSettings::from_secret_dir(&s.secret).unwrap();
+        server = Some(s);
+        (url, None, Some(ssh))
     });
 }

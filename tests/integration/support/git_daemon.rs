@@ -5,7 +5,7 @@
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A running `git daemon`, killed on drop.
 pub struct GitDaemon {
@@ -36,17 +36,15 @@ impl GitDaemon {
             .stderr(Stdio::null())
             .spawn()
             .expect("git daemon starts");
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        let listening = super::wait::poll(Duration::from_secs(15), || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("git daemon exited: {status}");
             }
-            assert!(
-                Instant::now() < deadline,
-                "git daemon did not listen in time"
-            );
-            std::thread::yield_now();
-        }
+            TcpStream::connect(("127.0.0.1", port))
+                .is_ok()
+                .then_some(())
+        });
+        assert!(listening.is_some(), "git daemon did not listen within 15s");
         GitDaemon { child, port }
     }
 

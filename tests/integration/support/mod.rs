@@ -11,5 +11,6 @@ pub mod prometheus;
 pub mod racing;
 pub mod receiver;
 pub mod repo;
+pub mod sshd;
 pub mod traffic;
 pub mod wait;

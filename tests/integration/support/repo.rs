@@ -236,6 +236,7 @@ impl Fixture {
             branch: "main".into(),
             cache_dir: self.dir.path().join("cache"),
             token: None,
+            ssh: None,
             author: ("weir".into(), "weir@example.com".into()),
             committer: ("weir".into(), "weir@example.com".into()),
             timeout: Duration::from_secs(30),
