@@ -35,6 +35,18 @@ pub enum PromError {
     TooManySeries(usize),
 }
 
+impl PromError {
+    /// The server could not be reached or was in trouble: a transport error, a timeout, HTTP
+    /// 429 or 5xx. An answer about the query (a 4xx, a refusal, no data, a bad value) is not.
+    pub fn unreachable(&self) -> bool {
+        match self {
+            PromError::Transport { .. } | PromError::Timeout { .. } => true,
+            PromError::Http { status, .. } => *status == 429 || *status >= 500,
+            _ => false,
+        }
+    }
+}
+
 /// Reads the number out of an `/api/v1/query` answer (vector or scalar). NaN and infinities
 /// are returned as they are: the bound check fails them.
 pub fn parse_response(body: &[u8]) -> Result<f64, PromError> {
@@ -307,12 +319,14 @@ impl crate::ports::MetricSource for Client {
                 return Err(crate::core::query::MetricError {
                     message: "no Prometheus address: set --prometheus (WEIR_PROMETHEUS) or the MetricTemplate's provider.address".into(),
                     no_data: false,
+                    unreachable: false,
                 });
             };
             Client::query(self, &address, query).await.map_err(|e| {
                 crate::core::query::MetricError {
                     message: crate::core::text::clean(&self.scrubber.scrub(&e.to_string()), 300),
                     no_data: e == PromError::NoData,
+                    unreachable: e.unreachable(),
                 }
             })
         })
@@ -322,6 +336,48 @@ impl crate::ports::MetricSource for Client {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tells_an_unreachable_server_from_an_answer_about_the_query() {
+        let http = |status| PromError::Http {
+            status,
+            body: String::new(),
+        };
+        let cases = [
+            (
+                PromError::Transport {
+                    address: "a".into(),
+                    message: "connection refused".into(),
+                },
+                true,
+            ),
+            (
+                PromError::Timeout {
+                    address: "a".into(),
+                    timeout: Duration::from_secs(5),
+                },
+                true,
+            ),
+            (http(503), true),
+            (http(500), true),
+            (http(429), true),
+            (http(400), false),
+            (http(404), false),
+            (
+                PromError::Api {
+                    error_type: "bad_data".into(),
+                    error: "parse error".into(),
+                },
+                false,
+            ),
+            (PromError::Decode("x".into()), false),
+            (PromError::NoData, false),
+            (PromError::TooManySeries(2), false),
+        ];
+        for (error, unreachable) in cases {
+            assert_eq!(error.unreachable(), unreachable, "{error}");
+        }
+    }
 
     #[test]
     fn an_alias_stands_for_the_configured_address() {

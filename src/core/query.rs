@@ -324,6 +324,9 @@ pub struct MetricError {
     pub message: String,
     /// The query returned no series.
     pub no_data: bool,
+    /// The metrics server could not be reached or was in trouble (connection refused or
+    /// broken, no answer in time, HTTP 429 or 5xx): says nothing about the canary.
+    pub unreachable: bool,
 }
 
 #[cfg(test)]
