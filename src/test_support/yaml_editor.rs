@@ -78,7 +78,6 @@ pub enum EditError {
     },
 }
 
-
 /// Replace the scalar at `path` in document `doc` with `new_value`, changing only the bytes of
 /// that scalar: every other byte (comments, key order, indentation, other quoting, trailing
 /// newline or its absence, CRLF line endings) stays identical. Keep the original quoting style:
@@ -202,20 +201,21 @@ pub(super) fn editable_scalar<'d>(
         }
     }
     let node = &d.nodes[last];
-    let (value, style, tagged) =
-        match &node.kind {
-            Kind::Mapping | Kind::Sequence => return Err(Refusal::NotAScalar),
-            Kind::Alias => return refuse(
+    let (value, style, tagged) = match &node.kind {
+        Kind::Mapping | Kind::Sequence => return Err(Refusal::NotAScalar),
+        Kind::Alias => {
+            return refuse(
                 "it is an alias (`*name`) of a value written elsewhere; weir does not edit \
              through aliases"
                     .into(),
-            ),
-            Kind::Scalar {
-                value,
-                style,
-                tagged,
-            } => (value.as_str(), *style, *tagged),
-        };
+            )
+        }
+        Kind::Scalar {
+            value,
+            style,
+            tagged,
+        } => (value.as_str(), *style, *tagged),
+    };
     if node.anchor != 0 {
         return refuse(
             "it carries an anchor (`&name`), so other nodes may share it; write the value \
@@ -403,10 +403,7 @@ pub(super) fn may_read_as_non_string(v: &str) -> bool {
     }
     // Dates and timestamps: 2024-01-02, 2024-1-2T10:00:00Z
     let b = v.as_bytes();
-    b.len() >= 6
-        && b[..4].iter().all(u8::is_ascii_digit)
-        && b[4] == b'-'
-        && b[5].is_ascii_digit()
+    b.len() >= 6 && b[..4].iter().all(u8::is_ascii_digit) && b[4] == b'-' && b[5].is_ascii_digit()
 }
 
 pub(super) fn render(v: &str, style: Style) -> String {
@@ -459,8 +456,7 @@ pub(super) fn verify(
     new_value: &str,
     style: Style,
 ) -> Result<(), String> {
-    let after =
-        PositionIndex::parse(out).map_err(|e| format!("the result does not parse: {e}"))?;
+    let after = PositionIndex::parse(out).map_err(|e| format!("the result does not parse: {e}"))?;
     if after.docs.len() != before.docs.len() {
         return Err(format!(
             "the result has {} documents instead of {}",
@@ -532,8 +528,8 @@ pub(super) fn compare(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
     use proptest::prelude::*;
+    use std::collections::HashSet;
     use yaml_rust2::YamlLoader;
 
     fn p(s: &str) -> Vec<Seg> {

@@ -12,12 +12,12 @@ use weir::adapters::clock::SystemClock;
 use weir::adapters::git::{Git2Repo, GitSettings};
 use weir::adapters::publish::DirectCommit;
 use weir::core::positions::path;
-use weir::test_support::yaml_editor::set_scalar;
 use weir::core::record::State;
 use weir::core::secret::SafeUrl;
 use weir::engine::{Engine, Ports, Settings, TickReport};
 use weir::ports::{ConfigRepo, MetricSource};
 use weir::repo::render::Templates;
+use weir::test_support::yaml_editor::set_scalar;
 
 pub const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/gitops-istio");
 /// The public gitops-istio layout as its README describes it: the backend with conformance and
