@@ -1209,17 +1209,7 @@ async fn run_gates(
     gates: &[Gate],
 ) -> Vec<CheckResult> {
     let queries = gates.iter().map(|gate| async move {
-        let vars = crate::core::query::QueryVars {
-            name: &canary.name,
-            namespace: &canary.namespace,
-            service: &canary.service.name,
-            ingress: canary.ingress.as_deref().unwrap_or(""),
-            route: canary.route.as_deref().unwrap_or(""),
-            target: &canary.target,
-            interval: &gate.interval,
-            variables: &gate.variables,
-        };
-        let value = match crate::core::query::render(&gate.template, &vars) {
+        let value = match gate.query(canary) {
             Err(e) => Err(e.to_string()),
             Ok(query) => {
                 let _permit = limit.acquire().await;
