@@ -882,24 +882,13 @@ impl Engine {
                         } else {
                             p.primary.as_ref()
                         };
-                        let control = if step.retried {
-                            // The retry is consumed, and an abort of the same revision
-                            // with it: the retry asks to analyse it again.
-                            let mut c = p.control.clone();
-                            if c.abort == c.retry {
-                                c.abort = None;
-                            }
-                            c.retry = None;
-                            (!c.is_empty()).then(|| {
-                                crate::core::control::render(
-                                    &p.canary.name,
-                                    &p.canary.namespace,
-                                    &c,
-                                )
-                            })
-                        } else {
-                            p.control_text.clone()
-                        };
+                        let control = plan::control::carried(
+                            &p.control,
+                            p.control_text.as_deref(),
+                            step.retried,
+                            &p.canary.name,
+                            &p.canary.namespace,
+                        );
                         primary.map(|primary| {
                             (
                                 &p.canary,

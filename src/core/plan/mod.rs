@@ -13,6 +13,8 @@
 //! iterations), Blue/Green (iterations, optionally mirrored). Where weir differs it says so
 //! next to the rule.
 
+pub mod control;
+
 use crate::core::control::Control;
 use crate::core::record::{Interval, Reading, State, MAX_INTERVALS};
 use crate::core::spec::{AlertSeverity, Analysis, HookType, Phase, Steps, Strategy, Weight};
