@@ -969,7 +969,7 @@ impl Engine {
                     let history = step.next.history.clone();
                     after.push(aftermath(&p, step, &catalog.providers, settings, secrets));
                     let remaining = if settings.rehearse_remaining && step.next.phase.in_flight() {
-                        plan::rehearse(
+                        plan::rehearse::rehearse(
                             &p.canary.analysis,
                             p.canary.skip_analysis,
                             &step.next,
@@ -1453,7 +1453,7 @@ fn aftermath(
     };
     let mut calls = Vec::new();
     // post-rollout: after the release succeeded or was rolled back.
-    if plan::ends_release(p.state.as_ref(), next) {
+    if plan::effects::ends_release(p.state.as_ref(), next) {
         for hook in canary.analysis.hooks(HookType::PostRollout) {
             calls.push(call(hook, hook.metadata.clone()));
         }
@@ -1592,7 +1592,7 @@ fn orphans(
         let Ok(record) = record::parse(&path, &bytes) else {
             continue;
         };
-        let Some((summary, details)) = plan::canary_deleted(&record.status) else {
+        let Some((summary, details)) = plan::orphans::canary_deleted(&record.status) else {
             continue;
         };
         let app = AppRef {
