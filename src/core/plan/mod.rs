@@ -12,6 +12,12 @@
 //! optionally one mirrored step first, optionally sticky sessions), A/B testing (match and
 //! iterations), Blue/Green (iterations, optionally mirrored). Where weir differs it says so
 //! next to the rule.
+//!
+//! The rest of the planner, one decision a file: `gates.rs` (the one loop that asks for
+//! evidence, the order webhooks are asked in, the call each gets), `effects.rs` (what a
+//! published step triggers: its alert and where it goes, post-rollout and event calls),
+//! `orphans.rs` (revertOnDeletion), `control.rs` (the control file's requests and what a
+//! step leaves of them) and `rehearse.rs` (the steps a release takes when every gate passes).
 
 pub mod control;
 pub mod effects;
