@@ -1,6 +1,7 @@
 //! The ports: one small trait per I/O boundary of a tick, with no Git, HTTP or Kubernetes
-//! library type in them. The engine (`reconcile.rs`) talks only to these; `commands.rs` wires
-//! the real adapters (`git.rs`, `prometheus.rs`) and tests wire fakes (`fakes.rs`).
+//! library type in them, and nothing but traits: the values they carry live in `core` and
+//! `repo`. The engine talks only to these; `cli` wires the adapters (`adapters/`) and tests
+//! wire fakes (`test_support::fakes`).
 //!
 //! | port | what it does | adapters today |
 //! | --- | --- | --- |

@@ -176,7 +176,7 @@ pub fn prometheus(args: &PrometheusArgs) -> Result<prometheus::Client, ConfigErr
 }
 
 /// Tick settings.
-pub fn reconcile(args: &RepoArgs) -> Result<engine::Settings, ConfigError> {
+pub fn engine(args: &RepoArgs) -> Result<engine::Settings, ConfigError> {
     let (roots, min_interval) = spec(&args.spec)?;
     Ok(engine::Settings {
         roots,

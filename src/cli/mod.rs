@@ -13,6 +13,7 @@ use crate::adapters::git::Git2Repo;
 use crate::adapters::publish::{DirectCommit, DryRun};
 use crate::cli::actions::Job;
 use crate::cli::args::{Cli, Command, Mode, Output, RepoArgs, StepArgs};
+use crate::core::plan::control::Request;
 use crate::core::spec::Severity;
 use crate::engine::{AppReport, Engine, Ports, TickReport};
 use crate::ports::{Publisher, Secrets};
@@ -176,19 +177,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// What a control command asks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Request {
-    Approve,
-    Abort,
-    Retry,
-    Pause,
-    Resume,
-}
-
 /// Writes one request into the app's control file (`<app>.weir/control.yaml`) and pushes it
 /// with a lease; weir acts on it at its next step. The rest of weir's folder is carried as
-/// it is.
+/// it is. Whether the request may be made, and what the file says after it, is the
+/// planner's (`core::plan::control`); this reads, asks and writes.
 fn control(
     request: Request,
     args: &crate::cli::args::ControlArgs,
@@ -232,74 +224,21 @@ fn control(
         };
         let app_dir = parent(&canary.file).to_string();
         let owned = owned_dir(&app_dir);
-        let state = crate::engine::read_state(tree, &app_dir, canary, None)?.ok_or_else(|| {
-            anyhow::anyhow!("{} is not initialised yet: nothing to control", args.app)
-        })?;
+        let state = crate::engine::read_state(tree, &app_dir, canary, None)?;
         let path = format!("{owned}/{CONTROL_FILE}");
-        let mut c = match tree.read(&path) {
+        let found = match tree.read(&path) {
             Ok(bytes) => {
-                crate::core::control::parse(&path, &bytes, &canary.namespace, &canary.name)?
+                crate::core::control::parse(&path, &bytes, &canary.namespace, &canary.name)
             }
-            Err(_) => Control::default(),
+            Err(_) => Ok(Control::default()),
         };
-        let pick = |default: Option<&String>, what: &str| -> anyhow::Result<String> {
-            let Some(rev) = default else {
-                anyhow::bail!("{} has no revision {what}", args.app);
-            };
-            if let Some(asked) = &args.revision {
-                if !rev.starts_with(asked.as_str()) || asked.len() < 7 {
-                    anyhow::bail!(
-                        "the revision {what} is {}, not {asked}",
-                        crate::core::text::short(rev)
-                    );
-                }
-            }
-            Ok(rev.clone())
-        };
-        let summary = match request {
-            Request::Approve => {
-                let rev = pick(state.canary_revision.as_ref(), "under analysis")?;
-                let s = format!(
-                    "approve revision {} (weir approve)",
-                    crate::core::text::short(&rev)
-                );
-                c.approve = Some(rev);
-                s
-            }
-            Request::Abort => {
-                let rev = pick(state.canary_revision.as_ref(), "under analysis")?;
-                let s = format!(
-                    "abort revision {} (weir abort)",
-                    crate::core::text::short(&rev)
-                );
-                c.abort = Some(rev);
-                s
-            }
-            Request::Retry => {
-                if state.phase != crate::core::spec::Phase::Failed {
-                    anyhow::bail!(
-                        "{} is {}, not Failed: nothing to retry",
-                        args.app,
-                        state.phase
-                    );
-                }
-                let rev = pick(state.failed_revision.as_ref(), "that failed")?;
-                let s = format!(
-                    "retry revision {} (weir retry)",
-                    crate::core::text::short(&rev)
-                );
-                c.retry = Some(rev);
-                s
-            }
-            Request::Pause => {
-                c.paused = true;
-                "pause the rollout (weir pause)".to_string()
-            }
-            Request::Resume => {
-                c.paused = false;
-                "resume the rollout (weir resume)".to_string()
-            }
-        };
+        let wanted = crate::core::plan::control::request(
+            request,
+            &args.app,
+            state.as_ref(),
+            found,
+            args.revision.as_deref(),
+        )?;
         // weir's folder as it is, with the control file written (or removed when empty).
         let mut dir = Dir::default();
         for entry in tree.list(&owned)? {
@@ -313,10 +252,10 @@ fn control(
                 );
             }
         }
-        if !c.is_empty() {
+        if !wanted.control.is_empty() {
             dir.file(
                 CONTROL_FILE,
-                crate::core::control::render(&canary.name, &canary.namespace, &c),
+                crate::core::control::render(&canary.name, &canary.namespace, &wanted.control),
             );
         }
         let app = AppRef {
@@ -326,20 +265,17 @@ fn control(
         };
         let change = ChangeSet {
             remaining: Vec::new(),
-            history: state.history.clone(),
+            history: wanted.history,
             review: None,
             app: app.clone(),
             dir: owned,
             tree: Some(dir),
             events: vec![crate::core::events::Event {
                 app,
-                phase: state.phase,
-                weight: state.canary_weight,
-                summary,
-                details: vec![format!(
-                    "requested with weir {}; weir acts on it at its next step",
-                    format!("{request:?}").to_lowercase()
-                )],
+                phase: wanted.phase,
+                weight: wanted.weight,
+                summary: wanted.summary,
+                details: wanted.details,
             }],
         };
         drop(tree_box);
@@ -370,7 +306,7 @@ fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engi
     let repo = Git2Repo::open(config::git(args)?)?;
     let metrics = config::prometheus(&args.prometheus)?;
     let templates = config::templates(args)?;
-    let settings = config::reconcile(args)?;
+    let settings = config::engine(args)?;
     let ports = Ports {
         repo: Box::new(repo),
         publisher,

@@ -5,7 +5,7 @@
 
 use crate::cli::validate::{validate, Validation};
 use crate::core::duration::GoDuration;
-use crate::core::plan::{rehearse, Rehearsed};
+use crate::core::plan::rehearse::{rehearse, Rehearsed};
 use crate::core::record::State;
 use crate::core::spec::{Canary, HookType, Phase, Severity, Steps, Strategy};
 use crate::core::text::cell;

@@ -88,7 +88,7 @@ pub struct ChangeSet {
     pub events: Vec<Event>,
     /// The steps that follow this one when every gate passes, for publishers that show
     /// them (pull request bodies); empty at rest and for the others.
-    pub remaining: Vec<crate::core::plan::Rehearsed>,
+    pub remaining: Vec<crate::core::plan::rehearse::Rehearsed>,
     /// The gate readings of the release so far, as the new record keeps them.
     pub history: Vec<crate::core::record::Interval>,
     /// PR mode: the app's own list of phases whose steps wait for a review, if it has one.

@@ -134,6 +134,35 @@ pub struct Gate {
     pub max: Option<f64>,
 }
 
+impl Gate {
+    /// The gate's query for `canary`, rendered with Flagger's variables.
+    pub fn query(&self, canary: &Canary) -> Result<String, crate::core::query::QueryError> {
+        crate::core::query::render(
+            &self.template,
+            &query_vars(canary, &self.interval, &self.variables),
+        )
+    }
+}
+
+/// The values a metric's query is rendered with: the Canary's names, and the metric's
+/// interval and `templateVariables`. Built here only, for checking a spec and for running it.
+fn query_vars<'a>(
+    canary: &'a Canary,
+    interval: &'a str,
+    variables: &'a BTreeMap<String, String>,
+) -> crate::core::query::QueryVars<'a> {
+    crate::core::query::QueryVars {
+        name: &canary.name,
+        namespace: &canary.namespace,
+        service: &canary.service.name,
+        ingress: canary.ingress.as_deref().unwrap_or(""),
+        route: canary.route.as_deref().unwrap_or(""),
+        target: &canary.target,
+        interval,
+        variables,
+    }
+}
+
 /// File names kustomize accepts for a kustomization.
 pub const KUSTOMIZATION_FILES: [&str; 3] =
     ["kustomization.yaml", "kustomization.yml", "Kustomization"];
@@ -1180,17 +1209,9 @@ pub fn gates(canary: &Canary, templates: &TemplateIndex) -> Result<Vec<Gate>, Ve
         // Render once with the real values so a missing variable is a spec error now,
         // not a failed check later.
         let interval = m.interval.to_string();
-        let vars = crate::core::query::QueryVars {
-            name: &canary.name,
-            namespace: &canary.namespace,
-            service: &canary.service.name,
-            ingress: canary.ingress.as_deref().unwrap_or(""),
-            route: canary.route.as_deref().unwrap_or(""),
-            target: &canary.target,
-            interval: &interval,
-            variables: &m.variables,
-        };
-        if let Err(e) = crate::core::query::render(&template, &vars) {
+        if let Err(e) =
+            crate::core::query::render(&template, &query_vars(canary, &interval, &m.variables))
+        {
             errors.push(error(
                 &canary.file,
                 m.at.0,

@@ -4,11 +4,15 @@
 //! are in `strategies.rs`.
 
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
+use std::cell::RefCell;
 use std::collections::BTreeMap;
+use std::future::Future;
 use std::time::Duration;
 use weir::core::control::Control;
 use weir::core::duration::GoDuration;
-use weir::core::plan::{plan, CheckResult, Decision, GateReport, HookResult, Input, Owned};
+use weir::core::hook::HookOutcome;
+use weir::core::plan::gates::{ask_at_once, Answers};
+use weir::core::plan::{plan, CheckResult, Decision, Input, Owned};
 use weir::core::record::State;
 use weir::core::spec::{AlertSeverity, Phase};
 use weir::core::spec::{
@@ -128,71 +132,29 @@ impl Drive {
         for tick in 0..self.ticks {
             let now = t0() + TimeDelta::seconds(60 * (tick as i64 + 1));
             let control = (self.control)(tick, &state);
-            let mut gates: Option<GateReport> = None;
-            let decision = loop {
-                let d = plan(&Input {
-                    analysis: &self.analysis,
-                    skip_analysis: self.skip,
-                    suspend: false,
-                    state: Some(&state),
-                    revision: REV,
-                    head: HEAD,
-                    images: &images,
-                    owned: &Owned::Current,
-                    control: &control,
-                    gates: gates.as_ref(),
-                    last_look: None,
-                    revert_on_deletion: false,
-                    now,
-                });
-                let Decision::NeedGates {
-                    canary_weight,
-                    metrics,
-                    hooks,
-                } = d
-                else {
-                    break d;
-                };
-                let mut report = gates.take().unwrap_or(GateReport {
-                    revision: REV.into(),
-                    canary_weight,
-                    at: now,
-                    checks: None,
-                    hooks: BTreeMap::new(),
-                });
-                if metrics && report.checks.is_none() {
-                    report.checks = Some(vec![CheckResult {
-                        name: "request-success-rate".into(),
-                        value: Ok(self.success),
-                        min: Some(99.0),
-                        max: None,
-                    }]);
-                }
-                for kind in hooks {
-                    if report.hooks.contains_key(&kind) {
-                        continue;
-                    }
-                    run.asked.push((tick, kind));
-                    let passed = (self.answer)(kind, tick);
-                    let answers = self
-                        .analysis
-                        .hooks(kind)
-                        .map(|h| HookResult {
-                            name: h.name.clone(),
-                            passed,
-                            message: if passed {
-                                "passed"
-                            } else {
-                                "HTTP 403: Forbidden"
-                            }
-                            .into(),
-                            mute_alert: h.mute_alert,
-                        })
-                        .collect();
-                    report.hooks.insert(kind, answers);
-                }
-                gates = Some(report);
+            let input = Input {
+                analysis: &self.analysis,
+                skip_analysis: self.skip,
+                suspend: false,
+                state: Some(&state),
+                revision: REV,
+                head: HEAD,
+                images: &images,
+                owned: &Owned::Current,
+                control: &control,
+                gates: None,
+                last_look: None,
+                revert_on_deletion: false,
+                now,
             };
+            let answers = Answering {
+                drive: self,
+                tick,
+                now,
+                asked: RefCell::new(Vec::new()),
+            };
+            let decision = ask_at_once(input, now, &answers).decision;
+            run.asked.extend(answers.asked.into_inner());
             if let Decision::Write(step) = decision {
                 state = step.next.clone();
                 run.seen.push((
@@ -212,6 +174,42 @@ impl Drive {
         }
         run.last = state;
         run
+    }
+}
+
+/// The gates of one tick of a [`Drive`]: metrics answering `success`, each hook answering
+/// `answer(kind, tick)`; the hook types asked are written down.
+struct Answering<'a> {
+    drive: &'a Drive,
+    tick: usize,
+    now: DateTime<Utc>,
+    asked: RefCell<Vec<(usize, HookType)>>,
+}
+
+impl Answers for Answering<'_> {
+    fn metrics(&self) -> impl Future<Output = Vec<CheckResult>> + Send {
+        std::future::ready(vec![CheckResult {
+            name: "request-success-rate".into(),
+            value: Ok(self.drive.success),
+            min: Some(99.0),
+            max: None,
+        }])
+    }
+
+    fn hook(&self, hook: &Webhook, _revision: &str) -> impl Future<Output = HookOutcome> + Send {
+        let asked = (self.tick, hook.kind);
+        if !self.asked.borrow().contains(&asked) {
+            self.asked.borrow_mut().push(asked);
+        }
+        std::future::ready(if (self.drive.answer)(hook.kind, self.tick) {
+            HookOutcome::Passed
+        } else {
+            HookOutcome::Failed("HTTP 403: Forbidden".into())
+        })
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.now
     }
 }
 

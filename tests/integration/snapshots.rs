@@ -172,7 +172,7 @@ fn webhook_payloads_per_type() {
     let (canary, _) = scan.canaries.into_iter().next().unwrap().unwrap();
     let mut out = String::new();
     for hook in &canary.analysis.webhooks {
-        let call = weir::engine::hook_call(
+        let call = weir::core::plan::gates::hook_call(
             &canary,
             hook,
             "Waiting",

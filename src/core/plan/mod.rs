@@ -12,6 +12,18 @@
 //! optionally one mirrored step first, optionally sticky sessions), A/B testing (match and
 //! iterations), Blue/Green (iterations, optionally mirrored). Where weir differs it says so
 //! next to the rule.
+//!
+//! The rest of the planner, one decision a file: `gates.rs` (the one loop that asks for
+//! evidence, the order webhooks are asked in, the call each gets), `effects.rs` (what a
+//! published step triggers: its alert and where it goes, post-rollout and event calls),
+//! `orphans.rs` (revertOnDeletion), `control.rs` (the control file's requests and what a
+//! step leaves of them) and `rehearse.rs` (the steps a release takes when every gate passes).
+
+pub mod control;
+pub mod effects;
+pub mod gates;
+pub mod orphans;
+pub mod rehearse;
 
 use crate::core::control::Control;
 use crate::core::record::{Interval, Reading, State, MAX_INTERVALS};
@@ -1033,24 +1045,6 @@ fn promoting(input: &Input, state: &State) -> Decision {
     )
 }
 
-/// Whether a step ends a release (Succeeded or Failed reached from an analysis or a
-/// promotion): post-rollout hooks hear about it.
-pub fn ends_release(before: Option<&State>, next: &State) -> bool {
-    matches!(next.phase, Phase::Succeeded | Phase::Failed)
-        && before.is_some_and(|b| b.phase != next.phase && b.phase.in_flight())
-}
-
-/// The Canary of a record is gone: with `revertOnDeletion`, weir's folder goes too (the
-/// commit's subject and details); without, the folder stays, as Flagger leaves its objects.
-pub fn canary_deleted(record: &State) -> Option<(String, Vec<String>)> {
-    record.revert_on_deletion.then(|| {
-        (
-            "Canary deleted (revertOnDeletion), weir's objects removed".to_string(),
-            vec!["the routing goes back to your own objects; the primary Deployment and weir's Services, DestinationRules and VirtualService are removed".to_string()],
-        )
-    })
-}
-
 /// The weight after `from`: one stepWeight more (capped at 100, which allows Flagger's
 /// overshoot past maxWeight), or the next of stepWeights.
 pub fn next_weight(analysis: &Analysis, from: Weight) -> Weight {
@@ -1219,127 +1213,5 @@ fn idle(reason: &str, wake_at: Option<DateTime<Utc>>) -> Decision {
     Decision::Idle {
         reason: reason.to_string(),
         wake_at,
-    }
-}
-
-/// One step of a rehearsal: what the record says after it, and what the commit says.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Rehearsed {
-    /// The phase after the step.
-    pub phase: Phase,
-    /// The canary's weight after the step.
-    pub canary_weight: Weight,
-    /// Analysed iterations after the step.
-    pub iterations: u32,
-    /// The commit subject's event.
-    pub event: String,
-    /// Time from the start of the release to this step, when every step is taken as soon
-    /// as it is due.
-    pub after: std::time::Duration,
-}
-
-/// The most steps a rehearsal takes; a release needs at most ~110 (stepWeight 1).
-const REHEARSAL_LIMIT: usize = 500;
-
-/// The steps a release of `revision` takes from `state` when every gate passes at once:
-/// metrics inside their bounds, every webhook answering 2xx, each step taken as soon as it
-/// is due. The planner itself decides each step, so the rehearsal is the sequence `step`
-/// would commit; a pull request shows it before it happens (`weir plan`, PR mode).
-pub fn rehearse(
-    analysis: &Analysis,
-    skip_analysis: bool,
-    state: &State,
-    revision: &str,
-    images: &[String],
-) -> Vec<Rehearsed> {
-    let start = state.last_step_at;
-    let mut state = state.clone();
-    let mut now = start;
-    let mut steps = Vec::new();
-    let control = Control::default();
-    for _ in 0..REHEARSAL_LIMIT {
-        let mut gates: Option<GateReport> = None;
-        let decision = loop {
-            let d = plan(&Input {
-                analysis,
-                skip_analysis,
-                suspend: false,
-                state: Some(&state),
-                revision,
-                head: revision,
-                images,
-                owned: &Owned::Current,
-                control: &control,
-                gates: gates.as_ref(),
-                last_look: None,
-                revert_on_deletion: state.revert_on_deletion,
-                now,
-            });
-            let Decision::NeedGates {
-                canary_weight,
-                metrics,
-                hooks,
-            } = d
-            else {
-                break d;
-            };
-            let mut report = gates.take().unwrap_or(GateReport {
-                revision: revision.to_string(),
-                canary_weight,
-                at: now,
-                checks: None,
-                hooks: BTreeMap::new(),
-            });
-            if metrics && report.checks.is_none() {
-                report.checks = Some(analysis.metrics.iter().map(passing).collect());
-            }
-            for kind in hooks {
-                // A rollback hook that passes rolls back: in a rehearsal, nobody asks for it.
-                let passed = kind != HookType::Rollback;
-                let answers = analysis
-                    .hooks(kind)
-                    .map(|h| HookResult {
-                        name: h.name.clone(),
-                        passed,
-                        message: "rehearsed".to_string(),
-                        mute_alert: h.mute_alert,
-                    })
-                    .collect();
-                report.hooks.entry(kind).or_insert(answers);
-            }
-            gates = Some(report);
-        };
-        match decision {
-            Decision::Write(step) => {
-                state = step.next;
-                steps.push(Rehearsed {
-                    phase: state.phase,
-                    canary_weight: state.canary_weight,
-                    iterations: state.iterations,
-                    event: step.event,
-                    after: (now - start).to_std().unwrap_or_default(),
-                });
-                if matches!(state.phase, Phase::Succeeded | Phase::Failed) {
-                    break;
-                }
-            }
-            // Not due yet (or nothing to do): the next look is when it is due.
-            Decision::Idle { wake_at, .. } => match wake_at {
-                Some(at) if at > now => now = at,
-                _ => break,
-            },
-            Decision::NeedGates { .. } => break,
-        }
-    }
-    steps
-}
-
-/// A metric result inside the bounds of `check`.
-fn passing(check: &crate::core::spec::MetricCheck) -> CheckResult {
-    CheckResult {
-        name: check.name.clone(),
-        value: Ok(check.min.or(check.max).unwrap_or(0.0)),
-        min: check.min,
-        max: check.max,
     }
 }

@@ -1,0 +1,128 @@
+//! What a tick tells its caller: one line per app (phase, weights, what happened or why
+//! not), the commit it made, and the events.
+//!
+//! It fills lines from what it is given; it must never decide a step or read anything.
+
+use crate::core::events::Event;
+use crate::core::plan;
+use crate::core::record::State;
+use crate::core::spec::{Canary, LocatedError};
+use crate::core::text::short;
+use crate::repo::objects::ObjectId;
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+
+/// One app's line in a report.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppReport {
+    /// `namespace/name`.
+    pub app: String,
+    /// The app folder.
+    pub dir: String,
+    /// Current (or newly written) phase.
+    pub phase: Option<String>,
+    /// Canary weight.
+    pub canary_weight: Option<u8>,
+    /// Primary weight.
+    pub primary_weight: Option<u8>,
+    /// Failed checks so far.
+    pub failed_checks: Option<u32>,
+    /// The Canary's threshold.
+    pub threshold: u32,
+    /// Revision under analysis.
+    pub canary_revision: Option<String>,
+    /// Revision of the primary.
+    pub primary_revision: Option<String>,
+    /// Images of the primary.
+    pub primary_images: Vec<String>,
+    /// When the next step is due.
+    pub next_step_at: Option<String>,
+    /// What this tick did or why it did nothing.
+    pub message: String,
+    /// Errors that kept weir from acting on this app.
+    pub errors: Vec<String>,
+    /// PR mode: the step waiting in the app's pull request branch, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proposed: Option<String>,
+}
+
+/// What a tick did.
+#[derive(Debug, Clone, Default)]
+pub struct TickReport {
+    /// The head the final plan was made on.
+    pub head: Option<ObjectId>,
+    /// The commit made, if any.
+    pub commit: Option<ObjectId>,
+    /// The commit message.
+    pub message: Option<String>,
+    /// Unified diff of the commit (dry runs).
+    pub diff: Option<String>,
+    /// Push attempts used.
+    pub attempts: u32,
+    /// Per-app lines, sorted by folder.
+    pub apps: Vec<AppReport>,
+    /// Spec errors and warnings found in the repository.
+    pub spec_errors: Vec<LocatedError>,
+    /// What moved.
+    pub events: Vec<Event>,
+}
+
+pub(super) fn base_report(canary: &Canary) -> AppReport {
+    AppReport {
+        app: format!("{}/{}", canary.namespace, canary.name),
+        dir: crate::repo::source::parent(&canary.file).to_string(),
+        phase: None,
+        canary_weight: None,
+        primary_weight: None,
+        failed_checks: None,
+        threshold: canary.analysis.threshold,
+        canary_revision: None,
+        primary_revision: None,
+        primary_images: Vec::new(),
+        next_step_at: None,
+        message: String::new(),
+        errors: Vec::new(),
+        proposed: None,
+    }
+}
+
+/// Lines for Canary documents that could not be read: every app found is reported.
+pub(super) fn invalid_lines(catalog: &crate::repo::source::Catalog) -> Vec<AppReport> {
+    catalog
+        .invalid
+        .iter()
+        .map(|bad| AppReport {
+            app: bad.display_name(),
+            dir: crate::repo::source::parent(&bad.file).to_string(),
+            phase: None,
+            canary_weight: None,
+            primary_weight: None,
+            failed_checks: None,
+            threshold: 0,
+            canary_revision: None,
+            primary_revision: None,
+            primary_images: Vec::new(),
+            next_step_at: None,
+            message: String::new(),
+            errors: bad.errors.iter().map(|e| e.to_string()).collect(),
+            proposed: None,
+        })
+        .collect()
+}
+
+pub(super) fn fill(line: &mut AppReport, canary: &Canary, s: &State) {
+    line.phase = Some(s.phase.to_string());
+    line.canary_weight = Some(s.canary_weight.get());
+    line.primary_weight = Some(s.canary_weight.complement().get());
+    line.failed_checks = Some(s.failed_checks);
+    line.canary_revision = s.canary_revision.as_deref().map(|r| short(r).to_string());
+    line.primary_revision = Some(short(&s.promoted_revision).to_string());
+    line.primary_images = s.primary_images.clone();
+    if s.phase.in_flight() {
+        line.next_step_at = Some(fmt_time(plan::due_at(&canary.analysis, s)));
+    }
+}
+
+pub(super) fn fmt_time(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
