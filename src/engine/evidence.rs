@@ -139,16 +139,16 @@ async fn run_gates(
     gates: &[Gate],
 ) -> Vec<CheckResult> {
     let queries = gates.iter().map(|gate| async move {
-        let value = match gate.query(canary) {
-            Err(e) => Err(e.to_string()),
+        let (value, unreachable) = match gate.query(canary) {
+            Err(e) => (Err(e.to_string()), false),
             Ok(query) => {
                 let _permit = limit.acquire().await;
                 match metrics.query(gate.address.as_deref(), &query).await {
-                    Ok(v) => Ok(v),
-                    Err(e) if e.no_data => Err("no data".to_string()),
+                    Ok(v) => (Ok(v), false),
+                    Err(e) if e.no_data => (Err("no data".to_string()), false),
                     Err(e) => {
                         warn!(metric = %gate.name, "{e}");
-                        Err(format!("error: {e}"))
+                        (Err(format!("error: {e}")), e.unreachable)
                     }
                 }
             }
@@ -158,6 +158,7 @@ async fn run_gates(
             value,
             min: gate.min,
             max: gate.max,
+            unreachable,
         };
         info!(metric = %gate.name, passed = check.passed(), "{}", check.describe());
         check

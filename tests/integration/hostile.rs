@@ -68,7 +68,9 @@ fn history(fixture: &Fixture) -> String {
 
 #[test]
 fn a_prometheus_that_echoes_credentials_fails_the_release_and_the_secrets_go_nowhere() {
-    let fixture = Fixture::new();
+    // A 500 is an unreachable server: counted at once here (Flagger's rule), so the
+    // release fails within the test.
+    let fixture = Fixture::with_outage_grace("0s");
     let prometheus = FaultyPrometheus::start(Mode::EchoHeaders);
     let url = prometheus.url();
     let auth: [&[&str]; 2] = [
@@ -190,7 +192,8 @@ fn an_endless_answer_is_a_failed_check_after_a_bounded_read() {
 
 #[test]
 fn a_slow_prometheus_is_a_timeout_and_the_gates_wait_together() {
-    let fixture = Fixture::new();
+    // A timeout is an unreachable server: counted at once here (Flagger's rule).
+    let fixture = Fixture::with_outage_grace("0s");
     let prometheus = FaultyPrometheus::start(Mode::Value(100.0));
     let url = prometheus.url();
     let extra = ["--prometheus", url.as_str(), "--prometheus-timeout", "1s"];

@@ -13,6 +13,7 @@ mod gitops_istio;
 mod hostile;
 mod invalid;
 mod layers;
+mod outage;
 mod plan_preview;
 mod plan_strategies;
 mod planner;

@@ -51,6 +51,7 @@ fn analysis(strategy: Strategy) -> Analysis {
         }],
         webhooks: Vec::new(),
         alerts: Vec::new(),
+        metrics_outage_grace: weir::core::spec::canary::DEFAULT_METRICS_OUTAGE_GRACE,
     }
 }
 
@@ -193,6 +194,7 @@ impl Answers for Answering<'_> {
             value: Ok(self.drive.success),
             min: Some(99.0),
             max: None,
+            unreachable: false,
         }])
     }
 

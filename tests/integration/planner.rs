@@ -105,6 +105,7 @@ fn linear(step: u32, max: u32) -> Analysis {
         metrics: vec![success_rate(), duration()],
         webhooks: Vec::new(),
         alerts: Vec::new(),
+        metrics_outage_grace: weir::core::spec::canary::DEFAULT_METRICS_OUTAGE_GRACE,
     }
 }
 
@@ -221,6 +222,7 @@ fn gates(weight: u32, success: Result<f64, &str>, duration: Result<f64, &str>) -
         value: value.map_err(str::to_string),
         min: m.min,
         max: m.max,
+        unreachable: false,
     };
     let metrics = default_analysis().metrics;
     GateReport {
@@ -897,6 +899,74 @@ fn halts_and_rolls_back_on_failed_checks() {
     ]);
 }
 
+/// A report whose duration check could not reach its metrics server.
+fn unreachable(weight: u32, success: Result<f64, &str>) -> GateReport {
+    let mut report = gates(weight, success, Err("error: cannot reach Prometheus"));
+    report.checks.as_mut().unwrap()[1].unreachable = true;
+    report
+}
+
+#[test]
+fn holds_through_a_metrics_outage_then_counts_it() {
+    let flagger = Analysis {
+        metrics_outage_grace: Duration::ZERO,
+        ..default_analysis()
+    };
+    check_all([
+        // Due at 10:01:00, grace 2m: held until 10:03:00, looked at again an interval later.
+        case("an unreachable server holds the step", progressing(10))
+            .gates(unreachable(10, Ok(99.5)))
+            .idle(
+                "holding: the metrics server could not be reached (request-duration error: \
+                 cannot reach Prometheus (need <= 500)); this interval counts as a failed check \
+                 if it still cannot be reached at 2026-11-24T10:03:00Z",
+                Some(t(120)),
+            ),
+        case("the wake never passes the deadline", progressing(10))
+            .gates(unreachable(10, Ok(99.5)))
+            .now(t(150))
+            .idle(
+                "holding: the metrics server could not be reached (request-duration error: \
+                 cannot reach Prometheus (need <= 500)); this interval counts as a failed check \
+                 if it still cannot be reached at 2026-11-24T10:03:00Z",
+                Some(t(180)),
+            ),
+        case(
+            "past the grace it counts, as Flagger counts it",
+            progressing(10),
+        )
+        .gates(unreachable(10, Ok(99.5)))
+        .now(t(180))
+        .halts(
+            "halt advancement, request-duration error: cannot reach Prometheus (need <= 500) \
+                 (failed checks 1/5)",
+            1,
+        ),
+        case("an answer about the canary fails at once", progressing(10))
+            .gates(unreachable(10, Err("no data")))
+            .halts(
+                "halt advancement, request-success-rate no data (need >= 99), request-duration \
+                 error: cannot reach Prometheus (need <= 500) (failed checks 1/5)",
+                1,
+            ),
+        case("a bad value fails at once", progressing(10))
+            .gates(unreachable(10, Ok(91.3)))
+            .halts(
+                "halt advancement, request-success-rate 91.3 < 99, request-duration error: \
+                 cannot reach Prometheus (need <= 500) (failed checks 1/5)",
+                1,
+            ),
+        case("a grace of zero counts at once", progressing(10))
+            .analysis(flagger)
+            .gates(unreachable(10, Ok(99.5)))
+            .halts(
+                "halt advancement, request-duration error: cannot reach Prometheus (need <= 500) \
+                 (failed checks 1/5)",
+                1,
+            ),
+    ]);
+}
+
 #[test]
 fn follows_the_source_revision() {
     let failed = at_rest(Failed, PRIMARY).failed(5).failed_rev(REV);
@@ -980,6 +1050,7 @@ fn result(value: Result<f64, &str>, min: Option<f64>, max: Option<f64>) -> Check
         value: value.map_err(str::to_string),
         min,
         max,
+        unreachable: false,
     }
 }
 
@@ -1403,6 +1474,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                         value: value(m, *ans),
                         min: m.min,
                         max: m.max,
+                        unreachable: false,
                     })
                     .collect(),
             ),

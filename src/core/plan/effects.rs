@@ -461,6 +461,7 @@ mod tests {
                     value: Ok(91.3),
                     min: Some(99.0),
                     max: None,
+                    unreachable: false,
                 }]),
                 hooks: [(
                     HookType::Rollout,

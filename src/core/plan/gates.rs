@@ -229,6 +229,7 @@ mod tests {
             }],
             webhooks,
             alerts: Vec::new(),
+            metrics_outage_grace: crate::core::spec::canary::DEFAULT_METRICS_OUTAGE_GRACE,
         }
     }
 
@@ -248,6 +249,7 @@ mod tests {
                 value: Ok(self.value),
                 min: Some(99.0),
                 max: None,
+                unreachable: false,
             }])
         }
         fn hook(&self, hook: &Webhook, _: &str) -> impl Future<Output = HookOutcome> + Send {

@@ -43,6 +43,9 @@ pub struct CheckResult {
     pub min: Option<f64>,
     /// Inclusive upper bound.
     pub max: Option<f64>,
+    /// There is no value because the metrics server could not be reached (not because of
+    /// anything the canary did): the step waits, up to the analysis' outage grace.
+    pub unreachable: bool,
 }
 
 impl CheckResult {
@@ -778,6 +781,9 @@ fn judge(input: &Input, state: &State, first: bool) -> Decision {
         .filter(|c| !c.passed())
         .map(|c| c.describe())
         .collect();
+    if let Some(wait) = outage(input, state, checks) {
+        return wait;
+    }
     if !failed.is_empty() {
         return failed_check(input, state, failed, details);
     }
@@ -878,6 +884,32 @@ fn judge(input: &Input, state: &State, first: bool) -> Decision {
             promote_through_gate(input, state, details, report)
         }
     }
+}
+
+/// A monitoring outage: when the only checks without a passing value are those whose metrics
+/// server could not be reached, the step waits (writing nothing) until the analysis' outage
+/// grace has passed since it became due; then the outage counts as a failed check, as
+/// Flagger counts it at once. A check that got an answer (a bad value, no data, NaN, a
+/// refused query) is never held: it fails now.
+fn outage(input: &Input, state: &State, checks: &[CheckResult]) -> Option<Decision> {
+    let failing: Vec<&CheckResult> = checks.iter().filter(|c| !c.passed()).collect();
+    if failing.is_empty() || failing.iter().any(|c| !c.unreachable) {
+        return None;
+    }
+    let grace = ChronoDuration::from_std(input.analysis.metrics_outage_grace).ok()?;
+    let deadline = due_at(input.analysis, state).checked_add_signed(grace)?;
+    if input.now >= deadline {
+        return None;
+    }
+    let why: Vec<String> = failing.iter().map(|c| c.describe()).collect();
+    Some(idle(
+        &format!(
+            "holding: the metrics server could not be reached ({}); this interval counts as a failed check if it still cannot be reached at {}",
+            why.join(", "),
+            deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+        Some(deadline.min(input.now + interval(input))),
+    ))
 }
 
 /// A confirm gate of the strategy (traffic increase, promotion): `None` when open, else the

@@ -119,5 +119,6 @@ fn passing(check: &MetricCheck) -> CheckResult {
         value: Ok(check.min.or(check.max).unwrap_or(0.0)),
         min: check.min,
         max: check.max,
+        unreachable: false,
     }
 }

@@ -315,7 +315,20 @@ pub struct Analysis {
     pub webhooks: Vec<Webhook>,
     /// Where alerts go.
     pub alerts: Vec<AlertRef>,
+    /// How long past the due time a step waits for a metrics server that cannot be
+    /// reached before the outage counts as a failed check (Flagger counts it at once: zero).
+    /// The annotation [`METRICS_OUTAGE_ANNOTATION`] sets it; [`DEFAULT_METRICS_OUTAGE_GRACE`]
+    /// otherwise.
+    pub metrics_outage_grace: Duration,
 }
+
+/// The annotation that sets [`Analysis::metrics_outage_grace`] for one app (a Go duration;
+/// `0s` counts an unreachable metrics server as a failed check at once, as Flagger does).
+pub const METRICS_OUTAGE_ANNOTATION: &str = "weir.dev/metrics-outage-grace";
+
+/// How long a due step waits for an unreachable metrics server by default: long enough for a
+/// Prometheus restart or a rescheduled pod, short enough that a real outage is noticed.
+pub const DEFAULT_METRICS_OUTAGE_GRACE: Duration = Duration::from_secs(120);
 
 impl Analysis {
     /// The webhooks of one type, in order.
@@ -575,6 +588,7 @@ pub(super) fn validate(
             metrics: Vec::new(),
             webhooks: Vec::new(),
             alerts: Vec::new(),
+            metrics_outage_grace: DEFAULT_METRICS_OUTAGE_GRACE,
         }),
         None => {
             errors.push(at.error(
@@ -584,6 +598,24 @@ pub(super) fn validate(
             None
         }
     };
+
+    let analysis = analysis.map(|mut a| {
+        let grace = raw
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|m| m.get(METRICS_OUTAGE_ANNOTATION));
+        if let Some(text) = grace {
+            match GoDuration::parse(text) {
+                Ok(d) => a.metrics_outage_grace = d.get(),
+                Err(e) => errors.push(at.error(
+                    &p(&["metadata", "annotations", METRICS_OUTAGE_ANNOTATION]),
+                    format!("{e}: how long a due step waits for an unreachable metrics server, e.g. `2m`, or `0s` to count it as a failed check at once"),
+                )),
+            }
+        }
+        a
+    });
 
     // No evidence, no advance: an analysis that checks nothing is an explicit choice.
     if let Some(a) = &analysis {
@@ -1017,6 +1049,7 @@ fn analysis(
         metrics,
         webhooks,
         alerts,
+        metrics_outage_grace: DEFAULT_METRICS_OUTAGE_GRACE,
     })
 }
 

@@ -67,6 +67,25 @@ impl Prometheus {
         panic!("Prometheus could not bind a free port in 3 attempts");
     }
 
+    /// Stops the server, as an outage would; its data stays for [`Prometheus::restart`].
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same port and data, after [`Prometheus::stop`].
+    pub fn restart(&mut self) {
+        let config = self.dir.path().join("prometheus.yml");
+        self.child = spawn(self.dir.path(), &config, self.port);
+        if let Err(exited) = wait_ready(&mut self.child, self.port) {
+            panic!(
+                "Prometheus did not come back on port {} (exited: {exited}); log tail:\n{}",
+                self.port,
+                log_tail(self.dir.path())
+            );
+        }
+    }
+
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)

@@ -28,6 +28,22 @@ pub const UPSTREAM_FIXTURE: &str = concat!(
     "/fixtures/gitops-istio-upstream"
 );
 
+/// The backend's analysis made fast for tests: 3s intervals, 25% steps, threshold 2.
+fn fast_backend(work: &Path) {
+    let canary = work.join("apps/backend/canary.yaml");
+    edit(&canary, 0, "spec.analysis.interval", "3s");
+    edit(&canary, 0, "spec.analysis.stepWeight", "25");
+    edit(&canary, 0, "spec.analysis.threshold", "2");
+    for i in 0..3 {
+        edit(
+            &canary,
+            0,
+            &format!("spec.analysis.metrics[{i}].interval"),
+            "10s",
+        );
+    }
+}
+
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub remote: PathBuf,
@@ -101,19 +117,21 @@ pub fn assert_only_scalar_changed(before: &str, after: &str, value: &str) {
 impl Fixture {
     /// The fixture, with the backend's analysis made fast for tests.
     pub fn new() -> Fixture {
+        Self::with(fast_backend)
+    }
+
+    /// [`Fixture::new`] with the backend's grace for an unreachable metrics server set by
+    /// its annotation (`0s`: counted as a failed check at once, as in Flagger).
+    pub fn with_outage_grace(grace: &str) -> Fixture {
         Self::with(|work| {
+            fast_backend(work);
             let canary = work.join("apps/backend/canary.yaml");
-            edit(&canary, 0, "spec.analysis.interval", "3s");
-            edit(&canary, 0, "spec.analysis.stepWeight", "25");
-            edit(&canary, 0, "spec.analysis.threshold", "2");
-            for i in 0..3 {
-                edit(
-                    &canary,
-                    0,
-                    &format!("spec.analysis.metrics[{i}].interval"),
-                    "10s",
-                );
-            }
+            let text = std::fs::read_to_string(&canary).unwrap().replacen(
+                "metadata:\n",
+                &format!("metadata:\n  annotations:\n    weir.dev/metrics-outage-grace: {grace}\n"),
+                1,
+            );
+            std::fs::write(canary, text).unwrap();
         })
     }
 
