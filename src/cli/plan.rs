@@ -3,6 +3,11 @@
 //! or Canary the change touches gets the rollout that will follow, rehearsed by the planner
 //! with every gate passing: strategy, steps and weights, gates and bounds, duration.
 
+use super::args::PlanArgs;
+use super::config;
+use super::github_actions::Job;
+use super::output::Out;
+use super::{OK, PROBLEMS};
 use crate::cli::validate::{validate, Validation};
 use crate::core::duration::GoDuration;
 use crate::core::plan::rehearse::{rehearse, Rehearsed};
@@ -12,6 +17,7 @@ use crate::core::text::cell;
 use crate::repo::kustomize::AppSource;
 use crate::repo::source::{SourceError, SourceTree};
 use std::fmt::Write as _;
+use std::process::ExitCode;
 use std::time::Duration;
 
 /// The first line of weir's comment on a pull request, by which it finds it again.
@@ -376,4 +382,69 @@ fn code_list(images: &[String]) -> String {
 /// A line inside a fenced block that cannot close the fence.
 fn fence_safe(s: &str) -> String {
     s.replace("```", "'''")
+}
+
+/// Runs `weir plan`.
+pub(crate) async fn command(args: PlanArgs, out: &mut Out) -> anyhow::Result<ExitCode> {
+    let (roots, min_interval) = config::spec(&args.spec)?;
+    let base = match &args.base {
+        Some(base) => base.clone(),
+        None => config::pull_request_base()?,
+    };
+    let preview =
+        crate::adapters::git::with_commit_trees(&args.dir, &base, &args.head, |b, h| {
+            crate::cli::plan::preview(b, h, &roots, min_interval)
+        })??;
+    let markdown = preview.markdown();
+    out.raw(&markdown);
+    let job = Job::from_env();
+    job.summary(&markdown)?;
+    let apps: Vec<&str> = preview.apps.iter().map(|a| a.app.as_str()).collect();
+    job.outputs(&[
+        ("errors", preview.errors().to_string()),
+        ("apps", serde_json::to_string(&apps)?),
+    ])?;
+    if args.comment {
+        let said = comment(&args, &markdown).await?;
+        eprintln!("{said}");
+    }
+    Ok(ExitCode::from(if preview.errors() > 0 {
+        PROBLEMS
+    } else {
+        OK
+    }))
+}
+
+/// Posts (or updates) weir's plan comment on the job's pull request; says what it did.
+pub(crate) async fn comment(
+    args: &crate::cli::args::PlanArgs,
+    markdown: &str,
+) -> anyhow::Result<String> {
+    use crate::adapters::github::{rest::RestGitHub, rest::RestSettings, GitHub, Upserted};
+    let token = args.github_token.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("--comment needs --github-token (WEIR_GITHUB_TOKEN), e.g. the job's token")
+    })?;
+    let full = args.github_repository.as_deref().ok_or_else(|| {
+        anyhow::anyhow!("--comment needs --github-repository (GITHUB_REPOSITORY), owner/name")
+    })?;
+    let repo = crate::adapters::github::RepoName::from_full_name(full)?;
+    let number = config::pull_request_number()?;
+    let github = RestGitHub::new(
+        repo,
+        &crate::core::secret::Secret::new(token),
+        RestSettings {
+            base_url: args.github_api.clone(),
+            ..RestSettings::default()
+        },
+    )?;
+    let done = github
+        .upsert_comment(number, crate::cli::plan::MARKER, markdown)
+        .await?;
+    Ok(match done {
+        Upserted::Created => format!("commented on pull request #{number}"),
+        Upserted::Updated => format!("updated weir's comment on pull request #{number}"),
+        Upserted::Unchanged => {
+            format!("weir's comment on pull request #{number} says this already")
+        }
+    })
 }

@@ -1,10 +1,17 @@
 //! Every check `step` applies before it moves an app, run on one tree without moving
 //! anything: what `weir validate` prints and what `weir plan` puts on a pull request.
 
+use super::args::ValidateArgs;
+use super::config;
+use super::github_actions::Job;
+use super::output::Out;
+use super::{OK, PROBLEMS};
+use crate::adapters::disk::DiskTree;
 use crate::core::spec::{LocatedError, Severity};
 use crate::repo::kustomize::{AppSource, Resolver};
 use crate::repo::source::{Catalog, Scanner, SourceError, SourceTree};
 use std::collections::HashMap;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,4 +96,20 @@ pub fn validate(
         findings,
         record_errors,
     })
+}
+
+/// Runs `weir validate`.
+pub(crate) fn command(args: ValidateArgs, out: &mut Out) -> anyhow::Result<ExitCode> {
+    let (roots, min_interval) = config::spec(&args.spec)?;
+    let tree = DiskTree::new(&args.dir);
+    let v = crate::cli::validate::validate(&tree, &roots, min_interval)?;
+    for finding in &v.findings {
+        out.line(&finding.to_string());
+    }
+    for e in &v.record_errors {
+        out.line(e);
+    }
+    out.line(&v.summary());
+    Job::from_env().outputs(&[("errors", v.errors().to_string())])?;
+    Ok(ExitCode::from(if v.errors() > 0 { PROBLEMS } else { OK }))
 }

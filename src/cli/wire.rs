@@ -1,0 +1,106 @@
+//! The one place that wires the real adapters into the engine: the config repository, the
+//! publisher of the chosen mode, Prometheus, the webhook client, the notifiers and the
+//! secrets.
+
+use super::args::RepoArgs;
+use super::config;
+use crate::adapters::clock::SystemClock;
+use crate::adapters::git::Git2Repo;
+use crate::adapters::publish::DirectCommit;
+use crate::engine::{Engine, Ports};
+use crate::ports::{Publisher, Secrets};
+use std::sync::Arc;
+
+/// Wires the real adapters.
+pub(crate) fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engine> {
+    let repo = Git2Repo::open(config::git(args)?)?;
+    let metrics = config::prometheus(&args.prometheus)?;
+    let templates = config::templates(args)?;
+    let settings = config::engine(args)?;
+    let ports = Ports {
+        repo: Box::new(repo),
+        publisher,
+        metrics: Arc::new(metrics),
+        clock: Arc::new(SystemClock),
+        notifier: notifier(args)?,
+        hooks: Arc::new(
+            crate::adapters::hooks::HttpHooks::new(crate::adapters::hooks::HookSettings::default())
+                .map_err(anyhow::Error::msg)?,
+        ),
+        secrets: args.secrets_dir.as_ref().map(|dir| {
+            Arc::new(crate::adapters::secrets::MountedSecrets::new(dir)) as Arc<dyn Secrets>
+        }),
+    };
+    Ok(Engine::new(ports, templates, settings))
+}
+
+/// The alert providers, and GitHub when asked to report steps there.
+pub(crate) fn notifier(args: &RepoArgs) -> anyhow::Result<Arc<dyn crate::ports::Notifier>> {
+    let alerts = Arc::new(
+        crate::adapters::alerts::HttpNotifier::new(
+            crate::adapters::alerts::NotifierSettings::default(),
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    if !args.github_statuses {
+        return Ok(alerts);
+    }
+    let github = github(args, "--github-statuses")?;
+    let reporter = crate::adapters::github::report::GitHubReporter::new(github, &args.branch);
+    Ok(Arc::new(crate::adapters::alerts::Fanout(vec![
+        alerts,
+        Arc::new(reporter),
+    ])))
+}
+
+/// The GitHub API client for the config repository (`why` names the flag that needs it).
+pub(crate) fn github(
+    args: &RepoArgs,
+    why: &str,
+) -> anyhow::Result<Arc<dyn crate::adapters::github::GitHub>> {
+    let token = args
+        .github_token
+        .as_deref()
+        .or(args.git_token.as_deref())
+        .ok_or_else(|| {
+            anyhow::anyhow!("{why} needs --github-token (WEIR_GITHUB_TOKEN) or --git-token")
+        })?;
+    let repo = match args.github_repository.as_deref() {
+        Some(full) => crate::adapters::github::RepoName::from_full_name(full)?,
+        None => crate::adapters::github::RepoName::from_remote_url(&args.repo)?,
+    };
+    let github = crate::adapters::github::rest::RestGitHub::new(
+        repo,
+        &crate::core::secret::Secret::new(token),
+        crate::adapters::github::rest::RestSettings {
+            base_url: args.github_api.clone(),
+            ..Default::default()
+        },
+    )?;
+    Ok(Arc::new(github))
+}
+
+/// The publisher of `--mode`.
+pub(crate) fn publisher(args: &RepoArgs) -> anyhow::Result<Box<dyn Publisher>> {
+    match args.mode {
+        crate::cli::args::Mode::Commit => Ok(Box::new(DirectCommit {
+            prefix: args.message_prefix.clone(),
+        })),
+        crate::cli::args::Mode::Pr => {
+            let review = crate::core::spec::canary::review_phases(&args.pr_review.join(",")).map_err(|bad| {
+                anyhow::anyhow!("--pr-review `{}`: not a phase (Progressing, WaitingPromotion, Promoting, Finalising, Succeeded, Failed), or `none`", bad.0)
+            })?;
+            Ok(Box::new(
+                crate::adapters::publish::pull_request::PullRequests::new(
+                    github(args, "--mode pr")?,
+                    crate::adapters::publish::pull_request::PrSettings {
+                        base: args.branch.clone(),
+                        prefix: args.message_prefix.clone(),
+                        review,
+                        ..Default::default()
+                    },
+                ),
+            ))
+        }
+    }
+}
