@@ -231,7 +231,7 @@ fn problems(src: &Path) -> Vec<String> {
         }
     }
     for cycle in cycles(&edges) {
-        problems.push(format!("import cycle: {}", cycle.join(" -> ")));
+        problems.push(format!("import cycle among: {}", cycle.join(", ")));
     }
     problems
 }
@@ -337,7 +337,7 @@ fn the_guard_fails_on_an_upward_import_an_io_import_and_a_cycle() {
     );
     let cycle = broken("core/text.rs", "use crate::core::events::Event;");
     assert!(
-        cycle.iter().any(|p| p.starts_with("import cycle:")
+        cycle.iter().any(|p| p.starts_with("import cycle among:")
             && p.contains("core::events")
             && p.contains("core::text")),
         "{cycle:?}"
