@@ -183,3 +183,73 @@ async fn a_broken_app_gets_nothing_committed_while_the_others_go_on() {
         "status: ["
     );
 }
+
+/// kustomize (and so Flux) refuses a file with a key written twice. weir used to skip such a
+/// Canary without a word, so the app dropped out of weir's view while Flux failed; with
+/// `revertOnDeletion`, a skipped Canary even looked deleted. Now the key is a located error,
+/// nothing is committed for the app, its folder stays, and the other app goes on.
+#[tokio::test]
+async fn a_key_written_twice_is_an_error_and_the_app_keeps_its_folder() {
+    let fixture = Fixture::with(|work| {
+        let canary = work.join("apps/backend/canary.yaml");
+        let text = std::fs::read_to_string(&canary).unwrap().replacen(
+            "spec:\n",
+            "spec:\n  revertOnDeletion: true\n",
+            1,
+        );
+        std::fs::write(canary, text).unwrap();
+    });
+    let mut engine = fixture.engine(None);
+    engine.tick().await.unwrap();
+    let folder = |f: &Fixture| f.show("main", "apps/backend.weir/state.yaml");
+    assert!(folder(&fixture).is_some(), "initialised");
+
+    crate::support::repo::git(&fixture.work, &["pull", "-q", "origin", "main"]);
+    let canary = fixture.work.join("apps/backend/canary.yaml");
+    let text = std::fs::read_to_string(&canary).unwrap().replacen(
+        "kind: Canary\n",
+        "kind: Canary\nkind: Canary\n",
+        1,
+    );
+    std::fs::write(&canary, text).unwrap();
+    edit(
+        &fixture.work.join("apps/frontend/kustomization.yaml"),
+        0,
+        "images[0].newTag",
+        "6.1.5",
+    );
+    crate::support::repo::git(
+        &fixture.work,
+        &["commit", "-qam", "kind twice, bump frontend"],
+    );
+    crate::support::repo::git(&fixture.work, &["push", "-q", "origin", "main"]);
+    let before = fixture.log().len();
+    let report = engine.tick().await.unwrap();
+    let errors: Vec<String> = report.spec_errors.iter().map(|e| e.to_string()).collect();
+    assert_eq!(
+        errors,
+        ["apps/backend/canary.yaml:3:1: error: kind: `kind` is written twice in this mapping; kustomize refuses such a file, so Flux would fail the whole Kustomization"]
+    );
+    let new: Vec<String> = fixture.log()[before..]
+        .iter()
+        .map(|(_, s)| s.clone())
+        .collect();
+    assert_eq!(new.len(), 1, "{new:?}");
+    assert!(
+        new[0].starts_with("frontend: "),
+        "only the frontend moved: {new:?}"
+    );
+    assert!(folder(&fixture).is_some(), "the backend's folder stays");
+
+    let out = Command::new(env!("CARGO_BIN_EXE_weir"))
+        .args(["validate", "--min-interval", "1s", "--dir"])
+        .arg(&fixture.work)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(
+        stdout.contains("apps/backend/canary.yaml:3:1: error: kind: `kind` is written twice"),
+        "{stdout}"
+    );
+}

@@ -204,14 +204,24 @@ pub fn scan_file_in(
                 }
                 previous = Some(shown);
                 // An error within this document (a duplicate key): read its type leniently,
-                // and let the strict parse below name the field at fault.
+                // and let the strict parse below name the field at fault. When even its type
+                // cannot be read (the duplicate is `kind` or `apiVersion`), it may be one of
+                // ours: say so rather than skip it, which would drop the app silently.
                 let again =
                     crate::core::yaml::Deserializer::from_str(crate::core::yaml::strip_bom(src))
                         .nth(doc)
                         .map(TypeMeta::deserialize);
                 match again {
                     Some(Ok(meta)) => meta,
-                    _ => continue,
+                    _ => {
+                        let at = Located {
+                            file,
+                            doc,
+                            index: index.as_ref(),
+                        };
+                        scan.errors.push(serde_error(&at, &e));
+                        continue;
+                    }
                 }
             }
         };
@@ -317,7 +327,14 @@ fn serde_error(at: &Located, e: &serde_yaml::Error) -> LocatedError {
         Some(loc) => (loc.line(), loc.column()),
         None => (1, 1),
     };
-    let (field, line, col) = if let Some(unknown) = unknown_field_name(&message) {
+    let duplicate = duplicate_key_name(&message);
+    let message = match &duplicate {
+        Some(key) => format!(
+            "`{key}` is written twice in this mapping; kustomize refuses such a file, so Flux would fail the whole Kustomization"
+        ),
+        None => message,
+    };
+    let (field, line, col) = if let Some(unknown) = unknown_field_name(&message).or(duplicate) {
         // serde names the parent; point at the offending key itself.
         let mut path: Vec<Seg> = if field == "(document)" {
             Vec::new()
@@ -341,6 +358,15 @@ fn serde_error(at: &Located, e: &serde_yaml::Error) -> LocatedError {
         field,
         message,
     }
+}
+
+/// The key serde_yaml names in `duplicate entry with key "kind"` or `duplicate field `kind``.
+fn duplicate_key_name(message: &str) -> Option<String> {
+    if let Some(rest) = message.strip_prefix("duplicate entry with key \"") {
+        return Some(rest[..rest.find('"')?].to_string());
+    }
+    let rest = message.strip_prefix("duplicate field `")?;
+    Some(rest[..rest.find('`')?].to_string())
 }
 
 fn unknown_field_name(message: &str) -> Option<String> {
