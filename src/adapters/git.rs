@@ -322,14 +322,22 @@ impl Git2Repo {
     /// What is wrong with the cache, if anything: looked for after an operation failed.
     /// Reads every object, so it is only called on a failure.
     fn inspect(&self) -> Option<String> {
+        self.stale_lock().or_else(|| self.damaged_objects())
+    }
+
+    /// A lock file left by a process that stopped while writing: cheap to look for.
+    fn stale_lock(&self) -> Option<String> {
         let path = cache_path(&self.settings);
         let mut locks = Vec::new();
         stale_locks(&path, &path, &mut locks);
-        if let Some(lock) = locks.first() {
-            return Some(format!(
-                "a stale lock file {lock}, left by a process that stopped while writing"
-            ));
-        }
+        locks.first().map(|lock| {
+            format!("a stale lock file {lock}, left by a process that stopped while writing")
+        })
+    }
+
+    /// An object that cannot be read, or a tracking ref that points at nothing. Reads every
+    /// object: only when the failure may be the cache's.
+    fn damaged_objects(&self) -> Option<String> {
         let odb = match self.repo.odb() {
             Ok(odb) => odb,
             Err(e) => {
@@ -598,7 +606,9 @@ impl ConfigRepo for Git2Repo {
         let twice = self.last_failure.as_deref() == Some(e.message.as_str());
         self.last_failure = Some(e.message.clone());
         let why = match cause {
-            Cause::Remote => self.inspect(),
+            // The network's or the server's: reading every object would only slow an
+            // outage down; a stale lock can still be in the way of the next fetch.
+            Cause::Remote => self.stale_lock(),
             Cause::Cache => Some(self.inspect().unwrap_or_else(|| e.message.clone())),
             Cause::Unknown => self
                 .inspect()
