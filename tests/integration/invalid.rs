@@ -121,7 +121,7 @@ async fn a_broken_app_gets_nothing_committed_while_the_others_go_on() {
             &work.join("apps/frontend/canary.yaml"),
             0,
             "spec.analysis.threshold",
-            "0",
+            "-1",
         );
     });
     let mut engine = fixture.engine(None);
@@ -138,7 +138,7 @@ async fn a_broken_app_gets_nothing_committed_while_the_others_go_on() {
         .is_none());
     assert_eq!(
         report.spec_errors.iter().map(|e| e.to_string()).collect::<Vec<_>>(),
-        ["apps/frontend/canary.yaml:23:16: error: spec.analysis.threshold: must be at least 1 (failed checks before rollback)"]
+        ["apps/frontend/canary.yaml:23:16: error: spec.analysis.threshold: invalid type: integer `-1`, expected a whole number"]
     );
 
     // A broken rollout record is left alone, with an error that names it.

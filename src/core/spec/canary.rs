@@ -970,7 +970,11 @@ fn analysis(
         }
     }
     let mirror = raw.mirror.unwrap_or(false);
-    let mirror_weight = raw.mirror_weight.map(|w| weight("mirrorWeight", w, errors));
+    // Zero means unset, as in Flagger (its router mirrors all requests unless mirrorWeight > 0).
+    let mirror_weight = raw
+        .mirror_weight
+        .filter(|w| *w != 0)
+        .map(|w| weight("mirrorWeight", w, errors));
     if mirror_weight.is_some() && !mirror {
         warnings.push(at.warning(&field("mirrorWeight"), "ignored without mirror: true"));
     }
@@ -997,20 +1001,13 @@ fn analysis(
             ));
         }
     }
+    // Zero means unset, as in Flagger: the promotion moves all traffic at once.
     let step_weight_promotion = raw
         .step_weight_promotion
+        .filter(|w| *w != 0)
         .map(|w| weight("stepWeightPromotion", w, errors));
-    let threshold = match raw.threshold {
-        Some(0) => {
-            errors.push(at.error(
-                &field("threshold"),
-                "must be at least 1 (failed checks before rollback)",
-            ));
-            1
-        }
-        Some(t) => t,
-        None => 1,
-    };
+    // Zero means unset, as in Flagger: the first failed check rolls back.
+    let threshold = raw.threshold.filter(|t| *t > 0).unwrap_or(1);
     let mut metrics = Vec::new();
     for (i, m) in raw.metrics.unwrap_or_default().into_iter().enumerate() {
         let mut path = field("metrics");

@@ -395,6 +395,25 @@ mod tests {
         assert_eq!(err.field, "spec.extra");
     }
 
+    /// `threshold: 0`, `stepWeightPromotion: 0` and `mirrorWeight: 0` mean unset, as in
+    /// Flagger (threshold 1, a promotion at once, all requests mirrored).
+    #[test]
+    fn zero_means_unset_where_flagger_says_so() {
+        let text = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: podinfo\n  namespace: test\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: podinfo\n  service:\n    port: 9898\n  analysis:\n    interval: 1m\n    threshold: 0\n    stepWeight: 10\n    stepWeightPromotion: 0\n    mirror: true\n    mirrorWeight: 0\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n";
+        let scan = scan_file(
+            "c.yaml",
+            text.as_bytes(),
+            std::time::Duration::from_secs(10),
+        );
+        let (canary, warnings) = scan.canaries.into_iter().next().unwrap().unwrap();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let a = &canary.analysis;
+        assert_eq!(
+            (a.threshold, a.step_weight_promotion, a.mirror_weight),
+            (1, None, None)
+        );
+    }
+
     /// The Flagger fields weir cannot honour are one error each, naming the field and the
     /// way forward; the ones it honours are accepted.
     #[test]
