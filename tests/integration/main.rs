@@ -21,5 +21,6 @@ mod repair;
 mod restart;
 mod rollout;
 mod snapshots;
+mod stand_ins;
 mod strategies;
 mod support;
