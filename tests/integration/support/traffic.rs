@@ -1,7 +1,7 @@
 //! Runs the `weir-traffic` simulator from integration tests.
 //!
 //! The simulator follows the routing committed to a config repository and serves Istio-style
-//! metrics (see `src/bin/weir-traffic.rs`). This module starts it on a free port, learns the
+//! metrics (see `tests/traffic/weir-traffic.rs`). This module starts it on a free port, learns the
 //! port from a port file (with a deadline, no fixed sleeps) and kills it when dropped.
 
 // Each test uses the helpers it needs; the others are not dead, just unused there.
