@@ -25,5 +25,6 @@ mod restart;
 mod rollout;
 mod snapshots;
 mod ssh;
+mod stand_ins;
 mod strategies;
 mod support;

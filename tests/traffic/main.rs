@@ -13,18 +13,22 @@
 //! the `test-support` feature, for the demo and the tests; `cargo install weir` leaves it out. Output is
 //! deterministic: a fixed-seed xorshift, fractional request accounting, fixed series order.
 //!
-//! Endpoints: `GET /metrics` (Prometheus text format 0.0.4) and `GET /state` (one line of JSON).
+//! Endpoints: `GET /metrics` (Prometheus text format 0.0.4) and `GET /state` (one line of JSON),
+//! served by axum; the simulation runs on two plain threads beside it.
 
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, ensure, Context, Result};
+use axum::extract::State as AppState;
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing;
+use axum::Router;
 use clap::Parser;
 use serde::{Deserialize, Serialize};
 use serde_yaml::Value;
@@ -130,8 +134,8 @@ fn run(cli: Cli) -> Result<()> {
         }),
     });
 
-    let listener =
-        TcpListener::bind(&cli.listen).with_context(|| format!("binding {}", cli.listen))?;
+    let listener = std::net::TcpListener::bind(&cli.listen)
+        .with_context(|| format!("binding {}", cli.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     println!("listening on {addr}");
     if let Some(path) = &cli.port_file {
@@ -164,20 +168,7 @@ fn run(cli: Cli) -> Result<()> {
         }
     });
 
-    for conn in listener.incoming() {
-        match conn {
-            Ok(stream) => {
-                let shared = Arc::clone(&shared);
-                thread::spawn(move || {
-                    if let Err(err) = handle(stream, &shared) {
-                        eprintln!("weir-traffic: serving a request: {err}");
-                    }
-                });
-            }
-            Err(err) => eprintln!("weir-traffic: accepting a connection: {err}"),
-        }
-    }
-    Ok(())
+    serve(listener, shared)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -759,52 +750,64 @@ impl Shared {
     }
 }
 
-fn handle(stream: TcpStream, shared: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
-    let mut reader = BufReader::new(&stream);
-    let mut request_line = String::new();
-    reader.read_line(&mut request_line)?;
-    loop {
-        let mut header = String::new();
-        if reader.read_line(&mut header)? == 0 || header.trim().is_empty() {
-            break;
-        }
-    }
-    let mut parts = request_line.split_whitespace();
-    let method = parts.next().unwrap_or_default();
-    let path = parts
-        .next()
-        .unwrap_or_default()
-        .split('?')
-        .next()
-        .unwrap_or_default();
+/// Serves `/metrics` and `/state` on `listener` until the process is killed.
+fn serve(listener: std::net::TcpListener, shared: Arc<Shared>) -> Result<()> {
+    // The counters are kept by the threads above; serving is all this runtime does.
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the HTTP runtime")?;
+    runtime.block_on(async move {
+        listener
+            .set_nonblocking(true)
+            .context("making the listener non-blocking")?;
+        let listener =
+            tokio::net::TcpListener::from_std(listener).context("registering the listener")?;
+        // `get` answers HEAD too, without the body.
+        let app = Router::new()
+            .route("/metrics", routing::get(metrics).fallback(only_get))
+            .route("/state", routing::get(state).fallback(only_get))
+            .fallback(not_found)
+            .with_state(shared);
+        axum::serve(listener, app).await.context("serving HTTP")
+    })
+}
 
-    let (status, content_type, body) = match (method, path) {
-        ("GET" | "HEAD", "/metrics") => {
-            let metrics = shared.lock().sim.metrics.clone();
-            let body = render_metrics(&shared.namespace, &shared.workloads, &metrics);
-            ("200 OK", "text/plain; version=0.0.4; charset=utf-8", body)
-        }
-        ("GET" | "HEAD", "/state") => {
-            let routing = shared.lock().routing.clone();
-            let body = serde_json::to_string(&routing.view()).map_err(std::io::Error::other)?;
-            ("200 OK", "application/json", body + "\n")
-        }
-        ("GET" | "HEAD", _) => (
-            "404 Not Found",
-            "text/plain",
-            "try /metrics or /state\n".into(),
-        ),
-        _ => ("405 Method Not Allowed", "text/plain", "only GET\n".into()),
-    };
-    let mut out = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
-    if method != "HEAD" {
-        out.push_str(&body);
+async fn metrics(AppState(shared): AppState<Arc<Shared>>) -> Response {
+    let metrics = shared.lock().sim.metrics.clone();
+    let body = render_metrics(&shared.namespace, &shared.workloads, &metrics);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn state(AppState(shared): AppState<Arc<Shared>>) -> Response {
+    let routing = shared.lock().routing.clone();
+    match serde_json::to_string(&routing.view()) {
+        Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body + "\n").into_response(),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("rendering the state: {err}\n"),
+        )
+            .into_response(),
     }
-    (&stream).write_all(out.as_bytes())
+}
+
+async fn not_found(method: Method) -> Response {
+    if method == Method::GET || method == Method::HEAD {
+        (StatusCode::NOT_FOUND, "try /metrics or /state\n").into_response()
+    } else {
+        only_get().await
+    }
+}
+
+async fn only_get() -> Response {
+    (StatusCode::METHOD_NOT_ALLOWED, "only GET\n").into_response()
 }
 
 /// The Prometheus text exposition of both workloads, primary first, in a fixed order.

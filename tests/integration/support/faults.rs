@@ -4,11 +4,19 @@
 //! (bytes read, concurrency) rather than on timings.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use http_body::{Frame, SizeHint};
+use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 use std::time::Duration;
+
+use super::http::Server;
 
 /// How the server answers.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -23,6 +31,10 @@ pub enum Mode {
     Value(f64),
 }
 
+/// What the endless answer announces, and sends in pieces of [`PIECE`] bytes.
+const ENDLESS: usize = 100 * 1024 * 1024;
+const PIECE: usize = 64 * 1024;
+
 struct Shared {
     mode: Mutex<Mode>,
     in_flight: AtomicUsize,
@@ -34,15 +46,13 @@ struct Shared {
 
 /// A running fault server on 127.0.0.1; stops on drop.
 pub struct FaultyPrometheus {
-    port: u16,
     shared: Arc<Shared>,
+    server: Server,
 }
 
 impl FaultyPrometheus {
     /// Starts answering in `mode`.
     pub fn start(mode: Mode) -> FaultyPrometheus {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             mode: Mutex::new(mode),
             in_flight: AtomicUsize::new(0),
@@ -51,23 +61,14 @@ impl FaultyPrometheus {
             stop: AtomicBool::new(false),
             headers: Mutex::new(Vec::new()),
         });
-        let s = shared.clone();
-        std::thread::spawn(move || {
-            for conn in listener.incoming() {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = conn else { continue };
-                let s = s.clone();
-                std::thread::spawn(move || serve(stream, &s));
-            }
-        });
-        FaultyPrometheus { port, shared }
+        let router = Router::new().fallback(serve).with_state(shared.clone());
+        let server = Server::start("faulty-prometheus", router);
+        FaultyPrometheus { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// Changes how it answers from now on.
@@ -80,7 +81,8 @@ impl FaultyPrometheus {
         self.shared.most_in_flight.load(Ordering::SeqCst)
     }
 
-    /// Every request header line it received, in order.
+    /// The request line and every header line of each request, in order (header names as
+    /// hyper gives them: lower case).
     pub fn headers_seen(&self) -> Vec<String> {
         self.shared.headers.lock().unwrap().clone()
     }
@@ -93,90 +95,110 @@ impl FaultyPrometheus {
 
 impl Drop for FaultyPrometheus {
     fn drop(&mut self) {
+        // An endless answer ends, so that the server can stop.
         self.shared.stop.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect(("127.0.0.1", self.port));
     }
 }
 
-fn serve(stream: TcpStream, s: &Shared) {
-    let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-    s.most_in_flight.fetch_max(now, Ordering::SeqCst);
-    let _ = answer(stream, s);
-    s.in_flight.fetch_sub(1, Ordering::SeqCst);
+/// Counts a request in flight until it is answered or its client goes away.
+struct InFlight(Arc<Shared>);
+
+impl InFlight {
+    fn new(s: &Arc<Shared>) -> InFlight {
+        let now = s.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        s.most_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(s.clone())
+    }
 }
 
-fn answer(stream: TcpStream, s: &Shared) -> std::io::Result<()> {
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut headers = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let line = line.trim_end().to_string();
-        if line.is_empty() {
-            break;
-        }
-        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
-            length = v.trim().parse().unwrap_or(0);
-        }
-        headers.push(line);
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
     }
-    s.headers.lock().unwrap().extend(headers.iter().cloned());
-    let mut body = vec![0u8; length];
-    reader.read_exact(&mut body)?;
+}
+
+async fn serve(State(s): State<Arc<Shared>>, request: Request) -> Response {
+    let _counted = InFlight::new(&s);
+    let (parts, body) = request.into_parts();
+    let mut seen = vec![format!(
+        "{} {} {:?}",
+        parts.method, parts.uri, parts.version
+    )];
+    seen.extend(
+        parts
+            .headers
+            .iter()
+            .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes()))),
+    );
+    s.headers.lock().unwrap().extend(seen.iter().cloned());
+    // Read the query, as Prometheus does, before answering.
+    if axum::body::to_bytes(body, usize::MAX).await.is_err() {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
     let mode = *s.mode.lock().unwrap();
-    let mut out = stream;
     let value = |v: f64| {
         format!(
             r#"{{"status":"success","data":{{"resultType":"vector","result":[{{"metric":{{}},"value":[1700000000,"{v}"]}}]}}}}"#
         )
     };
+    let json = |text: String| {
+        (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            text,
+        )
+            .into_response()
+    };
     match mode {
-        Mode::EchoHeaders => {
-            let text = format!(
-                "upstream error; your request was:\n{}\n",
-                headers.join("\n")
-            );
-            write!(
-                out,
-                "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            )?;
-        }
+        Mode::EchoHeaders => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain")],
+            format!("upstream error; your request was:\n{}\n", seen.join("\n")),
+        )
+            .into_response(),
         Mode::Slow(delay, v) => {
-            std::thread::sleep(delay);
-            let text = value(v);
-            write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            )?;
+            tokio::time::sleep(delay).await;
+            json(value(v))
         }
-        Mode::Value(v) => {
-            let text = value(v);
-            write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-                text.len()
-            )?;
-        }
-        Mode::Endless => {
-            write!(
-                out,
-                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
-                100 * 1024 * 1024
-            )?;
-            let chunk = vec![b' '; 64 * 1024];
-            for _ in 0..1600 {
-                if s.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                out.write_all(&chunk)?;
-                s.bytes_sent.fetch_add(chunk.len(), Ordering::SeqCst);
-            }
-        }
+        Mode::Value(v) => json(value(v)),
+        Mode::Endless => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, "application/json")],
+            Body::new(Endless {
+                shared: s.clone(),
+                left: ENDLESS,
+            }),
+        )
+            .into_response(),
     }
-    out.flush()
+}
+
+/// A body of spaces, produced piece by piece as hyper asks for them (so as the client reads),
+/// counting what it produced; it ends early when the server stops.
+struct Endless {
+    shared: Arc<Shared>,
+    left: usize,
+}
+
+impl http_body::Body for Endless {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, std::io::Error>>> {
+        if self.left == 0 || self.shared.stop.load(Ordering::SeqCst) {
+            return Poll::Ready(None);
+        }
+        let n = self.left.min(PIECE);
+        self.left -= n;
+        self.shared.bytes_sent.fetch_add(n, Ordering::SeqCst);
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from(vec![b' '; n])))))
+    }
+
+    /// What is left, so that hyper announces all of it as the `Content-Length`.
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.left as u64)
+    }
 }

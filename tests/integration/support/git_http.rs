@@ -5,20 +5,27 @@
 //! behave as against a Git host. A request without the configured user and password (HTTP
 //! basic auth) is answered `401`, and every request is logged, so tests can assert what a client
 //! tried. A hanging mode reads requests and never answers, to test timeouts. Dropping the server
-//! stops it and closes every connection, hung ones included. Needs `git` on PATH.
+//! stops it and closes every connection, hung ones included. hyper (through the shared server
+//! of `http.rs`) reads the requests, chunked and gzip-compressed pushes included; this module
+//! checks the credentials and speaks CGI. Needs `git` on PATH.
 
 // Each test uses the helpers it needs; the others are not dead, just unused there.
 #![allow(dead_code)]
 
-use std::collections::HashMap;
-use std::io::{self, BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request as HttpRequest, State};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::response::Response as HttpResponse;
+use axum::Router;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
-use std::thread::JoinHandle;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
+
+use super::http::Server;
 
 /// The realm of the `WWW-Authenticate` challenge sent with every 401.
 pub const REALM: &str = "weir-test";
@@ -26,22 +33,15 @@ pub const REALM: &str = "weir-test";
 /// Status logged by `requests` for a request the hanging server never answered.
 pub const HUNG: &str = "hang";
 
-/// Longest request head (request line and headers) the server reads.
-const MAX_HEAD: usize = 64 * 1024;
-
-/// How long dropping the server waits for its connection threads to end.
-const DROP_DEADLINE: Duration = Duration::from_secs(10);
-
 /// A running smart-HTTP Git server on 127.0.0.1, stopped on drop.
 pub struct GitHttp {
-    port: u16,
     shared: Arc<Shared>,
-    listener: Option<JoinHandle<()>>,
+    server: Server,
     /// The empty root of a `start_hanging` server, kept until the server goes.
     _root: Option<tempfile::TempDir>,
 }
 
-/// What the listener and the connection threads share.
+/// What the handlers share.
 struct Shared {
     root: PathBuf,
     user: String,
@@ -49,18 +49,9 @@ struct Shared {
     backend: PathBuf,
     port: u16,
     hang: AtomicBool,
+    /// Requests hanging now (their clients still connected).
+    hung: AtomicUsize,
     log: Mutex<Vec<String>>,
-    conns: Mutex<Conns>,
-    /// Signalled whenever a connection thread ends.
-    conn_ended: Condvar,
-}
-
-/// The open connections, so that dropping the server can shut them down.
-#[derive(Default)]
-struct Conns {
-    stopping: bool,
-    next_id: u64,
-    open: HashMap<u64, TcpStream>,
 }
 
 impl GitHttp {
@@ -88,43 +79,37 @@ impl GitHttp {
         root_dir: Option<tempfile::TempDir>,
     ) -> GitHttp {
         let backend = http_backend();
-        let listener =
-            TcpListener::bind("127.0.0.1:0").expect("binding a loopback port for Git HTTP");
-        let port = listener
-            .local_addr()
-            .expect("reading the Git HTTP server's address")
-            .port();
-        let shared = Arc::new(Shared {
-            root,
-            user: user.to_owned(),
-            password: password.to_owned(),
-            backend,
-            port,
-            hang: AtomicBool::new(false),
-            log: Mutex::new(Vec::new()),
-            conns: Mutex::new(Conns::default()),
-            conn_ended: Condvar::new(),
+        let mut shared = None;
+        let server = Server::start_with("git-http", |port| {
+            let s = Arc::new(Shared {
+                root,
+                user: user.to_owned(),
+                password: password.to_owned(),
+                backend,
+                port,
+                hang: AtomicBool::new(false),
+                hung: AtomicUsize::new(0),
+                log: Mutex::new(Vec::new()),
+            });
+            shared = Some(Arc::clone(&s));
+            // Every path and method goes to http-backend, which knows the protocol.
+            Router::new().fallback(serve).with_state(s)
         });
-        let accepting = Arc::clone(&shared);
-        let handle = std::thread::Builder::new()
-            .name(format!("git-http-{port}"))
-            .spawn(move || accept_loop(listener, accepting))
-            .expect("starting the Git HTTP listener thread");
         GitHttp {
-            port,
-            shared,
-            listener: Some(handle),
+            shared: shared.expect("the router was built"),
+            server,
             _root: root_dir,
         }
     }
 
+    /// The port it listens on.
+    pub fn port(&self) -> u16 {
+        self.server.port()
+    }
+
     /// `http://127.0.0.1:PORT/<repo>`, without credentials.
     pub fn url(&self, repo: &str) -> String {
-        format!(
-            "http://127.0.0.1:{}/{}",
-            self.port,
-            repo.trim_start_matches('/')
-        )
+        format!("{}/{}", self.server.url(), repo.trim_start_matches('/'))
     }
 
     /// Every request so far, oldest first, as `METHOD TARGET STATUS`, where `TARGET` is the
@@ -146,28 +131,11 @@ impl GitHttp {
 
 impl Drop for GitHttp {
     fn drop(&mut self) {
-        // Under the lock, so that the listener registers no connection after this.
-        {
-            let mut conns = lock(&self.shared.conns);
-            conns.stopping = true;
-            for stream in conns.open.values() {
-                let _ = stream.shutdown(Shutdown::Both);
-            }
+        // A hung request would never finish: close its connection at once rather than wait
+        // out the grace meant for requests that do.
+        if self.shared.hung.load(Ordering::SeqCst) > 0 {
+            self.server.shutdown(Duration::ZERO);
         }
-        // Wake the listener out of `accept`; it sees `stopping` and returns. Should the
-        // connection fail, the thread is left blocked rather than joined forever.
-        let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
-        if TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_ok() {
-            if let Some(handle) = self.listener.take() {
-                let _ = handle.join();
-            }
-        }
-        // Connection threads end once their socket is shut down; wait for them, bounded.
-        let conns = lock(&self.shared.conns);
-        let _ = self
-            .shared
-            .conn_ended
-            .wait_timeout_while(conns, DROP_DEADLINE, |c| !c.open.is_empty());
     }
 }
 
@@ -199,62 +167,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn accept_loop(listener: TcpListener, shared: Arc<Shared>) {
-    for stream in listener.incoming() {
-        let stream = match stream {
-            Ok(stream) => stream,
-            Err(_) => {
-                if lock(&shared.conns).stopping {
-                    return;
-                }
-                // Out of file descriptors, say: do not spin.
-                std::thread::sleep(Duration::from_millis(10));
-                continue;
-            }
-        };
-        let id = {
-            let mut conns = lock(&shared.conns);
-            if conns.stopping {
-                return;
-            }
-            let Ok(clone) = stream.try_clone() else {
-                continue;
-            };
-            let id = conns.next_id;
-            conns.next_id += 1;
-            conns.open.insert(id, clone);
-            id
-        };
-        let serving = Arc::clone(&shared);
-        let spawned = std::thread::Builder::new()
-            .name(format!("git-http-{}-conn-{id}", shared.port))
-            .spawn(move || {
-                let _registered = Registered {
-                    shared: &serving,
-                    id,
-                };
-                serve(&serving, stream);
-            });
-        if spawned.is_err() {
-            lock(&shared.conns).open.remove(&id);
-        }
-    }
-}
-
-/// Unregisters a connection when its thread ends, panics included.
-struct Registered<'a> {
-    shared: &'a Shared,
-    id: u64,
-}
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        lock(&self.shared.conns).open.remove(&self.id);
-        self.shared.conn_ended.notify_all();
-    }
-}
-
-/// One parsed request head.
+/// One request, as http-backend is told of it.
 struct Request {
     method: String,
     /// The request target as sent: path and query.
@@ -272,245 +185,134 @@ impl Request {
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
     }
-
-    fn expects_continue(&self) -> bool {
-        self.header("expect")
-            .is_some_and(|v| v.eq_ignore_ascii_case("100-continue"))
-    }
 }
 
-/// A response ready to send.
+/// A response of `git http-backend`, or of this server.
 struct Response {
     status: u16,
-    reason: String,
     headers: Vec<(String, String)>,
     body: Vec<u8>,
 }
 
 impl Response {
-    fn text(status: u16, reason: &str, body: &str) -> Response {
+    fn text(status: u16, body: &str) -> Response {
         Response {
             status,
-            reason: reason.to_owned(),
             headers: vec![("Content-Type".into(), "text/plain; charset=utf-8".into())],
             body: body.as_bytes().to_vec(),
         }
     }
 }
 
-/// Serves one connection: one request, one response, then close.
-fn serve(shared: &Shared, stream: TcpStream) {
-    let peer = stream
-        .peer_addr()
-        .map(|a| a.ip().to_string())
-        .unwrap_or_else(|_| "127.0.0.1".into());
-    let Ok(read_half) = stream.try_clone() else {
-        return;
-    };
-    let mut reader = BufReader::new(read_half);
-    let request = match read_head(&mut reader) {
-        Ok(Some(request)) => request,
-        // The client closed before sending a request (the drop's wake-up connection, say).
-        Ok(None) => return,
-        Err(e) => {
-            let _ = send(
-                &stream,
-                &Response::text(400, "Bad Request", &format!("{e}\n")),
-            );
-            log(shared, "?", "?", 400);
-            return;
-        }
+/// Counts a hung request until its client goes away or the server stops.
+struct Hung(Arc<Shared>);
+
+impl Drop for Hung {
+    fn drop(&mut self) {
+        self.0.hung.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Any request: hung, refused (401) or handed to `git http-backend`.
+async fn serve(
+    State(shared): State<Arc<Shared>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    request: HttpRequest,
+) -> HttpResponse {
+    let (parts, body) = request.into_parts();
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or_else(|| parts.uri.path().to_owned(), |pq| pq.as_str().to_owned());
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for name in parts.headers.keys() {
+        let values: Vec<String> = parts
+            .headers
+            .get_all(name)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())
+            .collect();
+        headers.push((name.as_str().to_owned(), values.join(", ")));
+    }
+    let request = Request {
+        method: parts.method.to_string(),
+        target,
+        path: parts.uri.path().to_owned(),
+        query: parts.uri.query().unwrap_or("").to_owned(),
+        headers,
     };
 
     if shared.hang.load(Ordering::SeqCst) {
         lock(&shared.log).push(format!("{} {} {HUNG}", request.method, request.target));
-        // Read whatever comes, body included, until the client or the drop closes the socket.
-        let _ = io::copy(&mut reader, &mut io::sink());
-        return;
+        shared.hung.fetch_add(1, Ordering::SeqCst);
+        let _hung = Hung(Arc::clone(&shared));
+        // Read whatever comes, body included; then never answer. hyper drops this future
+        // when the client closes, and dropping the server closes the connection.
+        let _ = axum::body::to_bytes(body, usize::MAX).await;
+        return std::future::pending().await;
     }
 
-    if !authorized(&request, &shared.user, &shared.password) {
-        // With `Expect: 100-continue` the client waits for a go-ahead it will not get;
-        // otherwise read the body, so that closing does not reset the connection under it.
-        if !request.expects_continue() {
-            let _ = read_body(&mut reader, &request);
-        }
-        let mut response = Response::text(401, "Unauthorized", "authentication required\n");
+    let (method, target) = (request.method.clone(), request.target.clone());
+    let response = if !authorized(&request, &shared.user, &shared.password) {
+        // The body is left unread: with `Expect: 100-continue` the client is not asked for
+        // it, and hyper drains or closes as the framing allows.
+        let mut response = Response::text(401, "authentication required\n");
         response.headers.push((
             "WWW-Authenticate".into(),
             format!("Basic realm=\"{REALM}\""),
         ));
-        let _ = send(&stream, &response);
-        log(shared, &request.method, &request.target, 401);
-        close_gracefully(&stream, &mut reader);
-        return;
-    }
-
-    if request.expects_continue() {
-        let mut writer = &stream;
-        if writer.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").is_err() {
-            return;
+        response
+    } else {
+        match axum::body::to_bytes(body, usize::MAX).await {
+            Ok(body) => {
+                let peer = peer.ip().to_string();
+                let backend = Arc::clone(&shared);
+                // http-backend is a process to wait for: off the server's one thread.
+                tokio::task::spawn_blocking(move || run_backend(&backend, &request, &body, &peer))
+                    .await
+                    .map_err(io::Error::other)
+                    .and_then(|ran| ran)
+                    .unwrap_or_else(|e| {
+                        Response::text(500, &format!("running git http-backend: {e}\n"))
+                    })
+            }
+            Err(e) => Response::text(400, &format!("reading the body: {e}\n")),
         }
-    }
-    let response = match read_body(&mut reader, &request) {
-        Ok(body) => run_backend(shared, &request, &body, &peer).unwrap_or_else(|e| {
-            Response::text(
-                500,
-                "Internal Server Error",
-                &format!("running git http-backend: {e}\n"),
-            )
-        }),
-        Err(e) => Response::text(400, "Bad Request", &format!("reading the body: {e}\n")),
     };
-    let _ = send(&stream, &response);
-    log(shared, &request.method, &request.target, response.status);
-    close_gracefully(&stream, &mut reader);
+    // Logged before the client has the answer, so a test that got it sees the entry.
+    log(&shared, &method, &target, response.status);
+    into_http(response)
 }
 
 fn log(shared: &Shared, method: &str, target: &str, status: u16) {
     lock(&shared.log).push(format!("{method} {target} {status}"));
 }
 
-/// Signals the end of the response, then drains what the client still sends (briefly), so
-/// that the kernel does not answer unread data with a reset that could eat the response.
-fn close_gracefully(stream: &TcpStream, reader: &mut BufReader<TcpStream>) {
-    let _ = stream.shutdown(Shutdown::Write);
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    let _ = io::copy(reader, &mut io::sink());
-}
-
-/// Reads the request line and headers; `None` if the connection closes before any byte.
-fn read_head(reader: &mut BufReader<TcpStream>) -> io::Result<Option<Request>> {
-    let mut lines = Vec::new();
-    let mut size = 0;
-    loop {
-        let mut line = Vec::new();
-        let n = reader.read_until(b'\n', &mut line)?;
-        if n == 0 {
-            if size == 0 {
-                return Ok(None);
-            }
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside the request head",
-            ));
-        }
-        size += n;
-        if size > MAX_HEAD {
-            return Err(io::Error::other("request head too long"));
-        }
-        let line = String::from_utf8_lossy(&line)
-            .trim_end_matches(['\r', '\n'])
-            .to_owned();
-        if line.is_empty() {
-            // Tolerate blank lines before the request line (RFC 9112, 2.2).
-            if lines.is_empty() {
-                continue;
-            }
-            break;
-        }
-        lines.push(line);
-    }
-
-    let mut request_line = lines[0].split_whitespace();
-    let (Some(method), Some(target), Some(_version)) = (
-        request_line.next(),
-        request_line.next(),
-        request_line.next(),
-    ) else {
-        return Err(io::Error::other(format!("bad request line {:?}", lines[0])));
-    };
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    let mut headers: Vec<(String, String)> = Vec::new();
-    for line in &lines[1..] {
-        let Some((name, value)) = line.split_once(':') else {
-            return Err(io::Error::other(format!("bad header line {line:?}")));
+/// The response for hyper, which does the framing: the CGI's own framing headers are dropped.
+fn into_http(response: Response) -> HttpResponse {
+    let mut out = HttpResponse::new(Body::from(response.body));
+    // http-backend's statuses are all valid; a broken one is a server error.
+    *out.status_mut() =
+        StatusCode::from_u16(response.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    for (name, value) in &response.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            continue;
         };
-        let name = name.trim().to_ascii_lowercase();
-        let value = value.trim();
-        match headers.iter_mut().find(|(n, _)| *n == name) {
-            Some((_, existing)) => {
-                existing.push_str(", ");
-                existing.push_str(value);
-            }
-            None => headers.push((name, value.to_owned())),
+        if [
+            header::CONTENT_LENGTH,
+            header::TRANSFER_ENCODING,
+            header::CONNECTION,
+        ]
+        .contains(&name)
+        {
+            continue;
         }
+        out.headers_mut().append(name, value);
     }
-    Ok(Some(Request {
-        method: method.to_owned(),
-        target: target.to_owned(),
-        path: path.to_owned(),
-        query: query.to_owned(),
-        headers,
-    }))
-}
-
-/// Reads the body as framed by `Transfer-Encoding: chunked` or `Content-Length`, de-chunked;
-/// empty when neither is present.
-fn read_body(reader: &mut BufReader<TcpStream>, request: &Request) -> io::Result<Vec<u8>> {
-    let chunked = request.header("transfer-encoding").is_some_and(|te| {
-        te.rsplit(',')
-            .next()
-            .is_some_and(|last| last.trim().eq_ignore_ascii_case("chunked"))
-    });
-    if chunked {
-        return read_chunked(reader);
-    }
-    let Some(length) = request.header("content-length") else {
-        return Ok(Vec::new());
-    };
-    let length: u64 = length
-        .parse()
-        .map_err(|_| io::Error::other(format!("bad Content-Length {length:?}")))?;
-    let mut body = Vec::new();
-    reader.take(length).read_to_end(&mut body)?;
-    if body.len() as u64 != length {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            format!("body ended after {} of {length} bytes", body.len()),
-        ));
-    }
-    Ok(body)
-}
-
-fn read_chunked(reader: &mut BufReader<TcpStream>) -> io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let line = read_line(reader)?;
-        let size = line.split(';').next().unwrap_or("").trim();
-        let size = u64::from_str_radix(size, 16)
-            .map_err(|_| io::Error::other(format!("bad chunk size line {line:?}")))?;
-        if size == 0 {
-            // Trailers, if any, up to the blank line.
-            while !read_line(reader)?.is_empty() {}
-            return Ok(body);
-        }
-        let before = body.len();
-        reader.take(size).read_to_end(&mut body)?;
-        if (body.len() - before) as u64 != size {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                "connection closed inside a chunk",
-            ));
-        }
-        if !read_line(reader)?.is_empty() {
-            return Err(io::Error::other("chunk not followed by CRLF"));
-        }
-    }
-}
-
-/// One CRLF- (or LF-) terminated line, without its terminator.
-fn read_line(reader: &mut BufReader<TcpStream>) -> io::Result<String> {
-    let mut line = Vec::new();
-    if reader.read_until(b'\n', &mut line)? == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::UnexpectedEof,
-            "connection closed inside the chunked body",
-        ));
-    }
-    Ok(String::from_utf8_lossy(&line)
-        .trim_end_matches(['\r', '\n'])
-        .to_owned())
+    out
 }
 
 /// Whether the request carries `Authorization: Basic` with exactly `user:password`.
@@ -704,49 +506,20 @@ fn parse_cgi(output: &[u8]) -> io::Result<Response> {
         };
         let (name, value) = (name.trim(), value.trim());
         if name.eq_ignore_ascii_case("status") {
-            let (code, reason) = value.split_once(' ').unwrap_or((value, ""));
+            let code = value.split_once(' ').map_or(value, |(code, _)| code);
             let code: u16 = code
                 .parse()
                 .map_err(|_| io::Error::other(format!("bad CGI Status {value:?}")))?;
-            status = Some((code, reason.trim().to_owned()));
+            status = Some(code);
         } else {
             location |= name.eq_ignore_ascii_case("location");
             headers.push((name.to_owned(), value.to_owned()));
         }
     }
-    let (status, reason) = status.unwrap_or_else(|| {
-        if location {
-            (302, "Found".to_owned())
-        } else {
-            (200, "OK".to_owned())
-        }
-    });
+    let status = status.unwrap_or(if location { 302 } else { 200 });
     Ok(Response {
         status,
-        reason,
         headers,
         body: rest.to_vec(),
     })
-}
-
-/// Writes the whole response, with a Content-Length and `Connection: close`.
-fn send(mut stream: &TcpStream, response: &Response) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, response.reason);
-    for (name, value) in &response.headers {
-        // The framing is ours.
-        if ["content-length", "transfer-encoding", "connection"]
-            .iter()
-            .any(|n| name.eq_ignore_ascii_case(n))
-        {
-            continue;
-        }
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str(&format!(
-        "Content-Length: {}\r\nConnection: close\r\n\r\n",
-        response.body.len()
-    ));
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(&response.body)?;
-    stream.flush()
 }

@@ -32,15 +32,18 @@
 //! Stops on drop.
 #![allow(dead_code)]
 
+use axum::body::Bytes;
+use axum::extract::State as AppState;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Write};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+
+use super::http::Server;
 
 /// The token the stand-in accepts.
 pub const TOKEN: &str = "ghp_standInT0ken0123456789abcdefghijklmn";
@@ -188,13 +191,13 @@ struct Shared {
     name: String,
     bare: PathBuf,
     state: Mutex<State>,
-    stop: AtomicBool,
     port: u16,
 }
 
 /// A running stand-in; stops on drop.
 pub struct GitHubStandIn {
     shared: Arc<Shared>,
+    server: Server,
 }
 
 /// A request, parsed.
@@ -242,22 +245,25 @@ impl Out {
 impl GitHubStandIn {
     /// Serves repository `owner/name`, whose branches live in the bare repository `bare`.
     pub fn start(owner: &str, name: &str, bare: &Path) -> GitHubStandIn {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let shared = Arc::new(Shared {
-            owner: owner.to_string(),
-            name: name.to_string(),
-            bare: bare.to_path_buf(),
-            state: Mutex::new(State {
-                next_id: 1000,
-                ..State::default()
-            }),
-            stop: AtomicBool::new(false),
-            port,
+        let mut shared = None;
+        let server = Server::start_with("github", |port| {
+            let s = Arc::new(Shared {
+                owner: owner.to_string(),
+                name: name.to_string(),
+                bare: bare.to_path_buf(),
+                state: Mutex::new(State {
+                    next_id: 1000,
+                    ..State::default()
+                }),
+                port,
+            });
+            shared = Some(s.clone());
+            // One handler routes every request: switches and credentials come first, as on
+            // GitHub, whatever the path.
+            Router::new().fallback(serve).with_state(s)
         });
-        let s = shared.clone();
-        super::http::accept(listener, s, |s| s.stop.load(Ordering::SeqCst), serve);
-        GitHubStandIn { shared }
+        let shared = shared.expect("the router was built");
+        GitHubStandIn { shared, server }
     }
 
     /// weir's GitHub adapter (octocrab) pointed at this stand-in, with [`TOKEN`]. Needs a
@@ -279,7 +285,7 @@ impl GitHubStandIn {
 
     /// `http://127.0.0.1:PORT`: the API's base URL.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.shared.port)
+        self.server.url()
     }
 
     /// Opens a pull request as a person does on GitHub; returns its number.
@@ -443,122 +449,81 @@ impl GitHubStandIn {
     }
 }
 
-impl Drop for GitHubStandIn {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        super::http::wake(self.shared.port);
-    }
-}
-
-fn serve(stream: TcpStream, s: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let Some(incoming) = read_request(&mut reader)? else {
-        return Ok(());
-    };
-    let out = answer(s, &incoming);
-    write_answer(stream, s, &out)
-}
-
-fn read_request(reader: &mut impl BufRead) -> std::io::Result<Option<Incoming>> {
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Ok(None);
-    }
-    let mut parts = line.split_whitespace();
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut headers = BTreeMap::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.insert(name.trim().to_ascii_lowercase(), value.trim().to_string());
-        }
-    }
-    let body = if headers
-        .get("transfer-encoding")
-        .is_some_and(|v| v.contains("chunked"))
-    {
-        super::receiver::read_chunked(reader)?
-    } else {
-        let length: usize = headers
-            .get("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body)?;
-        body
-    };
-    let (path, raw_query) = target.split_once('?').unwrap_or((&target, ""));
-    let query = url::form_urlencoded::parse(raw_query.as_bytes())
+/// Any request: parsed by hyper, answered by [`answer`] on a blocking thread, since merges
+/// run git2 on the bare repository.
+async fn serve(
+    AppState(s): AppState<Arc<Shared>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let query = url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
         .into_owned()
         .collect();
-    Ok(Some(Incoming {
-        method,
-        path: path.to_string(),
+    let incoming = Incoming {
+        method: method.to_string(),
+        path: uri.path().to_string(),
         query,
-        authorization: headers.get("authorization").cloned(),
-        body,
-    }))
+        authorization: headers
+            .get(header::AUTHORIZATION)
+            .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+        body: body.to_vec(),
+    };
+    let answered = tokio::task::spawn_blocking(move || {
+        let out = answer(&s, &incoming);
+        respond(&s, out)
+    })
+    .await;
+    answered.unwrap_or_else(|e| {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the GitHub stand-in failed: {e}"),
+        )
+            .into_response()
+    })
 }
 
-fn write_answer(mut stream: TcpStream, s: &Shared, out: &Out) -> std::io::Result<()> {
+/// The answer as GitHub sends it: JSON, with the rate-limit headers unless a switch set its
+/// own.
+fn respond(s: &Shared, out: Out) -> Response {
     let body = if out.body.is_null() {
         String::new()
     } else {
         out.body.to_string()
     };
-    let (used, reset) = {
-        let st = s.state.lock().unwrap();
-        (st.used, Utc::now().timestamp() + 3600)
-    };
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\nContent-Type: application/json; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n",
-        out.status,
-        reason(out.status),
-        body.len()
+    let used = s.state.lock().unwrap().used;
+    let reset = Utc::now().timestamp() + 3600;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
     );
-    // A switch may have set its own rate-limit headers.
+    let mut add = |name: &str, value: String| {
+        headers.append(
+            HeaderName::from_bytes(name.as_bytes()).expect("a valid header name"),
+            HeaderValue::from_str(&value).expect("a valid header value"),
+        );
+    };
     if !out
         .headers
         .iter()
         .any(|(n, _)| n == "x-ratelimit-remaining")
     {
-        head.push_str(&format!(
-            "x-ratelimit-limit: 5000\r\nx-ratelimit-remaining: {}\r\nx-ratelimit-reset: {reset}\r\nx-ratelimit-used: {used}\r\nx-ratelimit-resource: core\r\n",
-            5000u64.saturating_sub(used)
-        ));
+        add("x-ratelimit-limit", "5000".into());
+        add(
+            "x-ratelimit-remaining",
+            5000u64.saturating_sub(used).to_string(),
+        );
+        add("x-ratelimit-reset", reset.to_string());
+        add("x-ratelimit-used", used.to_string());
+        add("x-ratelimit-resource", "core".into());
     }
-    for (name, value) in &out.headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
+    for (name, value) in out.headers {
+        add(&name, value);
     }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes())?;
-    stream.write_all(body.as_bytes())?;
-    stream.flush()
-}
-
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        409 => "Conflict",
-        422 => "Unprocessable Entity",
-        429 => "Too Many Requests",
-        502 => "Bad Gateway",
-        _ => "Status",
-    }
+    let status = StatusCode::from_u16(out.status).expect("the stand-in's statuses are valid");
+    (status, headers, body).into_response()
 }
 
 /// Records the request and answers it.

@@ -17,12 +17,18 @@
 //! raw body, parsed payload, answer) so tests can assert what weir sent. Stops on drop.
 #![allow(dead_code)]
 
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::{header, Method, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::io::{Read, Write};
+use std::net::TcpStream;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use super::http::Server;
 
 /// Flagger's `CanaryWebhookPayload`, as the load tester decodes it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
@@ -107,29 +113,27 @@ struct Shared {
     failing: Mutex<BTreeMap<String, usize>>,
     calls: Mutex<Vec<Call>>,
     tasks: Mutex<Vec<Task>>,
-    stop: AtomicBool,
 }
 
 /// A running load tester; stops on drop.
 pub struct LoadTester {
-    port: u16,
     shared: Arc<Shared>,
+    server: Server,
 }
 
 impl LoadTester {
     /// Starts on a free 127.0.0.1 port.
     pub fn start() -> LoadTester {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("binding the load tester");
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared::default());
-        let s = shared.clone();
-        super::http::accept(listener, s, |s| s.stop.load(Ordering::SeqCst), serve);
-        LoadTester { port, shared }
+        // Go's mux sends every path it does not know to `/`, whatever the method.
+        let router = Router::new().fallback(serve).with_state(shared.clone());
+        let server = Server::start("loadtester", router);
+        LoadTester { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`, as a Canary's webhook URLs name it.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// Opens gate `<name>.<namespace>` (as `/gate/open` does).
@@ -195,15 +199,7 @@ impl LoadTester {
 
     /// Sends `body` to `path` over HTTP, as `curl -d` would: (status, body).
     pub fn post(&self, path: &str, body: &str) -> (u16, String) {
-        http_post(self.port, path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"))
-    }
-}
-
-impl Drop for LoadTester {
-    fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wakes the accept loop so that it sees the flag.
-        super::http::wake(self.port);
+        http_post(self.server.port(), path, body).unwrap_or_else(|e| panic!("POST {path}: {e}"))
     }
 }
 
@@ -300,97 +296,32 @@ fn new_task(s: &Shared, p: &Payload, canary: String) -> (u16, String) {
     }
 }
 
-fn serve(stream: TcpStream, s: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Ok(());
-    }
-    let mut parts = line.trim_end().split(' ');
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut length = 0usize;
-    let mut chunked = false;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
-        }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            match name.trim().to_ascii_lowercase().as_str() {
-                "content-length" => length = value.trim().parse().unwrap_or(0),
-                "transfer-encoding" => chunked = value.contains("chunked"),
-                _ => {}
-            }
-        }
-    }
-    let body = if chunked {
-        read_chunked(&mut reader)?
-    } else {
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body)?;
-        body
-    };
-    let path = target.split('?').next().unwrap_or("").to_string();
+/// Any request: the path picks the route, the body is the payload.
+async fn serve(State(s): State<Arc<Shared>>, method: Method, uri: Uri, body: Bytes) -> Response {
+    let path = uri.path().to_string();
     let parsed: Result<Payload, ()> = serde_json::from_slice(&body).map_err(|_| ());
     let keys = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v.as_object().map(|o| o.keys().cloned().collect()))
         .unwrap_or_default();
-    let (status, text) = answer(s, &path, parsed.as_ref().map_err(|_| ()));
+    let (status, text) = answer(&s, &path, parsed.as_ref().map_err(|_| ()));
     // Recorded before answering: once weir has its answer, the test sees the request.
     s.calls.lock().unwrap().push(Call {
-        method,
+        method: method.to_string(),
         path,
-        body,
+        body: body.to_vec(),
         payload: parsed.ok(),
         keys,
         status,
         answer: text.clone(),
     });
-    let reason = match status {
-        200 => "OK",
-        202 => "Accepted",
-        400 => "Bad Request",
-        403 => "Forbidden",
-        500 => "Internal Server Error",
-        _ => "Status",
-    };
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    )?;
-    out.flush()
-}
-
-fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        reader.read_line(&mut size)?;
-        let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        if size == 0 {
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        let mut chunk = vec![0u8; size];
-        reader.read_exact(&mut chunk)?;
-        body.extend_from_slice(&chunk);
-        let mut crlf = [0u8; 2];
-        reader.read_exact(&mut crlf)?;
-    }
+    let status = StatusCode::from_u16(status).expect("the load tester's statuses are valid");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+        text,
+    )
+        .into_response()
 }
 
 /// A minimal HTTP/1.0 POST to 127.0.0.1: the status code and the body.

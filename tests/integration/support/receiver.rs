@@ -6,11 +6,16 @@
 //! the client asked it for. Stops on drop.
 #![allow(dead_code)]
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use axum::body::Body;
+use axum::extract::{Request as HttpRequest, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Router;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
+
+use super::http::Server;
 
 /// One request as received.
 #[derive(Debug, Clone)]
@@ -19,7 +24,7 @@ pub struct Request {
     pub method: String,
     /// The request target: a path (`/hook`), or an absolute URL when sent to a proxy.
     pub target: String,
-    /// Header names (lowercased) and values, in order.
+    /// Header names (lowercased) and values, in the order received (repeats of a name together).
     pub headers: Vec<(String, String)>,
     /// The body (de-chunked).
     pub body: Vec<u8>,
@@ -59,17 +64,23 @@ struct Answer {
     hold_until: usize,
 }
 
+/// What held requests wait on.
+#[derive(Debug, Clone, Copy, Default)]
+struct Progress {
+    arrived: usize,
+    stopping: bool,
+}
+
 struct Shared {
     answer: Mutex<Answer>,
     requests: Mutex<Vec<Request>>,
-    arrived: Condvar,
-    stop: AtomicBool,
+    progress: watch::Sender<Progress>,
 }
 
 /// A running receiver; stops on drop.
 pub struct Receiver {
-    port: u16,
     shared: Arc<Shared>,
+    server: Server,
 }
 
 impl Receiver {
@@ -80,8 +91,6 @@ impl Receiver {
 
     /// A receiver that answers `status`.
     pub fn answering(status: u16) -> Receiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
         let shared = Arc::new(Shared {
             answer: Mutex::new(Answer {
                 status,
@@ -91,22 +100,21 @@ impl Receiver {
                 hold_until: 0,
             }),
             requests: Mutex::new(Vec::new()),
-            arrived: Condvar::new(),
-            stop: AtomicBool::new(false),
+            progress: watch::Sender::new(Progress::default()),
         });
-        let s = shared.clone();
-        super::http::accept(listener, s, |s| s.stop.load(Ordering::SeqCst), serve);
-        Receiver { port, shared }
+        let router = Router::new().fallback(serve).with_state(shared.clone());
+        let server = Server::start("receiver", router);
+        Receiver { shared, server }
     }
 
     /// `http://127.0.0.1:PORT`.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        self.server.url()
     }
 
     /// The port.
     pub fn port(&self) -> u16 {
-        self.port
+        self.server.port()
     }
 
     /// Answers `status` from now on.
@@ -147,64 +155,43 @@ impl Receiver {
 
 impl Drop for Receiver {
     fn drop(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        self.shared.arrived.notify_all();
-        // Wakes the accept loop so that it sees the flag.
-        super::http::wake(self.port);
+        // Held requests answer now; the server then stops with them answered.
+        self.shared.progress.send_modify(|p| p.stopping = true);
     }
 }
 
-fn serve(stream: TcpStream, s: &Shared) -> std::io::Result<()> {
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let mut reader = BufReader::new(stream.try_clone()?);
-    let mut line = String::new();
-    if reader.read_line(&mut line)? == 0 {
-        return Ok(());
-    }
-    let request_line = line.trim_end().to_string();
-    let mut parts = request_line.split(' ');
-    let method = parts.next().unwrap_or("").to_string();
-    let target = parts.next().unwrap_or("").to_string();
-    let mut headers = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(());
+/// Records any request, to any path with any method, and answers it as set.
+async fn serve(State(s): State<Arc<Shared>>, request: HttpRequest) -> Response {
+    let (parts, body) = request.into_parts();
+    let body = match axum::body::to_bytes(body, usize::MAX).await {
+        Ok(body) => body.to_vec(),
+        Err(e) => {
+            return (StatusCode::BAD_REQUEST, format!("reading the body: {e}\n")).into_response()
         }
-        let line = line.trim_end();
-        if line.is_empty() {
-            break;
-        }
-        if let Some((name, value)) = line.split_once(':') {
-            headers.push((name.trim().to_ascii_lowercase(), value.trim().to_string()));
-        }
-    }
-    let header = |name: &str| {
-        headers
-            .iter()
-            .find(|(n, _)| n == name)
-            .map(|(_, v)| v.clone())
     };
-    let body = if header("transfer-encoding").is_some_and(|v| v.contains("chunked")) {
-        read_chunked(&mut reader)?
-    } else {
-        let length: usize = header("content-length")
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0);
-        let mut body = vec![0u8; length];
-        reader.read_exact(&mut body)?;
-        body
-    };
+    // The request target as sent: a path, or an absolute URL when asked as a proxy.
+    let target = parts.uri.to_string();
+    let headers: Vec<(String, String)> = parts
+        .headers
+        .iter()
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
     let echoed = format!(
-        "{request_line}\n{}",
+        "{} {target} {:?}\n{}",
+        parts.method,
+        parts.version,
         headers
             .iter()
             .map(|(n, v)| format!("{n}: {v}"))
             .collect::<Vec<_>>()
             .join("\n")
     );
-    // Recorded before answering: once the client has its answer, the test sees the request.
-    let (status, text) = {
+    let (status, text, hold) = {
         let mut answer = s.answer.lock().unwrap();
         let status = if answer.fail_next > 0 {
             answer.fail_next -= 1;
@@ -217,64 +204,29 @@ fn serve(stream: TcpStream, s: &Shared) -> std::io::Result<()> {
         } else {
             answer.body.clone()
         };
-        let hold = answer.hold_until;
-        drop(answer);
-        let mut requests = s.requests.lock().unwrap();
-        requests.push(Request {
-            method,
-            target,
-            headers,
-            body,
-        });
-        s.arrived.notify_all();
-        if hold > 0 {
-            let _ = s
-                .arrived
-                .wait_timeout_while(requests, Duration::from_secs(5), |r| {
-                    r.len() < hold && !s.stop.load(Ordering::SeqCst)
-                })
-                .unwrap();
-        }
-        (status, text)
+        (status, text, answer.hold_until)
     };
-    let reason = match status {
-        200 => "OK",
-        202 => "Accepted",
-        404 => "Not Found",
-        429 => "Too Many Requests",
-        500 => "Internal Server Error",
-        _ => "Status",
-    };
-    let mut out = stream;
-    write!(
-        out,
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{text}",
-        text.len()
-    )?;
-    out.flush()
-}
-
-/// Reads a chunked body (RFC 9112, section 7.1), trailers skipped.
-pub fn read_chunked(reader: &mut impl BufRead) -> std::io::Result<Vec<u8>> {
-    let mut body = Vec::new();
-    loop {
-        let mut size = String::new();
-        reader.read_line(&mut size)?;
-        let size = usize::from_str_radix(size.trim().split(';').next().unwrap_or(""), 16)
-            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))?;
-        if size == 0 {
-            // Trailers, up to the empty line.
-            loop {
-                let mut line = String::new();
-                if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
-                    return Ok(body);
-                }
-            }
-        }
-        let mut chunk = vec![0u8; size];
-        reader.read_exact(&mut chunk)?;
-        body.extend_from_slice(&chunk);
-        let mut crlf = [0u8; 2];
-        reader.read_exact(&mut crlf)?;
+    // Recorded before answering: once the client has its answer, the test sees the request.
+    s.requests.lock().unwrap().push(Request {
+        method: parts.method.to_string(),
+        target,
+        headers,
+        body,
+    });
+    s.progress.send_modify(|p| p.arrived += 1);
+    if hold > 0 {
+        let mut progress = s.progress.subscribe();
+        let _ = tokio::time::timeout(
+            Duration::from_secs(5),
+            progress.wait_for(|p| p.arrived >= hold || p.stopping),
+        )
+        .await;
     }
+    let status = StatusCode::from_u16(status).expect("a test sets a valid status");
+    (
+        status,
+        [(header::CONTENT_TYPE, "text/plain")],
+        Body::from(text),
+    )
+        .into_response()
 }
