@@ -419,10 +419,15 @@ impl Git2Repo {
         self.settings.url.redacted()
     }
 
+    /// Text from libgit2 or the remote, as weir shows it: credentials scrubbed, one bounded line.
+    fn shown(&self, text: &str) -> String {
+        crate::core::text::clean(&self.scrubber.scrub(text), 300)
+    }
+
     /// Turns a transport error into a message a user can act on.
     fn classify(&self, what: &str, e: &git2::Error, auth: &Auth) -> RepoError {
         let url = self.url();
-        let message = crate::core::text::clean(&self.scrubber.scrub(e.message()), 300);
+        let message = self.shown(e.message());
         if let Some(why) = auth.host_key.lock().expect("not poisoned").take() {
             return RepoError::permanent(format!("cannot {what} {url}: {why}"));
         }
@@ -901,10 +906,7 @@ impl Git2Repo {
         let target_ref = format!("refs/heads/{branch}");
         let url = self.url();
         let remote = Repository::open(path).map_err(|e| {
-            RepoError::transient(format!(
-                "cannot open {url}: {}",
-                crate::core::text::clean(&self.scrubber.scrub(e.message()), 300)
-            ))
+            RepoError::transient(format!("cannot open {url}: {}", self.shown(e.message())))
         })?;
         let current = |remote: &Repository| remote.refname_to_id(&target_ref).ok().map(id);
         let now = current(&remote);
@@ -958,7 +960,7 @@ impl Git2Repo {
                 now if now != expected => Ok(PushOutcome::Raced { remote: now }),
                 _ => Err(RepoError::transient(format!(
                     "cannot update {target_ref} on {url}: {}",
-                    crate::core::text::clean(&self.scrubber.scrub(e.message()), 300)
+                    self.shown(e.message())
                 ))),
             },
         }
@@ -1040,7 +1042,7 @@ impl Git2Repo {
             return match self.remote_ref(branch)? {
                 now if now == expected => Err(RepoError::permanent(format!(
                     "the remote refused the update of {target_ref} on {url}: {}. The branch did not move, so this is not a race; weir will not retry it until something changes (branch protection, a hook or permissions?)",
-                    crate::core::text::clean(&self.scrubber.scrub(&message), 300)
+                    self.shown(&message)
                 ))),
                 remote => Ok(PushOutcome::Raced { remote }),
             };

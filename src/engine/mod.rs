@@ -212,39 +212,26 @@ impl Engine {
 
     async fn tick_recovering(&mut self) -> Result<TickReport, TickError> {
         let result = self.tick_once().await;
-        // An app's files could not be read from the local copy (reported as that app's
-        // error): repair the copy and go again, so the app is not held up by weir's cache.
-        if result.is_ok() && self.ports.repo.damaged() && self.ports.repo.start_over()? {
-            warn!("an object of the local copy of the repository could not be read; it was cloned again");
-            self.caches.quiet_head = None;
-            return self.tick_once().await;
+        // A damaged local copy is never the tick's answer: the adapter cloned it again
+        // already (`repaired`), or starting it over may (a read or a write of the copy
+        // failed, or an app's files could not be read from it, which was reported as that
+        // app's error). Then plan once more on a fresh fetch.
+        let repaired = matches!(&result, Err(TickError::Repo(e)) if e.repaired);
+        let damaged = match &result {
+            Ok(_) => self.ports.repo.damaged(),
+            Err(TickError::Source(SourceError::Read { .. })) => true,
+            Err(TickError::Repo(e)) => e.local,
+            Err(_) => false,
+        };
+        if !(repaired || (damaged && self.ports.repo.start_over()?)) {
+            return result;
         }
-        match result {
-            Err(TickError::Source(e @ SourceError::Read { .. })) => {
-                if self.ports.repo.start_over()? {
-                    warn!("{e}; the local copy of the repository was cloned again");
-                    self.caches.quiet_head = None;
-                    self.tick_once().await
-                } else {
-                    Err(TickError::Source(e))
-                }
-            }
-            Err(TickError::Repo(e)) if e.repaired => {
-                warn!("{e}; planning again");
-                self.caches.quiet_head = None;
-                self.tick_once().await
-            }
-            Err(TickError::Repo(e)) if e.local => {
-                if self.ports.repo.start_over()? {
-                    warn!("{e}; the local copy of the repository was cloned again");
-                    self.caches.quiet_head = None;
-                    self.tick_once().await
-                } else {
-                    Err(TickError::Repo(e))
-                }
-            }
-            other => other,
+        match &result {
+            Ok(_) => warn!("an object of the local copy of the repository could not be read; it was cloned again"),
+            Err(e) => warn!("{e}; the local copy of the repository was cloned again"),
         }
+        self.caches.quiet_head = None;
+        self.tick_once().await
     }
 
     async fn tick_once(&mut self) -> Result<TickReport, TickError> {

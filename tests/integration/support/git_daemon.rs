@@ -2,7 +2,7 @@
 //! pushes included, stopped on drop. Needs `git` on PATH.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -16,11 +16,7 @@ pub struct GitDaemon {
 impl GitDaemon {
     /// Serves `root` (base path and the one exported folder) with receive-pack enabled.
     pub fn start(root: &Path) -> GitDaemon {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = super::free_port("127.0.0.1");
         let mut child = Command::new("git")
             .arg("daemon")
             .arg("--reuseaddr")

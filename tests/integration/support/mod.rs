@@ -14,3 +14,11 @@ pub mod repo;
 pub mod sshd;
 pub mod traffic;
 pub mod wait;
+
+/// A port on `host` free right now (bound and released: another process may take it first).
+pub fn free_port(host: &str) -> u16 {
+    std::net::TcpListener::bind((host, 0))
+        .and_then(|l| l.local_addr())
+        .expect("finding a free port")
+        .port()
+}

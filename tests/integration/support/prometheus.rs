@@ -9,7 +9,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -46,7 +46,7 @@ impl Prometheus {
         // The free port is found by binding and releasing it, so another process may take it
         // before Prometheus does: retry on that.
         for _ in 0..3 {
-            let port = free_port();
+            let port = super::free_port("127.0.0.1");
             let mut child = spawn(dir.path(), &config_path, port);
             match wait_ready(&mut child, port) {
                 Ok(()) => return Prometheus { child, dir, port },
@@ -200,13 +200,6 @@ fn log_tail(dir: &Path) -> String {
         .unwrap_or_else(|e| format!("(no log: {e})"));
     let lines: Vec<&str> = log.lines().collect();
     lines[lines.len().saturating_sub(20)..].join("\n")
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("finding a free port")
-        .port()
 }
 
 /// A minimal HTTP/1.0 GET to 127.0.0.1: the status code and the body. HTTP/1.0 makes the

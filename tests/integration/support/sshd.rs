@@ -5,7 +5,7 @@
 //! `ssh-keygen`.
 #![allow(dead_code)]
 
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -37,18 +37,10 @@ fn keygen(path: &Path) {
     );
 }
 
-fn free_port(host: &str) -> u16 {
-    TcpListener::bind((host, 0))
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 impl Sshd {
     /// Starts sshd on 127.0.0.1 and a free port, with its files under `dir`.
     pub fn start(dir: &Path) -> Sshd {
-        let port = free_port("127.0.0.1");
+        let port = super::free_port("127.0.0.1");
         Sshd::start_at(dir, "127.0.0.1", port)
     }
 
