@@ -163,6 +163,7 @@ fn measure(apps: usize) -> Timings {
             notifier: Arc::new(NoNotifier),
             hooks: Arc::new(weir::adapters::hooks::NoHooks),
             secrets: None,
+            cluster: None,
         },
         Templates::embedded().unwrap(),
         Settings {

@@ -11,12 +11,11 @@
 //! | [`Clock`] | the time of decisions | wall clock, fake clock |
 //! | [`Notifier`] | tell people what moved | alert providers, GitHub statuses and Deployments |
 //! | [`Hooks`] | call a webhook gate | none yet (Flagger webhooks come later) |
-//! | [`ClusterView`] | what the cluster applied | Git only (Flux and Kubernetes come later) |
+//! | [`ClusterView`] | what Flux applied and whether the Deployments are ready | Kubernetes API (read-only); none means Git only |
 //! | [`Secrets`] | read a Secret an AlertProvider names | a mounted Secret volume |
 
 use crate::core::alert::{Alert, StepReport};
-use crate::core::app::AppRef;
-use crate::core::cluster::Applied;
+use crate::core::cluster::{ClusterTarget, Observation};
 use crate::core::hook::{HookCall, HookOutcome};
 use crate::core::query::MetricError;
 use crate::core::spec::alert_provider::{SecretError, SecretKeys};
@@ -174,10 +173,16 @@ pub trait Hooks: Send + Sync {
     fn call<'a>(&'a self, call: &'a HookCall) -> BoxFuture<'a, HookOutcome>;
 }
 
-/// A view of what the cluster applied.
+/// A read-only view of the cluster: what Flux applied of an app's folder, and its Deployments.
 pub trait ClusterView: Send + Sync {
-    /// Whether `commit` is applied for `app`.
-    fn applied<'a>(&'a self, app: &'a AppRef, commit: ObjectId) -> BoxFuture<'a, Applied>;
+    /// What it is, for `status`: `Kubernetes API`, `GitHub commit statuses`.
+    fn describe(&self) -> String;
+
+    /// Looks at one app; `Err` says why the view cannot tell now (never a secret).
+    fn observe<'a>(
+        &'a self,
+        target: &'a ClusterTarget,
+    ) -> BoxFuture<'a, Result<Observation, String>>;
 }
 
 /// Reads the Kubernetes Secrets that AlertProviders name, by namespace and name.

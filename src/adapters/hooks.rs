@@ -47,6 +47,63 @@ pub struct HookSettings {
     pub retry_wait_max: Duration,
 }
 
+/// Webhook addresses that stand for others (`--webhook-alias FROM=TO`): a Canary's
+/// in-cluster address (`http://flagger-loadtester.prod/`) called from outside the cluster
+/// goes to `TO` instead, with the rest of its path and query. The Canary stays as it is.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WebhookAliases(Vec<(reqwest::Url, reqwest::Url)>);
+
+impl WebhookAliases {
+    /// Parses `FROM=TO` pairs of http(s) URLs; the error names the pair, credentials hidden.
+    pub fn parse(pairs: &[String]) -> Result<WebhookAliases, String> {
+        let mut aliases = Vec::new();
+        for pair in pairs {
+            let bad = || {
+                format!(
+                    "webhook alias `{}` is not FROM=TO with two http(s) URLs, e.g. http://flagger-loadtester.prod/=http://127.0.0.1:8080/",
+                    redact_url(pair)
+                )
+            };
+            let (from, to) = pair.split_once('=').ok_or_else(bad)?;
+            let url = |text: &str| {
+                reqwest::Url::parse(text.trim())
+                    .ok()
+                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some())
+            };
+            let (Some(from), Some(to)) = (url(from), url(to)) else {
+                return Err(bad());
+            };
+            aliases.push((from, to));
+        }
+        Ok(WebhookAliases(aliases))
+    }
+
+    /// The address to call for `url`: the first alias whose origin is the URL's and whose
+    /// path is a prefix of its path swaps that prefix; any other URL is called as it is.
+    pub fn resolve(&self, url: reqwest::Url) -> reqwest::Url {
+        for (from, to) in &self.0 {
+            let prefix = from.path().trim_end_matches('/');
+            let rest = match url.path().strip_prefix(prefix) {
+                Some(rest) if rest.is_empty() || rest.starts_with('/') => rest,
+                _ => continue,
+            };
+            if url.origin() != from.origin() {
+                continue;
+            }
+            let mut out = to.clone();
+            let base = to.path().trim_end_matches('/');
+            let path = match (base, rest) {
+                ("", "") => "/".to_string(),
+                (b, r) => format!("{b}{r}"),
+            };
+            out.set_path(&path);
+            out.set_query(url.query());
+            return out;
+        }
+        url
+    }
+}
+
 impl Default for HookSettings {
     /// Flagger's (go-retryablehttp's): 1s up to 30s.
     fn default() -> HookSettings {
@@ -65,6 +122,7 @@ pub struct HttpHooks {
     /// Accepts any certificate: only for hooks with `disableTLS: true`.
     insecure: reqwest::Client,
     settings: HookSettings,
+    aliases: WebhookAliases,
 }
 
 /// What one attempt came to.
@@ -109,7 +167,14 @@ impl HttpHooks {
             verified: build(false)?,
             insecure: build(true)?,
             settings,
+            aliases: WebhookAliases::default(),
         })
+    }
+
+    /// The same client, calling aliased addresses at their stand-ins.
+    pub fn with_aliases(mut self, aliases: WebhookAliases) -> HttpHooks {
+        self.aliases = aliases;
+        self
     }
 
     /// The waits this client uses.
@@ -121,7 +186,7 @@ impl HttpHooks {
     async fn run(&self, call: &HookCall) -> HookOutcome {
         let shown = redact_url(&call.url);
         let url = match reqwest::Url::parse(&call.url) {
-            Ok(url) if matches!(url.scheme(), "http" | "https") => url,
+            Ok(url) if matches!(url.scheme(), "http" | "https") => self.aliases.resolve(url),
             Ok(url) => {
                 return failed(format!(
                     "cannot call {shown}: scheme `{}` is not http or https",
@@ -807,5 +872,44 @@ mod tests {
             sent < 10 * 1024 * 1024,
             "the server could send {sent} bytes"
         );
+    }
+
+    #[test]
+    fn an_alias_swaps_the_origin_and_path_prefix_and_keeps_the_rest() {
+        let aliases = WebhookAliases::parse(&[
+            "http://flagger-loadtester.prod/=http://127.0.0.1:8080/".to_string(),
+            "http://gate.prod/approve=https://gate.example.com/v2/approve".to_string(),
+        ])
+        .unwrap();
+        let go = |u: &str| aliases.resolve(reqwest::Url::parse(u).unwrap()).to_string();
+        assert_eq!(
+            go("http://flagger-loadtester.prod/"),
+            "http://127.0.0.1:8080/"
+        );
+        assert_eq!(
+            go("http://flagger-loadtester.prod/gate/check?x=1"),
+            "http://127.0.0.1:8080/gate/check?x=1"
+        );
+        assert_eq!(
+            go("http://gate.prod/approve"),
+            "https://gate.example.com/v2/approve"
+        );
+        assert_eq!(go("http://gate.prod/approved"), "http://gate.prod/approved");
+        // Another port or scheme is another origin: called as named.
+        assert_eq!(
+            go("http://flagger-loadtester.prod:81/"),
+            "http://flagger-loadtester.prod:81/"
+        );
+        assert_eq!(
+            go("https://flagger-loadtester.prod/"),
+            "https://flagger-loadtester.prod/"
+        );
+    }
+
+    #[test]
+    fn a_bad_alias_is_refused_without_its_credentials() {
+        let e = WebhookAliases::parse(&["http://u:hunter2@a.prod/".to_string()]).unwrap_err();
+        assert!(e.contains("FROM=TO") && !e.contains("hunter2"), "{e}");
+        assert!(WebhookAliases::parse(&["ftp://a/=http://b/".to_string()]).is_err());
     }
 }

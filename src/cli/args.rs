@@ -101,6 +101,16 @@ pub enum Mode {
     Pr,
 }
 
+/// How weir learns what the cluster runs.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum ClusterMode {
+    /// Git only: a step counts as applied once it is committed (Flux may apply it later).
+    None,
+    /// The Kubernetes API, read-only: the Flux Kustomization's applied revision and the
+    /// Deployments' readiness.
+    Kube,
+}
+
 /// `weir plan`.
 #[derive(Debug, Args)]
 pub struct PlanArgs {
@@ -261,6 +271,24 @@ pub struct RepoArgs {
     /// The least severity sent to --alert-url: info, warn or error.
     #[arg(long, env = "WEIR_ALERT_SEVERITY", default_value = "info")]
     pub alert_severity: String,
+    /// How weir learns that Flux applied a step and the pods are ready: `kube` reads the
+    /// Flux Kustomization and the Deployments through the Kubernetes API (read-only); `none`
+    /// counts a step as applied once committed, and shows `applied: unknown`.
+    #[arg(long, env = "WEIR_CLUSTER", value_enum, default_value = "none")]
+    pub cluster: ClusterMode,
+    /// The kubeconfig for --cluster kube (default: the in-cluster service account, then
+    /// KUBECONFIG and ~/.kube/config).
+    #[arg(long, env = "WEIR_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A webhook address Canaries name (e.g. the in-cluster `http://flagger-loadtester.prod/`)
+    /// called at another from outside the cluster: `FROM=TO`, the rest of the path kept.
+    /// Repeatable (env: comma-separated).
+    #[arg(
+        long = "webhook-alias",
+        env = "WEIR_WEBHOOK_ALIASES",
+        value_delimiter = ','
+    )]
+    pub webhook_aliases: Vec<String>,
     #[command(flatten)]
     pub spec: SpecArgs,
     #[command(flatten)]

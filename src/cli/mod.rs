@@ -38,6 +38,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Retry(args) => control::command(Request::Retry, &args, &mut out),
         Command::Pause(args) => control::command(Request::Pause, &args, &mut out),
         Command::Resume(args) => control::command(Request::Resume, &args, &mut out),
-        Command::Status(args) => status::command(args, &mut out),
+        Command::Status(args) => status::command(args, &mut out).await,
     }
 }

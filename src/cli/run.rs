@@ -9,7 +9,7 @@ use std::process::ExitCode;
 pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let every = config::duration("every", &args.every)?;
     let publisher = publisher(&args.repo)?;
-    let mut engine = engine(&args.repo, publisher)?;
+    let mut engine = engine(&args.repo, publisher).await?;
     crate::engine::serve::run(&mut engine, every).await?;
     Ok(ExitCode::from(OK))
 }

@@ -8,12 +8,12 @@ use crate::adapters::publish::DryRun;
 use std::process::ExitCode;
 
 /// Runs `weir status`.
-pub(crate) fn command(args: StatusArgs, out: &mut Out) -> anyhow::Result<ExitCode> {
+pub(crate) async fn command(args: StatusArgs, out: &mut Out) -> anyhow::Result<ExitCode> {
     let publisher = DryRun {
         pull_requests: args.repo.mode == Mode::Pr,
         ..DryRun::default()
     };
-    let mut engine = engine(&args.repo, Box::new(publisher))?;
+    let mut engine = engine(&args.repo, Box::new(publisher)).await?;
     let report = engine.status()?;
     // Errors of files that belong to no app (a broken MetricTemplate, a link where
     // a spec could be) have no row: they go to stderr, as `step` prints them.

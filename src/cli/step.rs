@@ -16,7 +16,7 @@ pub(crate) async fn command(step: StepArgs, out: &mut Out) -> anyhow::Result<Exi
             prefix: args.message_prefix.clone(),
             pull_requests: false,
         };
-        let mut engine = engine(&args, Box::new(publisher))?;
+        let mut engine = engine(&args, Box::new(publisher)).await?;
         let report = engine.tick().await?;
         print_problems(&report);
         match (&report.message, &report.diff) {
@@ -30,7 +30,7 @@ pub(crate) async fn command(step: StepArgs, out: &mut Out) -> anyhow::Result<Exi
         return Ok(exit_for(&report));
     }
     let publisher = publisher(&args)?;
-    let mut engine = engine(&args, publisher)?;
+    let mut engine = engine(&args, publisher).await?;
     let report = engine.tick().await?;
     print_problems(&report);
     let job = Job::from_env();

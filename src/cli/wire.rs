@@ -2,17 +2,20 @@
 //! publisher of the chosen mode, Prometheus, the webhook client, the notifiers and the
 //! secrets.
 
-use super::args::RepoArgs;
+use super::args::{ClusterMode, RepoArgs};
 use super::config;
 use crate::adapters::clock::SystemClock;
 use crate::adapters::git::Git2Repo;
 use crate::adapters::publish::DirectCommit;
 use crate::engine::{Engine, Ports};
-use crate::ports::{Publisher, Secrets};
+use crate::ports::{ClusterView, Publisher, Secrets};
 use std::sync::Arc;
 
 /// Wires the real adapters.
-pub(crate) fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::Result<Engine> {
+pub(crate) async fn engine(
+    args: &RepoArgs,
+    publisher: Box<dyn Publisher>,
+) -> anyhow::Result<Engine> {
     let repo = Git2Repo::open(config::git(args)?)?;
     let metrics = config::prometheus(&args.prometheus)?;
     let templates = config::templates(args)?;
@@ -25,13 +28,31 @@ pub(crate) fn engine(args: &RepoArgs, publisher: Box<dyn Publisher>) -> anyhow::
         notifier: notifier(args)?,
         hooks: Arc::new(
             crate::adapters::hooks::HttpHooks::new(crate::adapters::hooks::HookSettings::default())
-                .map_err(anyhow::Error::msg)?,
+                .map_err(anyhow::Error::msg)?
+                .with_aliases(
+                    crate::adapters::hooks::WebhookAliases::parse(&args.webhook_aliases)
+                        .map_err(anyhow::Error::msg)?,
+                ),
         ),
         secrets: args.secrets_dir.as_ref().map(|dir| {
             Arc::new(crate::adapters::secrets::MountedSecrets::new(dir)) as Arc<dyn Secrets>
         }),
+        cluster: cluster(args).await?,
     };
     Ok(Engine::new(ports, templates, settings))
+}
+
+/// The cluster view of `--cluster`: none, or the Kubernetes API.
+pub(crate) async fn cluster(args: &RepoArgs) -> anyhow::Result<Option<Arc<dyn ClusterView>>> {
+    match args.cluster {
+        ClusterMode::None => Ok(None),
+        ClusterMode::Kube => {
+            let view = crate::adapters::cluster::KubeView::connect(args.kubeconfig.as_deref())
+                .await
+                .map_err(|e| anyhow::anyhow!("--cluster kube: {e}"))?;
+            Ok(Some(Arc::new(view)))
+        }
+    }
 }
 
 /// The alert providers, and GitHub when asked to report steps there.

@@ -27,6 +27,9 @@ pub(super) struct Caches {
     /// When gates were last looked at without a step following (a closed gate), by Canary
     /// file, with the revision they were about: the next look is an interval later.
     looks: HashMap<String, (String, DateTime<Utc>)>,
+    /// When weir first saw an app's last step applied with its Deployments ready, by Canary
+    /// file, with the id of weir's folder then: the step's interval starts there.
+    ready: HashMap<String, (ObjectId, DateTime<Utc>)>,
 }
 
 impl Caches {
@@ -43,6 +46,26 @@ impl Caches {
         for (file, key) in memos {
             self.idle.insert(file, key);
         }
+    }
+
+    /// When the step whose folder is `owned` was first seen applied and ready (now, the
+    /// first time).
+    pub(super) fn ready_since(
+        &mut self,
+        file: &str,
+        owned: ObjectId,
+        now: DateTime<Utc>,
+    ) -> DateTime<Utc> {
+        let entry = self.ready.entry(file.to_string()).or_insert((owned, now));
+        if entry.0 != owned {
+            *entry = (owned, now);
+        }
+        entry.1
+    }
+
+    /// The app's step is not (or no longer) applied and ready.
+    pub(super) fn not_ready(&mut self, file: &str) {
+        self.ready.remove(file);
     }
 
     /// When gates were last looked at for this Canary file and revision without a step

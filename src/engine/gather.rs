@@ -10,6 +10,7 @@ use super::render::render_all;
 use super::report::{base_report, TickReport};
 use super::{AppError, Settings, TickError};
 use crate::core::app::AppRef;
+use crate::core::cluster::ClusterState;
 use crate::core::control::{Control, CONTROL_FILE};
 use crate::core::names::{owned_dir, STATE_FILE};
 use crate::core::plan::{Decision, GateReport, Input, Owned};
@@ -45,6 +46,9 @@ pub(super) struct Pending {
     pub(super) control_text: Option<String>,
     /// Evidence gathered this tick.
     pub(super) report: Option<GateReport>,
+    /// What the cluster runs of the app ([`ClusterState::Unknown`] until looked at, and
+    /// always without a cluster view).
+    pub(super) cluster: ClusterState,
     /// Set when gathering found a reason to leave the app alone.
     pub(super) blocked: bool,
     pub(super) line: usize,
@@ -66,6 +70,7 @@ impl Pending {
             gates: None,
             last_look: self.last_look,
             revert_on_deletion: self.canary.revert_on_deletion,
+            cluster: &self.cluster,
             now,
         }
     }
@@ -198,6 +203,7 @@ pub(super) fn gather(
             },
             owned: Owned::Current,
             last_look: None,
+            cluster: ClusterState::Unknown,
             blocked: false,
             line: report.apps.len() - 1,
         });

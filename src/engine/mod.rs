@@ -23,6 +23,7 @@ mod caches;
 mod evidence;
 mod execute;
 mod gather;
+mod observe;
 mod render;
 mod report;
 pub mod serve;
@@ -99,6 +100,9 @@ pub struct Ports {
     pub hooks: Arc<dyn Hooks>,
     /// Reads the Secrets that AlertProviders name; `None` when no secret store is configured.
     pub secrets: Option<Arc<dyn crate::ports::Secrets>>,
+    /// What the cluster runs; `None` decides from Git alone (a step counts as applied once
+    /// committed).
+    pub cluster: Option<Arc<dyn crate::ports::ClusterView>>,
 }
 
 /// A tick that could not run at all (one app's problems never end up here).
@@ -377,6 +381,16 @@ impl Engine {
             &self.templates,
             now,
         )?;
+        let mut pending = pending;
+        observe::observe_all(
+            self.ports.cluster.as_ref(),
+            repo,
+            tree,
+            &mut pending,
+            &mut self.caches,
+            now,
+        )
+        .await;
         let first_look = self.ports.clock.now();
         let pending = evidence::decide_all(
             &self.ports,

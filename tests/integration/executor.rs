@@ -189,6 +189,7 @@ async fn a_template_that_fails_for_one_app_stops_only_that_app() {
             notifier: Arc::new(NoNotifier),
             hooks: Arc::new(weir::adapters::hooks::NoHooks),
             secrets: None,
+            cluster: None,
         },
         weir::adapters::disk::templates(dir.path()).unwrap(),
         Settings {
@@ -282,6 +283,7 @@ async fn alerts_follow_the_pushed_step_with_its_commit() {
             notifier: Arc::new(notifier.clone()),
             hooks: Arc::new(weir::adapters::hooks::NoHooks),
             secrets: None,
+            cluster: None,
         },
         Templates::embedded().unwrap(),
         Settings {

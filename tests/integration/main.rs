@@ -6,6 +6,7 @@ mod alerts;
 mod auth;
 mod cache;
 mod cli;
+mod cluster_plan;
 mod corpus;
 mod executor;
 mod github;

@@ -52,6 +52,7 @@ fn analysis(strategy: Strategy) -> Analysis {
         webhooks: Vec::new(),
         alerts: Vec::new(),
         metrics_outage_grace: weir::core::spec::canary::DEFAULT_METRICS_OUTAGE_GRACE,
+        ready: Default::default(),
     }
 }
 
@@ -146,6 +147,7 @@ impl Drive {
                 gates: None,
                 last_look: None,
                 revert_on_deletion: false,
+                cluster: &weir::core::cluster::ClusterState::Unknown,
                 now,
             };
             let answers = Answering {
@@ -507,6 +509,7 @@ fn abort_pause_and_retry_through_the_control_file() {
         gates: None,
         last_look: None,
         revert_on_deletion: false,
+        cluster: &weir::core::cluster::ClusterState::Unknown,
         now: failed.last_step_at + TimeDelta::seconds(60),
     });
     let Decision::Write(step) = d else {

@@ -106,6 +106,7 @@ fn linear(step: u32, max: u32) -> Analysis {
         webhooks: Vec::new(),
         alerts: Vec::new(),
         metrics_outage_grace: weir::core::spec::canary::DEFAULT_METRICS_OUTAGE_GRACE,
+        ready: Default::default(),
     }
 }
 
@@ -419,6 +420,7 @@ impl Case {
             gates: self.gates.as_ref(),
             last_look: None,
             revert_on_deletion: false,
+            cluster: &weir::core::cluster::ClusterState::Unknown,
             now: self.now,
         };
         // Alerts have their own cases; these compare the rest of the decision.
@@ -910,6 +912,7 @@ fn unreachable(weight: u32, success: Result<f64, &str>) -> GateReport {
 fn holds_through_a_metrics_outage_then_counts_it() {
     let flagger = Analysis {
         metrics_outage_grace: Duration::ZERO,
+        ready: Default::default(),
         ..default_analysis()
     };
     check_all([
@@ -1145,6 +1148,7 @@ fn huge_intervals_do_not_panic() {
         gates: None,
         last_look: None,
         revert_on_deletion: false,
+        cluster: &weir::core::cluster::ClusterState::Unknown,
         now: t(60),
     });
     assert!(matches!(got, Decision::Idle { .. }), "{got:?}");
@@ -1377,6 +1381,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
         gates: None,
         last_look: None,
         revert_on_deletion: false,
+        cluster: &weir::core::cluster::ClusterState::Unknown,
         now,
     });
     let Decision::Write(step) = init else {
@@ -1415,6 +1420,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
                 gates: None,
                 last_look: None,
                 revert_on_deletion: false,
+                cluster: &weir::core::cluster::ClusterState::Unknown,
                 now,
             });
             let Decision::Write(step) = d else {
@@ -1456,6 +1462,7 @@ fn simulate(a: &Analysis, script: &[Tick]) -> Result<Run, TestCaseError> {
             gates: None,
             last_look: None,
             revert_on_deletion: false,
+            cluster: &weir::core::cluster::ClusterState::Unknown,
             now,
         };
         let fresh = GateReport {

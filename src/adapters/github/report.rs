@@ -85,7 +85,7 @@ pub fn states(phase: Phase) -> (StatusState, DeploymentState) {
     match phase {
         Phase::Initialized | Phase::Succeeded => (StatusState::Success, DeploymentState::Success),
         Phase::Failed => (StatusState::Failure, DeploymentState::Failure),
-        Phase::Waiting => (StatusState::Pending, DeploymentState::Queued),
+        Phase::Waiting | Phase::Initializing => (StatusState::Pending, DeploymentState::Queued),
         Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising => {
             (StatusState::Pending, DeploymentState::InProgress)
         }

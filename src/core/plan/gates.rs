@@ -230,6 +230,7 @@ mod tests {
             webhooks,
             alerts: Vec::new(),
             metrics_outage_grace: crate::core::spec::canary::DEFAULT_METRICS_OUTAGE_GRACE,
+            ready: Default::default(),
         }
     }
 
@@ -367,6 +368,7 @@ mod tests {
                 gates: None,
                 last_look: None,
                 revert_on_deletion: false,
+                cluster: &crate::core::cluster::ClusterState::Unknown,
                 now: t(61),
             };
             let asked = ask_at_once(input, t(60), &script);

@@ -25,6 +25,7 @@ pub mod gates;
 pub mod orphans;
 pub mod rehearse;
 
+use crate::core::cluster::{ClusterState, Readiness};
 use crate::core::control::Control;
 use crate::core::record::{Interval, Reading, State, MAX_INTERVALS};
 use crate::core::spec::{AlertSeverity, Analysis, HookType, Phase, Steps, Strategy, Weight};
@@ -207,6 +208,8 @@ pub struct Input<'a> {
     pub last_look: Option<DateTime<Utc>>,
     /// `revertOnDeletion`, kept in the record.
     pub revert_on_deletion: bool,
+    /// What the cluster runs of the app ([`ClusterState::Unknown`] without a cluster view).
+    pub cluster: &'a ClusterState,
     /// The time of the decision.
     pub now: DateTime<Utc>,
 }
@@ -266,6 +269,9 @@ pub fn plan(input: &Input) -> Decision {
         return idle("paused by the control file (weir resume to go on)", None);
     }
     let Some(state) = input.state else {
+        if *input.cluster != ClusterState::Unknown {
+            return adopt(input);
+        }
         let mut next = fresh(Phase::Initialized, input.revision, input.now);
         next.promoted_commit = Some(input.head.to_string());
         next.primary_images = input.images.to_vec();
@@ -326,8 +332,174 @@ pub fn plan(input: &Input) -> Decision {
     }
 }
 
+/// The first step with a cluster view: the primary is created while the target's pods keep
+/// all traffic (the canary's routes at 100, the apex Service on the target's pods), so that
+/// nothing routes to the primary before it is ready (Flagger's Initializing phase).
+fn adopt(input: &Input) -> Decision {
+    let mut next = fresh(Phase::Initializing, input.revision, input.now);
+    next.promoted_commit = Some(input.head.to_string());
+    next.primary_images = input.images.to_vec();
+    next.revert_on_deletion = input.revert_on_deletion;
+    next.canary_weight = Weight::FULL;
+    write(
+        next,
+        "initializing: primary created, traffic stays on the target until the primary is ready"
+            .to_string(),
+        vec![
+            "the routing moves to the primary in the next step, once the cluster runs it ready"
+                .to_string(),
+        ],
+    )
+}
+
+/// Initializing: traffic moves to the primary once Flux applied it and it is ready.
+fn initializing(input: &Input, state: &State) -> Decision {
+    let wake = next_look(input);
+    match input.cluster {
+        ClusterState::Applied {
+            primary: Readiness::Ready,
+            ..
+        }
+        | ClusterState::Unknown => {
+            let mut next = at_rest(state, Phase::Initialized, input.now);
+            next.canary_revision = None;
+            let s = step(
+                next,
+                "initialization done, primary serves all traffic".to_string(),
+                vec!["the primary is ready; the routing moves to it".to_string()],
+            );
+            alerting(
+                s,
+                AlertSeverity::Info,
+                "New Deployment detected, initialization completed.",
+            )
+        }
+        ClusterState::Applied { primary, .. } => idle(
+            &format!(
+                "initializing: waiting for the primary: {}",
+                primary.describe()
+            ),
+            wake,
+        ),
+        other => idle(&format!("initializing: {}", other.describe()), wake),
+    }
+}
+
+/// What the cluster says of a step in flight: `Some` holds it (waiting for Flux to apply it or
+/// for its Deployments to be ready) or ends it (rolls back a canary or primary that will not
+/// get ready, or a step Flux did not apply within the progress deadline, as failed checks).
+/// `None` lets the step go on. During a promotion nothing rolls back: the canary may be the
+/// only healthy copy, so the promotion holds (Flagger's rule).
+fn cluster_gate(input: &Input, state: &State) -> Option<Decision> {
+    let promoting = matches!(state.phase, Phase::Promoting | Phase::Finalising);
+    if !promoting && !matches!(state.phase, Phase::Progressing | Phase::WaitingPromotion) {
+        return None;
+    }
+    let wake = next_look(input);
+    let rules = &input.analysis.ready;
+    let deadline = ChronoDuration::from_std(rules.progress_deadline)
+        .ok()
+        .and_then(|d| state.last_step_at.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC);
+    let late = input.now >= deadline;
+    match input.cluster {
+        ClusterState::Unknown => None,
+        ClusterState::Unseen(why) => Some(idle(
+            &format!("holding: cannot tell what the cluster runs ({why})"),
+            wake,
+        )),
+        ClusterState::NotApplied(why) if !late || promoting => Some(idle(
+            &format!("waiting for Flux to apply the step: {why}"),
+            Some(deadline.min(next_look(input).unwrap_or(deadline))),
+        )),
+        ClusterState::NotApplied(why) => Some(failed_check(
+            input,
+            state,
+            vec![format!(
+                "the step was not applied within the progress deadline of {}s: {why}",
+                rules.progress_deadline.as_secs()
+            )],
+            Vec::new(),
+        )),
+        ClusterState::Applied {
+            canary, primary, ..
+        } => {
+            let workloads: &[(&str, &Readiness)] = if promoting {
+                &[("primary", primary)]
+            } else {
+                &[("primary", primary), ("canary", canary)]
+            };
+            for (role, readiness) in workloads {
+                match readiness {
+                    Readiness::Ready => continue,
+                    Readiness::Stuck(why) if !promoting => {
+                        return Some(not_ready(input, state, role, why));
+                    }
+                    Readiness::Missing if late && !promoting => {
+                        return Some(not_ready(
+                            input,
+                            state,
+                            role,
+                            &format!(
+                                "the {role} Deployment was not found within the progress deadline of {}s",
+                                rules.progress_deadline.as_secs()
+                            ),
+                        ));
+                    }
+                    other => {
+                        return Some(idle(
+                            &format!("waiting for the {role}: {}", other.describe()),
+                            wake,
+                        ))
+                    }
+                }
+            }
+            None
+        }
+    }
+}
+
+/// A release whose canary or primary will not get ready: rolled back at once (Flagger's rule
+/// for a Deployment past its progress deadline).
+fn not_ready(input: &Input, state: &State, role: &str, why: &str) -> Decision {
+    let mut next = at_rest(state, Phase::Failed, input.now);
+    next.failed_revision = Some(input.revision.to_string());
+    next.failed_checks = state.failed_checks;
+    let s = step_short(
+        next,
+        format!("rolling back, {role} not ready: {why}"),
+        format!("rolling back, {role} not ready"),
+        vec![format!("{role} not ready: {why}")],
+    );
+    alerting(
+        s,
+        AlertSeverity::Error,
+        &format!("Canary failed, {role} not ready: {why}"),
+    )
+}
+
+/// When the step of `state` started: when it was committed, or, with a cluster view, when
+/// weir first saw it applied with its Deployments ready.
+fn step_start(input: &Input, state: &State) -> DateTime<Utc> {
+    match input.cluster {
+        ClusterState::Applied {
+            ready_since: Some(at),
+            ..
+        } => state.last_step_at.max(*at),
+        _ => state.last_step_at,
+    }
+}
+
+/// When the next step of `state` is due: an interval after it started.
+fn due(input: &Input, state: &State) -> DateTime<Utc> {
+    interval_after(input.analysis, step_start(input, state))
+}
+
 /// The rollout decision proper, given a record.
 fn decide(input: &Input, state: &State) -> Decision {
+    if state.phase == Phase::Initializing {
+        return initializing(input, state);
+    }
     let rev = input.revision;
     let analysing = state.canary_revision.as_deref();
 
@@ -386,7 +558,12 @@ fn decide(input: &Input, state: &State) -> Decision {
         );
     }
 
+    if let Some(hold) = cluster_gate(input, state) {
+        return hold;
+    }
+
     match state.phase {
+        Phase::Initializing => initializing(input, state),
         Phase::Initialized | Phase::Succeeded => idle(
             &format!("primary is at the current revision {}", short(rev)),
             None,
@@ -435,6 +612,19 @@ fn decide(input: &Input, state: &State) -> Decision {
 /// where Flagger does not), then straight to promotion with skipAnalysis, or to the analysis.
 fn new_revision(input: &Input, state: &State, retry: bool) -> Decision {
     let rev = input.revision;
+    // Flagger starts no analysis while the primary is not ready.
+    if let ClusterState::Applied { primary, .. } = input.cluster {
+        if !primary.is_ready() {
+            return idle(
+                &format!(
+                    "new revision {}: waiting for the primary before starting: {}",
+                    short(rev),
+                    primary.describe()
+                ),
+                next_look(input),
+            );
+        }
+    }
     if let Some(wait) = confirm_rollout(input, state, true) {
         return wait;
     }
@@ -542,7 +732,7 @@ fn confirm_rollout(input: &Input, state: &State, entering: bool) -> Option<Decis
     if !entering {
         return Some(idle(
             &format!("waiting for approval of revision {}: {why}", short(rev)),
-            Some(input.now + interval(input)),
+            next_look(input),
         ));
     }
     let mut next = at_rest(state, Phase::Waiting, input.now);
@@ -647,9 +837,14 @@ fn fresh_evidence<'a>(input: &'a Input, state: &State) -> Option<&'a GateReport>
     input.gates.filter(|r| {
         state.canary_revision.as_deref() == Some(r.revision.as_str())
             && r.canary_weight == state.canary_weight
-            && r.at >= due_at(input.analysis, state)
+            && r.at >= due(input, state)
             && r.at <= input.now
     })
+}
+
+/// One interval from now: when a hold is looked at again (`None` past the calendar's end).
+fn next_look(input: &Input) -> Option<DateTime<Utc>> {
+    input.now.checked_add_signed(interval(input))
 }
 
 /// One interval, as a chrono duration.
@@ -897,7 +1092,7 @@ fn outage(input: &Input, state: &State, checks: &[CheckResult]) -> Option<Decisi
         return None;
     }
     let grace = ChronoDuration::from_std(input.analysis.metrics_outage_grace).ok()?;
-    let deadline = due_at(input.analysis, state).checked_add_signed(grace)?;
+    let deadline = due(input, state).checked_add_signed(grace)?;
     if input.now >= deadline {
         return None;
     }
@@ -908,7 +1103,7 @@ fn outage(input: &Input, state: &State, checks: &[CheckResult]) -> Option<Decisi
             why.join(", "),
             deadline.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         ),
-        Some(deadline.min(input.now + interval(input))),
+        Some(deadline.min(next_look(input).unwrap_or(deadline))),
     ))
 }
 
@@ -1097,18 +1292,24 @@ pub fn next_weight(analysis: &Analysis, from: Weight) -> Weight {
     }
 }
 
-/// When the next step of `state` is due.
+/// When the next step of `state` is due, counted from its commit (a cluster view may start
+/// the interval later, when the step is applied and ready).
 pub fn due_at(analysis: &Analysis, state: &State) -> DateTime<Utc> {
+    interval_after(analysis, state.last_step_at)
+}
+
+/// One interval after `at`.
+fn interval_after(analysis: &Analysis, at: DateTime<Utc>) -> DateTime<Utc> {
     ChronoDuration::from_std(analysis.interval)
         .ok()
-        .and_then(|d| state.last_step_at.checked_add_signed(d))
+        .and_then(|d| at.checked_add_signed(d))
         .unwrap_or(DateTime::<Utc>::MAX_UTC)
 }
 
 /// `Some(Idle)` until the next step is due: an interval after the last step, and an interval
 /// after the last look at a closed gate.
 fn not_due(input: &Input, state: &State) -> Option<Decision> {
-    let mut at = due_at(input.analysis, state);
+    let mut at = due(input, state);
     if let Some(look) = input.last_look {
         at = at.max(look.checked_add_signed(interval(input)).unwrap_or(at));
     }

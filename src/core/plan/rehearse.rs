@@ -84,6 +84,7 @@ pub fn rehearse(
             gates: None,
             last_look: None,
             revert_on_deletion: state.revert_on_deletion,
+            cluster: &crate::core::cluster::ClusterState::Unknown,
             now,
         };
         let decision = ask_at_once(input, now, &Passing { analysis, now }).decision;

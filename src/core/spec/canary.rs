@@ -4,6 +4,7 @@
 
 use super::raw;
 use super::{p, Located, LocatedError};
+use crate::core::cluster::ReadyRules;
 use crate::core::duration::GoDuration;
 use crate::core::positions::Seg;
 use serde_json::Value as Json;
@@ -320,6 +321,8 @@ pub struct Analysis {
     /// The annotation [`METRICS_OUTAGE_ANNOTATION`] sets it; [`DEFAULT_METRICS_OUTAGE_GRACE`]
     /// otherwise.
     pub metrics_outage_grace: Duration,
+    /// Readiness in the cluster: `progressDeadlineSeconds` and the ready thresholds.
+    pub ready: ReadyRules,
 }
 
 /// The annotation that sets [`Analysis::metrics_outage_grace`] for one app (a Go duration;
@@ -442,7 +445,13 @@ pub struct Canary {
     /// PR mode: the phases whose steps wait for an approving review, when the annotation
     /// [`PR_REVIEW_ANNOTATION`] sets them for this app.
     pub pr_review: Option<Vec<crate::core::spec::Phase>>,
+    /// The Flux Kustomization that applies the app (`namespace/name`), when the annotation
+    /// [`KUSTOMIZATION_ANNOTATION`] names it; the cluster view finds it by path otherwise.
+    pub kustomization: Option<String>,
 }
+
+/// The annotation that names the Flux Kustomization applying an app, `namespace/name`.
+pub const KUSTOMIZATION_ANNOTATION: &str = "weir.dev/kustomization";
 
 const DEFAULT_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -556,12 +565,7 @@ pub(super) fn validate(
             errors.push(at.error(&p(&["spec", field]), why));
         }
     }
-    if spec.progress_deadline_seconds.is_some() {
-        warnings.push(at.warning(
-            &p(&["spec", "progressDeadlineSeconds"]),
-            "not enforced yet: weir does not watch rollouts in the cluster",
-        ));
-    }
+    let progress_deadline = spec.progress_deadline_seconds;
 
     let service = service(
         spec.service,
@@ -589,6 +593,7 @@ pub(super) fn validate(
             webhooks: Vec::new(),
             alerts: Vec::new(),
             metrics_outage_grace: DEFAULT_METRICS_OUTAGE_GRACE,
+            ready: ReadyRules::default(),
         }),
         None => {
             errors.push(at.error(
@@ -613,6 +618,9 @@ pub(super) fn validate(
                     format!("{e}: how long a due step waits for an unreachable metrics server, e.g. `2m`, or `0s` to count it as a failed check at once"),
                 )),
             }
+        }
+        if let Some(secs) = progress_deadline {
+            a.ready.progress_deadline = Duration::from_secs(u64::from(secs));
         }
         a
     });
@@ -659,6 +667,31 @@ pub(super) fn validate(
         },
     };
 
+    let kustomization = raw
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|m| m.get(KUSTOMIZATION_ANNOTATION))
+        .cloned();
+    if let Some(named) = &kustomization {
+        let valid = |part: &str| {
+            !part.is_empty()
+                && part.len() <= 253
+                && part
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'.')
+        };
+        if !named
+            .split_once('/')
+            .is_some_and(|(ns, n)| valid(ns) && valid(n))
+        {
+            errors.push(at.error(
+                &p(&["metadata", "annotations", KUSTOMIZATION_ANNOTATION]),
+                format!("{named:?} is not namespace/name of a Flux Kustomization, e.g. flux-system/apps"),
+            ));
+        }
+    }
+
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -683,6 +716,7 @@ pub(super) fn validate(
             revert_on_deletion: spec.revert_on_deletion.unwrap_or(false),
             metrics_server: spec.metrics_server,
             pr_review,
+            kustomization,
         },
         warnings,
     ))
@@ -840,18 +874,26 @@ fn analysis(
             }
         },
     };
-    for (name, present) in [
+    let mut ready = ReadyRules::default();
+    for (name, value, slot) in [
         (
             "primaryReadyThreshold",
-            raw.primary_ready_threshold.is_some(),
+            raw.primary_ready_threshold,
+            &mut ready.primary_threshold,
         ),
-        ("canaryReadyThreshold", raw.canary_ready_threshold.is_some()),
+        (
+            "canaryReadyThreshold",
+            raw.canary_ready_threshold,
+            &mut ready.canary_threshold,
+        ),
     ] {
-        if present {
-            warnings.push(at.warning(
+        match value {
+            Some(v) if v > 100 => errors.push(at.error(
                 &field(name),
-                "not enforced yet: weir does not watch pod readiness in the cluster",
-            ));
+                format!("{v} is not a percentage; use 0 to 100 (the share of updated replicas that must be available)"),
+            )),
+            Some(v) => *slot = v,
+            None => {}
         }
     }
 
@@ -1047,6 +1089,7 @@ fn analysis(
         webhooks,
         alerts,
         metrics_outage_grace: DEFAULT_METRICS_OUTAGE_GRACE,
+        ready,
     })
 }
 

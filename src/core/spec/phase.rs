@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 /// Flagger's canary phases.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
+    /// Adopting an app with a cluster view: the primary is created while traffic stays on
+    /// the target's pods; it moves to the primary once the primary is ready.
+    Initializing,
     /// The owned objects exist; the primary serves all traffic.
     Initialized,
     /// Waiting for a manual gate (reserved for confirm-rollout gates).

@@ -125,6 +125,10 @@ impl Templates {
             selector_label: &selector.label,
             primary_selector: format!("{}-primary", selector.value),
             canary_selector: &selector.value,
+            apex_selector: match state.phase {
+                crate::core::spec::Phase::Initializing => selector.value.clone(),
+                _ => format!("{}-primary", selector.value),
+            },
             canary_weight: state.canary_weight.get(),
             primary_weight: state.canary_weight.complement().get(),
             mirrored: state.mirrored,
@@ -184,6 +188,9 @@ struct Context<'a> {
     selector_label: &'a str,
     primary_selector: String,
     canary_selector: &'a str,
+    /// The apex Service's pods: the primary's, but the target's while the primary is being
+    /// created (`Initializing`), so that the Service never points at pods not ready yet.
+    apex_selector: String,
     canary_weight: u8,
     primary_weight: u8,
     /// Traffic is mirrored to the canary.

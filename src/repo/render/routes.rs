@@ -105,6 +105,11 @@ pub fn http_routes(canary: &Canary, state: &State) -> Vec<Value> {
         )
     };
 
+    // Adopting: every request goes to the target's pods until the primary is ready, whatever
+    // the strategy (the record holds the canary at 100 then).
+    if state.phase == crate::core::spec::Phase::Initializing {
+        return vec![weighted(false)];
+    }
     match &canary.analysis.strategy {
         Strategy::AbTesting { match_, .. } => {
             let matched: Vec<Value> = merge_matches(match_, &svc.match_);

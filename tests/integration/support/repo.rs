@@ -307,6 +307,7 @@ impl Fixture {
                 notifier: Arc::new(NoNotifier),
                 hooks: Arc::new(weir::adapters::hooks::NoHooks),
                 secrets: None,
+                cluster: None,
             },
             Templates::embedded().unwrap(),
             Settings {
@@ -355,6 +356,7 @@ impl Fixture {
                 notifier,
                 hooks: Arc::new(hooks),
                 secrets: None,
+                cluster: None,
             },
             Templates::embedded().unwrap(),
             Settings {
