@@ -13,6 +13,7 @@ mod github;
 mod gitops_istio;
 mod hostile;
 mod invalid;
+mod kube_stand_in;
 mod layers;
 mod outage;
 mod plan_preview;

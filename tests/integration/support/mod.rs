@@ -1,11 +1,12 @@
-//! Shared test fixtures: real Git remotes, a real Prometheus, the traffic simulator, and a
-//! Flux-like `kubectl kustomize` build of any commit.
+//! Shared test fixtures: real Git remotes, a real Prometheus, the traffic simulator, a
+//! Kubernetes API stand-in, and a Flux-like `kubectl kustomize` build of any commit.
 
 pub mod faults;
 pub mod git_daemon;
 pub mod git_http;
 pub mod github;
 pub mod http;
+pub mod kube_api;
 pub mod loadtester;
 pub mod prometheus;
 pub mod racing;
