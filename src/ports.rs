@@ -178,11 +178,12 @@ pub trait ClusterView: Send + Sync {
     /// What it is, for `status`: `Kubernetes API`, `GitHub commit statuses`.
     fn describe(&self) -> String;
 
-    /// Looks at one app; `Err` says why the view cannot tell now (never a secret).
+    /// Looks at every app of one tick at once, one answer per target in order; `Err` says why
+    /// the view cannot tell now (never a secret).
     fn observe<'a>(
         &'a self,
-        target: &'a ClusterTarget,
-    ) -> BoxFuture<'a, Result<Observation, String>>;
+        targets: &'a [ClusterTarget],
+    ) -> BoxFuture<'a, Vec<Result<Observation, String>>>;
 }
 
 /// Reads the Kubernetes Secrets that AlertProviders name, by namespace and name.

@@ -3,10 +3,11 @@
 //!
 //! It gets and lists; it never creates, patches or deletes anything. The Kustomization of an
 //! app is the one its Canary names (annotation `weir.dev/kustomization: namespace/name`), or
-//! else the one whose `spec.path` is the longest prefix of the app's folder. The list of
-//! Kustomizations is read once per [`LIST_TTL`] for all apps, not once per app.
+//! else the one whose `spec.path` is the longest prefix of the app's folder. One look at many
+//! apps lists the Kustomizations once, not once per app.
 
 use crate::core::cluster::{ClusterTarget, Observation, Workload};
+use crate::core::join::join_all;
 use crate::ports::{BoxFuture, ClusterView};
 use chrono::{DateTime, Utc};
 use k8s_openapi::api::apps::v1::Deployment;
@@ -14,14 +15,10 @@ use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use serde_json::Value;
 use std::path::Path;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The longest wait for the API server to connect or answer one request.
 pub const TIMEOUT: Duration = Duration::from_secs(15);
-
-/// How long one list of Kustomizations serves every app (one tick looks at all apps at once).
-pub const LIST_TTL: Duration = Duration::from_secs(2);
 
 /// Flux's Kustomization, `kustomize.toolkit.fluxcd.io/v1`.
 fn kustomization_resource() -> ApiResource {
@@ -36,7 +33,6 @@ pub struct KubeView {
     client: kube::Client,
     /// Where the client points, for `status` (never a credential).
     server: String,
-    listed: Mutex<Option<(Instant, Vec<DynamicObject>)>>,
 }
 
 impl KubeView {
@@ -67,32 +63,25 @@ impl KubeView {
         let server = config.cluster_url.to_string();
         let client = kube::Client::try_from(config)
             .map_err(|e| format!("Kubernetes client for {server}: {e}"))?;
-        Ok(KubeView {
-            client,
-            server,
-            listed: Mutex::new(None),
-        })
+        Ok(KubeView { client, server })
     }
 
-    /// Every Kustomization, from the last list if it is fresh.
+    /// Every Kustomization in the cluster.
     async fn kustomizations(&self) -> Result<Vec<DynamicObject>, String> {
-        if let Some((at, list)) = self.listed.lock().expect("not poisoned").as_ref() {
-            if at.elapsed() < LIST_TTL {
-                return Ok(list.clone());
-            }
-        }
         let api: Api<DynamicObject> = Api::all_with(self.client.clone(), &kustomization_resource());
         let list = api
             .list(&ListParams::default())
             .await
             .map_err(|e| format!("listing Flux Kustomizations: {}", describe(&e)))?;
-        let items = list.items;
-        *self.listed.lock().expect("not poisoned") = Some((Instant::now(), items.clone()));
-        Ok(items)
+        Ok(list.items)
     }
 
-    /// The Kustomization that builds `target`'s folder.
-    async fn kustomization(&self, target: &ClusterTarget) -> Result<DynamicObject, String> {
+    /// The Kustomization that builds `target`'s folder, from `all` unless the Canary names one.
+    async fn kustomization(
+        &self,
+        target: &ClusterTarget,
+        all: &Result<Vec<DynamicObject>, String>,
+    ) -> Result<DynamicObject, String> {
         if let Some(named) = &target.kustomization {
             let (ns, name) = named.split_once('/').unwrap_or(("flux-system", named));
             let api: Api<DynamicObject> =
@@ -102,9 +91,8 @@ impl KubeView {
                 .await
                 .map_err(|e| format!("Kustomization {ns}/{name}: {}", describe(&e)));
         }
-        let all = self.kustomizations().await?;
-        let mut best: Option<(usize, DynamicObject)> = None;
-        for k in all {
+        let mut best: Option<(usize, &DynamicObject)> = None;
+        for k in all.as_ref().map_err(Clone::clone)? {
             let Some(path) = k.data.pointer("/spec/path").and_then(Value::as_str) else {
                 continue;
             };
@@ -116,7 +104,7 @@ impl KubeView {
                 best = Some((path.len(), k));
             }
         }
-        best.map(|(_, k)| k).ok_or_else(|| {
+        best.map(|(_, k)| k.clone()).ok_or_else(|| {
             format!(
                 "no Flux Kustomization has a spec.path that holds {}; name one with the Canary annotation weir.dev/kustomization: <namespace>/<name>",
                 target.dir
@@ -141,10 +129,28 @@ impl ClusterView for KubeView {
 
     fn observe<'a>(
         &'a self,
-        target: &'a ClusterTarget,
-    ) -> BoxFuture<'a, Result<Observation, String>> {
+        targets: &'a [ClusterTarget],
+    ) -> BoxFuture<'a, Vec<Result<Observation, String>>> {
         Box::pin(async move {
-            let k = self.kustomization(target).await?;
+            let all = match targets.iter().any(|t| t.kustomization.is_none()) {
+                true => self.kustomizations().await,
+                false => Ok(Vec::new()),
+            };
+            let all = &all;
+            join_all(targets.iter().map(|t| self.observe_one(t, all))).await
+        })
+    }
+}
+
+impl KubeView {
+    /// One app, given the list of Kustomizations.
+    async fn observe_one(
+        &self,
+        target: &ClusterTarget,
+        all: &Result<Vec<DynamicObject>, String>,
+    ) -> Result<Observation, String> {
+        {
+            let k = self.kustomization(target, all).await?;
             let ns = k.metadata.namespace.clone().unwrap_or_default();
             let name = k.metadata.name.clone().unwrap_or_default();
             let primary = format!("{}-primary", target.target);
@@ -163,7 +169,7 @@ impl ClusterView for KubeView {
                 primary,
                 reads_workloads: true,
             })
-        })
+        }
     }
 }
 

@@ -13,7 +13,6 @@ use super::gather::Pending;
 use crate::core::cluster::{
     applied_commit, readiness, ClusterState, ClusterTarget, Observation, Readiness,
 };
-use crate::core::join::join_all;
 use crate::core::names::owned_dir;
 use crate::ports::{ClusterView, ConfigRepo};
 use crate::repo::objects::ObjectId;
@@ -67,7 +66,7 @@ pub(super) async fn observe_all(
             }
         })
         .collect();
-    let seen = join_all(targets.iter().map(|t| view.observe(t))).await;
+    let seen = view.observe(&targets).await;
     for (i, seen) in asked.into_iter().zip(seen) {
         let p = &mut pending[i];
         let dir = owned_dir(&p.source.dir);

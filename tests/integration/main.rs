@@ -7,6 +7,7 @@ mod auth;
 mod cache;
 mod cli;
 mod cluster_plan;
+mod cluster_view;
 mod corpus;
 mod executor;
 mod github;

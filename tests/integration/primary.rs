@@ -37,6 +37,22 @@ pub fn fake_engine(fixture: &Fixture) -> (Engine, FakeClock, FakeMetrics) {
     (engine, clock, metrics)
 }
 
+/// [`fake_engine`] with a cluster view.
+pub fn fake_engine_seeing(
+    fixture: &Fixture,
+    cluster: Option<Arc<dyn weir::ports::ClusterView>>,
+) -> (Engine, FakeClock, FakeMetrics) {
+    let (_, clock, metrics) = fake_engine(fixture);
+    let engine = fixture.engine_seeing(
+        Box::new(fixture.repo()),
+        Box::new(weir::adapters::publish::DirectCommit::default()),
+        Arc::new(metrics.clone()),
+        Arc::new(clock.clone()),
+        cluster,
+    );
+    (engine, clock, metrics)
+}
+
 /// Ticks, moving the fake clock one interval (3s) before each, until `done`.
 pub async fn drive_fake(
     engine: &mut Engine,

@@ -341,10 +341,11 @@ fn adopt(input: &Input) -> Decision {
     next.primary_images = input.images.to_vec();
     next.revert_on_deletion = input.revert_on_deletion;
     next.canary_weight = Weight::FULL;
-    write(
+    write_short(
         next,
         "initializing: primary created, traffic stays on the target until the primary is ready"
             .to_string(),
+        "initializing the primary, traffic stays on the target".to_string(),
         vec![
             "the routing moves to the primary in the next step, once the cluster runs it ready"
                 .to_string(),

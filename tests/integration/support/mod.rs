@@ -2,6 +2,7 @@
 //! Kubernetes API stand-in, and a Flux-like `kubectl kustomize` build of any commit.
 
 pub mod faults;
+pub mod flux;
 pub mod git_daemon;
 pub mod git_http;
 pub mod github;

@@ -29,7 +29,7 @@ pub const UPSTREAM_FIXTURE: &str = concat!(
 );
 
 /// The backend's analysis made fast for tests: 3s intervals, 25% steps, threshold 2.
-fn fast_backend(work: &Path) {
+pub fn fast_backend(work: &Path) {
     let canary = work.join("apps/backend/canary.yaml");
     edit(&canary, 0, "spec.analysis.interval", "3s");
     edit(&canary, 0, "spec.analysis.stepWeight", "25");
@@ -298,6 +298,18 @@ impl Fixture {
         metrics: Arc<dyn MetricSource>,
         clock: Arc<dyn weir::ports::Clock>,
     ) -> Engine {
+        self.engine_seeing(repo, publisher, metrics, clock, None)
+    }
+
+    /// An engine with a cluster view (`None`: Git only).
+    pub fn engine_seeing(
+        &self,
+        repo: Box<dyn ConfigRepo>,
+        publisher: Box<dyn weir::ports::Publisher>,
+        metrics: Arc<dyn MetricSource>,
+        clock: Arc<dyn weir::ports::Clock>,
+        cluster: Option<Arc<dyn weir::ports::ClusterView>>,
+    ) -> Engine {
         Engine::new(
             Ports {
                 repo,
@@ -307,7 +319,7 @@ impl Fixture {
                 notifier: Arc::new(NoNotifier),
                 hooks: Arc::new(weir::adapters::hooks::NoHooks),
                 secrets: None,
-                cluster: None,
+                cluster,
             },
             Templates::embedded().unwrap(),
             Settings {
