@@ -66,6 +66,8 @@ pub(crate) fn print_table(out: &mut Out, apps: &[AppReport]) {
         "FAILED".to_string(),
         "REVISION".to_string(),
         "NEXT STEP".to_string(),
+        "APPLIED".to_string(),
+        "PODS".to_string(),
         "MESSAGE".to_string(),
     ]];
     for a in apps {
@@ -92,6 +94,8 @@ pub(crate) fn print_table(out: &mut Out, apps: &[AppReport]) {
                 .or_else(|| a.primary_revision.clone())
                 .unwrap_or_else(dash),
             a.next_step_at.clone().unwrap_or_else(dash),
+            a.applied.clone().unwrap_or_else(dash),
+            a.pods.clone().unwrap_or_else(dash),
             a.errors
                 .first()
                 .or(a.proposed.as_ref())
@@ -99,13 +103,13 @@ pub(crate) fn print_table(out: &mut Out, apps: &[AppReport]) {
                 .unwrap_or_else(|| a.message.clone()),
         ]);
     }
-    let widths: Vec<usize> = (0..8)
+    let widths: Vec<usize> = (0..10)
         .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
         .collect();
     for r in rows {
         let mut line = String::new();
         for (i, cell) in r.iter().enumerate() {
-            if i == 7 {
+            if i == 9 {
                 line.push_str(cell);
             } else {
                 line.push_str(&format!("{cell:<w$}  ", w = widths[i]));

@@ -14,7 +14,7 @@ pub(crate) async fn command(args: StatusArgs, out: &mut Out) -> anyhow::Result<E
         ..DryRun::default()
     };
     let mut engine = engine(&args.repo, Box::new(publisher)).await?;
-    let report = engine.status()?;
+    let report = engine.status().await?;
     // Errors of files that belong to no app (a broken MetricTemplate, a link where
     // a spec could be) have no row: they go to stderr, as `step` prints them.
     for e in &report.spec_errors {

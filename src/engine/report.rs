@@ -44,6 +44,13 @@ pub struct AppReport {
     /// PR mode: the step waiting in the app's pull request branch, if any.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub proposed: Option<String>,
+    /// `weir status`: what Flux applied of the app: `abc1234` (the commit, holding weir's last
+    /// step), `behind: abc1234`, `unknown` without a cluster view, or why the view cannot say.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<String>,
+    /// `weir status`: ready pods of the primary and the canary, `primary 2/2, canary 0/0`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pods: Option<String>,
 }
 
 /// What a tick did.
@@ -83,6 +90,8 @@ pub(super) fn base_report(canary: &Canary) -> AppReport {
         message: String::new(),
         errors: Vec::new(),
         proposed: None,
+        applied: None,
+        pods: None,
     }
 }
 
@@ -106,6 +115,8 @@ pub(super) fn invalid_lines(catalog: &crate::repo::source::Catalog) -> Vec<AppRe
             message: String::new(),
             errors: bad.errors.iter().map(|e| e.to_string()).collect(),
             proposed: None,
+            applied: None,
+            pods: None,
         })
         .collect()
 }

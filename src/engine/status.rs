@@ -6,16 +6,20 @@
 use super::gather::read_state;
 use super::report::{base_report, fill, invalid_lines, TickReport};
 use super::{Engine, TickError};
+use crate::core::cluster::{applied_commit, ClusterTarget, Observation, Workload};
+use crate::core::names::owned_dir;
 use crate::core::record::State;
 use crate::core::spec::Canary;
 use crate::repo::change::Waiting;
 use crate::repo::kustomize;
 use crate::repo::objects::ObjectId;
+use crate::repo::source::SourceTree;
 use std::collections::BTreeMap;
 
 impl Engine {
-    /// Every app's state as recorded at the head of the branch, without deciding anything.
-    pub fn status(&mut self) -> Result<TickReport, TickError> {
+    /// Every app's state as recorded at the head of the branch, and what the cluster runs of
+    /// it when there is a cluster view, without deciding anything.
+    pub async fn status(&mut self) -> Result<TickReport, TickError> {
         let head = self.ports.repo.fetch()?;
         // Steps the publisher keeps off the branch (PR mode: each app's branch).
         let waiting: BTreeMap<(String, String), Waiting> = self
@@ -36,6 +40,7 @@ impl Engine {
         };
         let canaries: Vec<&Canary> = catalog.canaries.iter().map(|(c, _)| c).collect();
         let resolved = crate::repo::rules::resolve_all(tree, &canaries, &mut self.caches.resolver);
+        let mut targets = Vec::new();
         for (canary, _) in &catalog.canaries {
             let mut line = base_report(canary);
             match resolved.sources.get(&canary.file).ok_or_else(|| {
@@ -47,6 +52,16 @@ impl Engine {
             }) {
                 Ok(source) => {
                     line.dir = source.dir.clone();
+                    line.applied = Some("unknown (no cluster view)".to_string());
+                    targets.push((
+                        report.apps.len(),
+                        ClusterTarget {
+                            dir: source.dir.clone(),
+                            namespace: canary.namespace.clone(),
+                            target: canary.target.clone(),
+                            kustomization: canary.kustomization.clone(),
+                        },
+                    ));
                     if let Err(errors) = kustomize::gates(canary, &catalog.templates) {
                         line.errors.extend(errors.iter().map(|e| e.to_string()));
                     }
@@ -71,11 +86,66 @@ impl Engine {
             }
             report.apps.push(line);
         }
+        if let Some(view) = &self.ports.cluster {
+            let (lines, targets): (Vec<usize>, Vec<ClusterTarget>) = targets.into_iter().unzip();
+            let seen = view.observe(&targets).await;
+            for ((line, target), seen) in lines.into_iter().zip(&targets).zip(seen) {
+                let (applied, pods) = self.shown(tree, target, seen);
+                report.apps[line].applied = Some(applied);
+                report.apps[line].pods = pods;
+            }
+        }
         report.apps.extend(invalid_lines(&catalog));
         report
             .apps
             .sort_by(|a, b| a.dir.cmp(&b.dir).then(a.app.cmp(&b.app)));
         Ok(report)
+    }
+
+    /// What the cluster view says of one app, for people: the applied commit (and whether it
+    /// holds weir's last step for the app) and the ready pods of the primary and the canary.
+    fn shown(
+        &self,
+        head: &dyn SourceTree,
+        target: &ClusterTarget,
+        seen: Result<Observation, String>,
+    ) -> (String, Option<String>) {
+        let obs = match seen {
+            Ok(obs) => obs,
+            Err(why) => return (format!("cannot tell: {why}"), None),
+        };
+        let dir = owned_dir(&target.dir);
+        let applied = match obs.applied_revision.as_deref() {
+            None => format!("nothing yet ({})", obs.applier),
+            Some(rev) => match applied_commit(rev).and_then(ObjectId::from_hex) {
+                None => format!("{rev} ({})", obs.applier),
+                Some(commit) => {
+                    let holds = self
+                        .ports
+                        .repo
+                        .tree(commit)
+                        .is_ok_and(|t| t.id(&dir) == head.id(&dir));
+                    let short = commit.short(7);
+                    match (holds, &obs.unhealthy) {
+                        (_, Some(why)) => format!("{short}, {} {why}", obs.applier),
+                        (true, None) => short,
+                        (false, None) => format!("behind: {short}"),
+                    }
+                }
+            },
+        };
+        let pods = obs.reads_workloads.then(|| {
+            let count = |w: &Option<Workload>| match w {
+                Some(w) => format!("{}/{}", w.available, w.desired.unwrap_or(1)),
+                None => "none".to_string(),
+            };
+            format!(
+                "primary {}, canary {}",
+                count(&obs.primary),
+                count(&obs.canary)
+            )
+        });
+        (applied, pods)
     }
 
     /// The step a pull request branch carries for an app, when it is newer than the record

@@ -87,10 +87,13 @@ fn a_dry_run_shows_the_diff_and_pushes_nothing_then_step_pushes_it() {
     let table = text(&out.stdout);
     assert!(
         table.starts_with(
-            "APP            PHASE        PRIMARY  CANARY  FAILED  REVISION  NEXT STEP  MESSAGE\n"
+            "APP            PHASE        PRIMARY  CANARY  FAILED  REVISION  NEXT STEP  APPLIED                    PODS  MESSAGE\n"
         ),
         "{table}"
     );
+    // Without a cluster view, Git alone: a visible choice.
+    assert!(table.contains("unknown (no cluster view)"), "{table}");
+    assert_eq!(apps[0]["applied"], "unknown (no cluster view)");
     assert!(
         table.contains("prod/backend   Initialized  100%     0%      0/2"),
         "{table}"

@@ -96,7 +96,44 @@ async fn adopted(
 async fn an_adoption_routes_to_the_primary_only_once_it_is_ready() {
     let fixture = fixture(600);
     let flux = FluxSim::start();
-    adopted(&fixture, &flux).await;
+    let (mut engine, _clock) = adopted(&fixture, &flux).await;
+    // `status` shows what the cluster runs: the applied commit and the ready pods.
+    flux.settle(NS, "backend-primary");
+    let status = engine.status().await.unwrap();
+    let line = status
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/backend")
+        .unwrap();
+    let applied = head(&fixture)[..7].to_string();
+    assert_eq!(line.applied.as_deref(), Some(applied.as_str()));
+    assert_eq!(line.pods.as_deref(), Some("primary 1/1, canary 1/1"));
+    fixture.bump("backend", "6.1.1");
+    let status = engine.status().await.unwrap();
+    let line = status
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/backend")
+        .unwrap();
+    assert_eq!(
+        line.applied.as_deref(),
+        Some(applied.as_str()),
+        "a tag bump is not weir's step"
+    );
+    flux.api.fail_next(1, 500);
+    let status = engine.status().await.unwrap();
+    let line = status
+        .apps
+        .iter()
+        .find(|a| a.app == "prod/backend")
+        .unwrap();
+    assert!(
+        line.applied
+            .as_deref()
+            .unwrap()
+            .starts_with("cannot tell: listing Flux Kustomizations"),
+        "{line:?}"
+    );
     let steps: Vec<String> = fixture
         .steps("backend")
         .into_iter()

@@ -185,7 +185,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
     );
     // `weir status` reads Git only: the branch shows the step waiting, main the last one
     // merged.
-    let status = weir.status().unwrap();
+    let status = weir.status().await.unwrap();
     let line = status
         .apps
         .iter()
@@ -288,7 +288,7 @@ async fn a_release_goes_through_pull_requests_and_the_promotion_waits_for_a_revi
         .filter(|p| p.head == "weir/prod/backend")
         .count();
     assert_eq!(per_branch, steps.len(), "one pull request per step");
-    let status = weir.status().unwrap();
+    let status = weir.status().await.unwrap();
     assert!(
         status.apps.iter().all(|a| a.proposed.is_none()),
         "{:#?}",
