@@ -2,4 +2,5 @@
 //! `test-support` feature; `cargo build` of the product leaves them out.
 
 pub mod fakes;
+pub mod mem_tree;
 pub mod yaml_editor;

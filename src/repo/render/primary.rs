@@ -2,7 +2,9 @@
 //!
 //! The app's source at the promoted commit (its folder and everything its kustomizations
 //! read) is carried under `primary/source/` as the same Git objects, at the same relative
-//! places, so every relative reference still resolves. `primary/kustomization.yaml` builds it
+//! places, so every relative reference still resolves; only the Canary's own file (a
+//! placeholder) and the app's kustomization when it lists weir's replicas component (the same
+//! text without that entry) are written anew. `primary/kustomization.yaml` builds it
 //! as Flux would and then, with kustomize's own transformers: keeps the target Deployment (with
 //! the primary's selector label), its HPA (pointed at the primary) and the ConfigMaps and
 //! Secrets of the build that its pods use; drops everything else (the Canary, Services, any
@@ -25,6 +27,7 @@
 use crate::core::spec::Canary;
 use crate::repo::kustomize::{AppSource, Selector};
 use crate::repo::objects::{Dir, Node};
+use crate::repo::replicas::OptIn;
 
 /// The annotation on every object of the primary, naming the Canary it belongs to.
 pub const PRIMARY_ANNOTATION: &str = "weir.dev/primary-of";
@@ -54,36 +57,45 @@ pub fn primary_dir(
     promoted_commit: &str,
 ) -> Dir {
     let mut dir = Dir::default();
+    // The app's kustomization without weir's replicas component, when it lists it.
+    let carried_kustomization = match &source.opt_in {
+        OptIn::Listed { file, carried } => Some((file.as_str(), carried.as_str())),
+        _ => None,
+    };
+    let rewritten = source.canary_alone.is_some() || carried_kustomization.is_some();
     for e in &source.closure {
         let at = carried_path(&source.mirror_root, &e.path);
-        match &source.canary_alone {
-            // The app folder without its Canary, so that the primary does not change when
-            // only the rollout spec does.
-            Some(file) if e.is_dir && e.path == source.dir => {
-                let mut app = Dir::default();
-                for entry in &source.app_listing {
-                    if crate::repo::source::join(&source.dir, &entry.name) == *file {
-                        app.file(&entry.name, crate::repo::kustomize::CANARY_PLACEHOLDER);
-                    } else {
-                        app.insert(
-                            &entry.name,
-                            Node::Carried {
-                                id: entry.id,
-                                is_dir: entry.is_dir,
-                            },
-                        );
-                    }
-                }
-                dir.insert(&at, Node::Dir(app));
-            }
-            _ => dir.insert(
+        if !(rewritten && e.is_dir && e.path == source.dir) {
+            dir.insert(
                 &at,
                 Node::Carried {
                     id: e.id,
                     is_dir: e.is_dir,
                 },
-            ),
+            );
+            continue;
         }
+        // The app folder without its Canary, so that the primary does not change when only
+        // the rollout spec does, and without the replicas component, which would put the
+        // primary at zero (or not build: its path does not exist under `source/`).
+        let mut app = Dir::default();
+        for entry in &source.app_listing {
+            let path = crate::repo::source::join(&source.dir, &entry.name);
+            if source.canary_alone.as_deref() == Some(path.as_str()) {
+                app.file(&entry.name, crate::repo::kustomize::CANARY_PLACEHOLDER);
+            } else if let Some((_, text)) = carried_kustomization.filter(|(f, _)| *f == path) {
+                app.file(&entry.name, text);
+            } else {
+                app.insert(
+                    &entry.name,
+                    Node::Carried {
+                        id: entry.id,
+                        is_dir: entry.is_dir,
+                    },
+                );
+            }
+        }
+        dir.insert(&at, Node::Dir(app));
     }
     dir.file(
         "kustomization.yaml",
@@ -175,7 +187,7 @@ fn kustomization(
 }
 
 /// kustomize matches patch target names as anchored regular expressions.
-fn regex_escape(name: &str) -> String {
+pub(crate) fn regex_escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if "\\.+*?()|[]{}^$".contains(c) {
