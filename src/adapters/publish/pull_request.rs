@@ -653,7 +653,7 @@ mod tests {
             note: Some("x".repeat(10_000)),
             min: Some(1.0),
             max: None,
-            passed: i % 2 == 0,
+            passed: i.is_multiple_of(2),
         };
         let interval = Interval {
             at: DateTime::<Utc>::UNIX_EPOCH,
