@@ -74,6 +74,7 @@ pub(super) fn execute(
                             &p.source.selector,
                             &step.next,
                             primary.as_ref(),
+                            p.source.as_ref(),
                             control,
                         )
                     })
