@@ -15,6 +15,7 @@ use crate::core::record::State;
 use crate::core::spec::{Canary, HookType, Phase, Severity, Steps, Strategy};
 use crate::core::text::cell;
 use crate::repo::kustomize::AppSource;
+use crate::repo::replicas::OptIn;
 use crate::repo::source::{SourceError, SourceTree};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -62,6 +63,9 @@ pub struct AppPreview {
     pub hooks: Vec<(HookType, String)>,
     /// `skipAnalysis` or `suspend`, when set.
     pub notes: Vec<String>,
+    /// When the app's kustomization does not list weir's canary-replicas component: why it
+    /// matters, and the change that lists it as a diff when weir can write one.
+    pub replicas: Option<(String, Option<String>)>,
 }
 
 /// What a change does.
@@ -121,6 +125,7 @@ pub fn preview(
                 gates: Vec::new(),
                 hooks: Vec::new(),
                 notes: Vec::new(),
+                replicas: None,
             });
         }
     }
@@ -134,6 +139,7 @@ pub fn preview(
         if !kept {
             let mut gone = app_preview(canary, Change::Removed, &before, None);
             gone.errors.clear();
+            gone.replicas = None;
             apps.push(gone);
         }
     }
@@ -188,7 +194,9 @@ fn app_preview(
     if canary.suspend {
         notes.push("`suspend: true`: nothing moves until it is unset".to_string());
     }
+    let replicas = source.and_then(|s| replicas_advice(&s.opt_in));
     AppPreview {
+        replicas,
         app: format!("{}/{}", canary.namespace, canary.name),
         file: canary.file.clone(),
         change,
@@ -212,6 +220,23 @@ fn app_preview(
             .map(|h| (h.kind, h.name.clone()))
             .collect(),
         notes,
+    }
+}
+
+/// What to tell a pull request whose app does not list weir's canary-replicas component.
+fn replicas_advice(opt_in: &OptIn) -> Option<(String, Option<String>)> {
+    let why = "the canary keeps running between releases (after a rollback, the rolled-back build keeps running)";
+    match opt_in {
+        OptIn::Listed { .. } => None,
+        OptIn::Missing {
+            file,
+            text,
+            edit: Some(edit),
+        } => Some((
+            format!("`{file}` does not list weir's canary-replicas component, so {why}. This change lists it, and the canary runs no pods while no release runs:"),
+            Some(edit.diff(file, text)),
+        )),
+        _ => Some((format!("{}.", opt_in.advice()?), None)),
     }
 }
 
@@ -280,6 +305,17 @@ impl Preview {
         for app in &self.apps {
             app.markdown(&mut md);
         }
+        let others = v
+            .replicas
+            .iter()
+            .filter(|(file, _)| !self.apps.iter().any(|a| &a.file == file))
+            .count();
+        if others > 0 {
+            let _ = writeln!(
+                md,
+                "{others} other app(s) do not list weir's canary-replicas component, so their canary keeps running between releases; `weir validate` names them.\n"
+            );
+        }
         md
     }
 }
@@ -314,6 +350,16 @@ impl AppPreview {
         }
         if !self.notes.is_empty() {
             md.push('\n');
+        }
+        if let Some((why, diff)) = &self.replicas {
+            let _ = writeln!(md, "{why}\n");
+            if let Some(diff) = diff {
+                md.push_str("```diff\n");
+                for line in diff.lines() {
+                    let _ = writeln!(md, "{}", fence_safe(line));
+                }
+                md.push_str("```\n\n");
+            }
         }
         if !self.gates.is_empty() {
             md.push_str("| metric | must be | over |\n| --- | --- | --- |\n");

@@ -9,6 +9,7 @@ use super::{OK, PROBLEMS};
 use crate::adapters::disk::DiskTree;
 use crate::core::spec::{LocatedError, Severity};
 use crate::repo::kustomize::{AppSource, Resolver};
+use crate::repo::replicas::OptIn;
 use crate::repo::source::{Catalog, Scanner, SourceError, SourceTree};
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -26,6 +27,9 @@ pub struct Validation {
     pub findings: Vec<LocatedError>,
     /// weir's records that `step` would refuse.
     pub record_errors: Vec<String>,
+    /// One warning per app whose kustomization does not list weir's canary-replicas
+    /// component, by Canary file: its canary keeps running between releases.
+    pub replicas: Vec<(String, LocatedError)>,
 }
 
 impl Validation {
@@ -34,9 +38,9 @@ impl Validation {
         self.count(Severity::Error) + self.record_errors.len()
     }
 
-    /// Warnings.
+    /// Warnings, the apps whose canary keeps running between releases included.
     pub fn warnings(&self) -> usize {
-        self.count(Severity::Warning)
+        self.count(Severity::Warning) + self.replicas.len()
     }
 
     fn count(&self, severity: Severity) -> usize {
@@ -90,11 +94,33 @@ pub fn validate(
         }
     }
     findings.extend(catalog.canaries.iter().flat_map(|(_, w)| w.iter().cloned()));
+    let replicas = catalog
+        .canaries
+        .iter()
+        .filter_map(|(canary, _)| {
+            let source = resolved.sources.get(&canary.file)?;
+            Some((canary.file.clone(), replicas_warning(&source.opt_in)?))
+        })
+        .collect();
     Ok(Validation {
         catalog,
         sources: resolved.sources,
         findings,
         record_errors,
+        replicas,
+    })
+}
+
+/// The warning for an app whose kustomization does not list weir's canary-replicas
+/// component, placed where the line goes.
+pub fn replicas_warning(opt_in: &OptIn) -> Option<LocatedError> {
+    Some(LocatedError {
+        file: opt_in.file(),
+        line: opt_in.line(),
+        col: 1,
+        severity: Severity::Warning,
+        field: "components".into(),
+        message: opt_in.advice()?,
     })
 }
 
@@ -108,6 +134,9 @@ pub(crate) fn command(args: ValidateArgs, out: &mut Out) -> anyhow::Result<ExitC
     }
     for e in &v.record_errors {
         out.line(e);
+    }
+    for (_, w) in &v.replicas {
+        out.line(&w.to_string());
     }
     out.line(&v.summary());
     Job::from_env().outputs(&[("errors", v.errors().to_string())])?;

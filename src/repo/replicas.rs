@@ -383,30 +383,31 @@ impl OptIn {
     /// What to tell a person whose app does not opt in: where, and the line to add or the
     /// line to change. `None` when it does.
     pub fn advice(&self) -> Option<String> {
-        let why = "without it the canary Deployment keeps running between releases (after a rollback, the rolled-back build keeps running), where Flagger scales it to zero";
+        let why = "without weir's canary-replicas component, the canary Deployment keeps running between releases, a rolled-back build included (Flagger scales it to zero)";
+        let reference = self.reference();
         match self {
             OptIn::Listed { .. } => None,
             OptIn::Missing {
                 edit: Some(e),
+                text,
                 ..
             } => Some(match &e.old {
+                None if e.line > text.lines().count() => format!(
+                    "{why}; add this line at the end of the file: `{}`",
+                    e.new
+                ),
                 None => format!(
-                    "weir's canary-replicas component is not listed; {why}; add this line (line {}): `{}`",
+                    "{why}; add this line as line {} (under `components:`): `{}`",
                     e.line,
                     e.new.trim_start()
                 ),
-                Some(_) => format!(
-                    "weir's canary-replicas component is not listed; {why}; change line {} to: `{}`",
-                    e.line, e.new
-                ),
+                Some(_) => format!("{why}; change line {} to: `{}`", e.line, e.new),
             }),
-            OptIn::Missing { file, .. } => Some(format!(
-                "weir's canary-replicas component is not listed; {why}; add `{}` to the `components:` of {file}",
-                self.reference()
+            OptIn::Missing { .. } => Some(format!(
+                "{why}; add `{reference}` to the list under `components:`"
             )),
             OptIn::NoKustomization { .. } => Some(format!(
-                "the app folder has no kustomization (Flux builds its files as they are), so it cannot list weir's canary-replicas component; {why}; add a kustomization.yaml that lists the app's files and the line `components: [{}]`",
-                self.reference()
+                "{why}; the app folder has no kustomization (Flux builds its files as they are): add a kustomization.yaml that lists the app's files and the line `components: [{reference}]`"
             )),
         }
     }
