@@ -63,8 +63,9 @@ pub struct AppPreview {
     pub hooks: Vec<(HookType, String)>,
     /// `skipAnalysis` or `suspend`, when set.
     pub notes: Vec<String>,
-    /// When the app's kustomization does not list weir's canary-replicas component: why it
-    /// matters, and the change that lists it as a diff when weir can write one.
+    /// What validation says about weir's canary-replicas component for the app (its
+    /// kustomization does not list it, or lists it too early), and the change that lists it
+    /// as a diff when weir can write one.
     pub replicas: Option<(String, Option<String>)>,
 }
 
@@ -194,7 +195,21 @@ fn app_preview(
     if canary.suspend {
         notes.push("`suspend: true`: nothing moves until it is unset".to_string());
     }
-    let replicas = source.and_then(|s| replicas_advice(&s.opt_in));
+    let replicas = v
+        .replicas
+        .iter()
+        .find(|(file, _)| *file == canary.file)
+        .map(|(_, warning)| match source.map(|s| &s.opt_in) {
+            Some(OptIn::Missing {
+                file,
+                text,
+                edit: Some(edit),
+            }) => (
+                format!("`{file}` does not list weir's canary-replicas component, so the canary keeps running between releases (after a rollback, the rolled-back build keeps running). This change lists it, and the canary runs no pods while no release runs:"),
+                Some(edit.diff(file, text)),
+            ),
+            _ => (format!("`{}`: {}.", warning.file, warning.message), None),
+        });
     AppPreview {
         replicas,
         app: format!("{}/{}", canary.namespace, canary.name),
@@ -220,23 +235,6 @@ fn app_preview(
             .map(|h| (h.kind, h.name.clone()))
             .collect(),
         notes,
-    }
-}
-
-/// What to tell a pull request whose app does not list weir's canary-replicas component.
-fn replicas_advice(opt_in: &OptIn) -> Option<(String, Option<String>)> {
-    let why = "the canary keeps running between releases (after a rollback, the rolled-back build keeps running)";
-    match opt_in {
-        OptIn::Listed { .. } => None,
-        OptIn::Missing {
-            file,
-            text,
-            edit: Some(edit),
-        } => Some((
-            format!("`{file}` does not list weir's canary-replicas component, so {why}. This change lists it, and the canary runs no pods while no release runs:"),
-            Some(edit.diff(file, text)),
-        )),
-        _ => Some((format!("{}.", opt_in.advice()?), None)),
     }
 }
 
@@ -313,7 +311,7 @@ impl Preview {
         if others > 0 {
             let _ = writeln!(
                 md,
-                "{others} other app(s) do not list weir's canary-replicas component, so their canary keeps running between releases; `weir validate` names them.\n"
+                "{others} other app(s) have a warning about weir's canary-replicas component (without it, the canary keeps running between releases); `weir validate` lists them.\n"
             );
         }
         md
