@@ -1431,9 +1431,7 @@ mod tests {
 
     mod replicas_component {
         use super::*;
-        use crate::repo::objects::Node;
-        use crate::repo::render::primary::primary_dir;
-        use crate::test_support::mem_tree::MemTree;
+        use crate::repo::mem_tree::MemTree;
 
         const CANARY: &str = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: backend\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: backend\n  service:\n    port: 9898\n  analysis:\n    interval: 15s\n    stepWeight: 10\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n        interval: 30s\n";
         const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: backend\n  namespace: prod\nspec:\n  selector:\n    matchLabels:\n      app: backend\n  template:\n    metadata:\n      labels:\n        app: backend\n    spec:\n      containers:\n        - name: backend\n          image: ghcr.io/acme/backend:6.1.0\n";
@@ -1483,30 +1481,6 @@ mod tests {
             // Any other change to the kustomization still is one.
             let other = source(&format!("{KUSTOMIZATION}{LINE}namePrefix: x-\n")).unwrap();
             assert_ne!(other.revision, without.revision);
-        }
-
-        #[test]
-        fn the_primary_carries_the_kustomization_without_it() {
-            let with = source(&format!("{KUSTOMIZATION}{LINE}")).unwrap();
-            let dir = primary_dir(&canary(), &with.selector, &with, "abc1234");
-            match dir.get("source/backend/kustomization.yaml") {
-                Some(Node::File(bytes)) => {
-                    assert_eq!(String::from_utf8_lossy(bytes), KUSTOMIZATION)
-                }
-                other => panic!("{other:?}"),
-            }
-            // The other files are carried by id, as they are.
-            assert!(matches!(
-                dir.get("source/backend/deployment.yaml"),
-                Some(Node::Carried { .. })
-            ));
-            // Without the line, the kustomization is carried by id too.
-            let without = source(KUSTOMIZATION).unwrap();
-            let dir = primary_dir(&canary(), &without.selector, &without, "abc1234");
-            assert!(matches!(
-                dir.get("source/backend/kustomization.yaml"),
-                Some(Node::Carried { .. })
-            ));
         }
 
         #[test]

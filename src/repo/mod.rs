@@ -5,6 +5,8 @@
 
 pub mod change;
 pub mod kustomize;
+#[cfg(test)]
+pub(crate) mod mem_tree;
 pub mod objects;
 pub mod render;
 pub mod replicas;

@@ -2,5 +2,4 @@
 //! `test-support` feature; `cargo build` of the product leaves them out.
 
 pub mod fakes;
-pub mod mem_tree;
 pub mod yaml_editor;

@@ -293,6 +293,59 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_app_kustomization_is_carried_without_the_replicas_component() {
+        use crate::repo::kustomize::Resolver;
+        use crate::repo::mem_tree::MemTree;
+        let canary_text = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: backend\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: backend\n  service:\n    port: 9898\n  analysis:\n    interval: 15s\n    stepWeight: 10\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n        interval: 30s\n";
+        let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: backend\nspec:\n  selector:\n    matchLabels:\n      app: backend\n  template:\n    metadata:\n      labels:\n        app: backend\n    spec:\n      containers:\n        - name: backend\n          image: ghcr.io/acme/backend:6.1.0\n";
+        let kustomization = "resources:\n  - canary.yaml\n  - deployment.yaml\n";
+        let canary = crate::core::spec::scan_file(
+            "apps/backend/canary.yaml",
+            canary_text.as_bytes(),
+            std::time::Duration::from_secs(10),
+        )
+        .canaries
+        .remove(0)
+        .unwrap()
+        .0;
+        let primary = |k: &str| {
+            let tree = MemTree::new([
+                ("apps/backend/canary.yaml", canary_text),
+                ("apps/backend/deployment.yaml", deployment),
+                ("apps/backend/kustomization.yaml", k),
+            ]);
+            let source = Resolver::default().resolve(&tree, &canary).unwrap();
+            primary_dir(&canary, &source.selector, &source, "abc1234")
+        };
+        let with = primary(&format!(
+            "{kustomization}components: [../backend.weir/canary-replicas]\n"
+        ));
+        match with.get("source/backend/kustomization.yaml") {
+            Some(Node::File(bytes)) => assert_eq!(String::from_utf8_lossy(bytes), kustomization),
+            other => panic!("{other:?}"),
+        }
+        // The other files are carried by id, as they are.
+        assert!(matches!(
+            with.get("source/backend/deployment.yaml"),
+            Some(Node::Carried { .. })
+        ));
+        // Without the line, the kustomization is carried by id too, and the primary is the
+        // same as with it.
+        let without = primary(kustomization);
+        assert!(matches!(
+            without.get("source/backend/kustomization.yaml"),
+            Some(Node::Carried { .. })
+        ));
+        assert_eq!(
+            with.get("source/backend/kustomization.yaml").unwrap().id(),
+            without
+                .get("source/backend/kustomization.yaml")
+                .unwrap()
+                .id()
+        );
+    }
+
+    #[test]
     fn carried_paths_keep_their_place_under_the_root() {
         assert_eq!(carried_path("apps", "apps/backend"), "source/backend");
         assert_eq!(

@@ -121,7 +121,7 @@ const HEAD: &str = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Componen
 mod tests {
     use super::*;
     use crate::repo::kustomize::Resolver;
-    use crate::test_support::mem_tree::MemTree;
+    use crate::repo::mem_tree::MemTree;
 
     const PHASES: [Phase; 8] = [
         Phase::Initialized,

@@ -1,5 +1,5 @@
-//! A source tree in memory, with Git's ids: for tests of what is read from a repository
-//! (an app's build, its kustomization) without a repository on disk.
+//! A source tree in memory, with Git's ids: for the unit tests of this layer, which read an
+//! app's build from a tree without a repository on disk. Compiled only for tests.
 
 use crate::repo::objects::{Dir, Node, ObjectId};
 use crate::repo::source::{Entry, SourceError, SourceTree};
