@@ -199,12 +199,8 @@ fn app_preview(
         .replicas
         .iter()
         .find(|(file, _)| *file == canary.file)
-        .map(|(_, warning)| match source.map(|s| &s.opt_in) {
-            Some(OptIn::Missing {
-                file,
-                text,
-                edit: Some(edit),
-            }) => (
+        .map(|(_, warning)| match source.map(|s| (&s.opt_in, s.opt_in.edit())) {
+            Some((OptIn::Missing { file, text }, Some(edit))) => (
                 format!("`{file}` does not list weir's canary-replicas component, so the canary keeps running between releases (after a rollback, the rolled-back build keeps running). This change lists it, and the canary runs no pods while no release runs:"),
                 Some(edit.diff(file, text)),
             ),

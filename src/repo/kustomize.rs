@@ -819,11 +819,7 @@ fn build(
                 }
             }
         }
-        Some((file, text)) => OptIn::Missing {
-            edit: crate::repo::replicas::addition(dir, &text),
-            file,
-            text,
-        },
+        Some((file, text)) => OptIn::Missing { file, text },
     };
     if !errors.is_empty() {
         return Err(errors);
@@ -1474,10 +1470,8 @@ mod tests {
                     carried: KUSTOMIZATION.into(),
                 }
             );
-            assert!(matches!(
-                without.opt_in,
-                OptIn::Missing { edit: Some(_), .. }
-            ));
+            assert!(matches!(without.opt_in, OptIn::Missing { .. }));
+            assert!(without.opt_in.edit().is_some());
             // Any other change to the kustomization still is one.
             let other = source(&format!("{KUSTOMIZATION}{LINE}namePrefix: x-\n")).unwrap();
             assert_ne!(other.revision, without.revision);

@@ -31,10 +31,9 @@ pub enum OptIn {
     Missing {
         /// The kustomization's repository path.
         file: String,
-        /// Its text.
+        /// Its text, for the edit that would list it ([`OptIn::edit`]), worked out only
+        /// when someone asks (validate, plan), not on every tick.
         text: String,
-        /// The edit that lists it, when weir can say it line by line.
-        edit: Option<LineEdit>,
     },
     /// The app folder has no kustomization: Flux builds its files as they are.
     NoKustomization {
@@ -385,13 +384,9 @@ impl OptIn {
     pub fn advice(&self) -> Option<String> {
         let why = "without weir's canary-replicas component, the canary Deployment keeps running between releases, a rolled-back build included (Flagger scales it to zero)";
         let reference = self.reference();
-        match self {
-            OptIn::Listed { .. } => None,
-            OptIn::Missing {
-                edit: Some(e),
-                text,
-                ..
-            } => Some(match &e.old {
+        match (self, self.edit()) {
+            (OptIn::Listed { .. }, _) => None,
+            (OptIn::Missing { text, .. }, Some(e)) => Some(match &e.old {
                 None if e.line > text.lines().count() => format!(
                     "{why}; add this line at the end of the file: `{}`",
                     e.new
@@ -403,10 +398,10 @@ impl OptIn {
                 ),
                 Some(_) => format!("{why}; change line {} to: `{}`", e.line, e.new),
             }),
-            OptIn::Missing { .. } => Some(format!(
+            (OptIn::Missing { .. }, None) => Some(format!(
                 "{why}; add `{reference}` to the list under `components:`"
             )),
-            OptIn::NoKustomization { .. } => Some(format!(
+            (OptIn::NoKustomization { .. }, _) => Some(format!(
                 "{why}; the app folder has no kustomization (Flux builds its files as they are): add a kustomization.yaml that lists the app's files and the line `components: [{reference}]`"
             )),
         }
@@ -420,12 +415,18 @@ impl OptIn {
         }
     }
 
+    /// The edit of the app's kustomization that lists the component, when it does not and
+    /// weir can say it line by line.
+    pub fn edit(&self) -> Option<LineEdit> {
+        match self {
+            OptIn::Missing { file, text } => addition(crate::repo::source::parent(file), text),
+            _ => None,
+        }
+    }
+
     /// The line weir's advice is about (1 when there is no better one).
     pub fn line(&self) -> usize {
-        match self {
-            OptIn::Missing { edit: Some(e), .. } => e.line,
-            _ => 1,
-        }
+        self.edit().map_or(1, |e| e.line)
     }
 
     fn reference(&self) -> String {
