@@ -15,6 +15,7 @@ use crate::core::record::State;
 use crate::core::spec::{Canary, HookType, Phase, Severity, Steps, Strategy};
 use crate::core::text::cell;
 use crate::repo::kustomize::AppSource;
+use crate::repo::replicas::OptIn;
 use crate::repo::source::{SourceError, SourceTree};
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -62,6 +63,10 @@ pub struct AppPreview {
     pub hooks: Vec<(HookType, String)>,
     /// `skipAnalysis` or `suspend`, when set.
     pub notes: Vec<String>,
+    /// What validation says about weir's canary-replicas component for the app (its
+    /// kustomization does not list it, or lists it too early), and the change that lists it
+    /// as a diff when weir can write one.
+    pub replicas: Option<(String, Option<String>)>,
 }
 
 /// What a change does.
@@ -121,6 +126,7 @@ pub fn preview(
                 gates: Vec::new(),
                 hooks: Vec::new(),
                 notes: Vec::new(),
+                replicas: None,
             });
         }
     }
@@ -134,6 +140,7 @@ pub fn preview(
         if !kept {
             let mut gone = app_preview(canary, Change::Removed, &before, None);
             gone.errors.clear();
+            gone.replicas = None;
             apps.push(gone);
         }
     }
@@ -188,7 +195,19 @@ fn app_preview(
     if canary.suspend {
         notes.push("`suspend: true`: nothing moves until it is unset".to_string());
     }
+    let replicas = v
+        .replicas
+        .iter()
+        .find(|(file, _)| *file == canary.file)
+        .map(|(_, warning)| match source.map(|s| (&s.opt_in, s.opt_in.edit())) {
+            Some((OptIn::Missing { file, text }, Some(edit))) => (
+                format!("`{file}` does not list weir's canary-replicas component, so the canary keeps running between releases (after a rollback, the rolled-back build keeps running). This change lists it, and the canary runs no pods while no release runs:"),
+                Some(edit.diff(file, text)),
+            ),
+            _ => (format!("`{}`: {}.", warning.file, warning.message), None),
+        });
     AppPreview {
+        replicas,
         app: format!("{}/{}", canary.namespace, canary.name),
         file: canary.file.clone(),
         change,
@@ -280,6 +299,17 @@ impl Preview {
         for app in &self.apps {
             app.markdown(&mut md);
         }
+        let others = v
+            .replicas
+            .iter()
+            .filter(|(file, _)| !self.apps.iter().any(|a| &a.file == file))
+            .count();
+        if others > 0 {
+            let _ = writeln!(
+                md,
+                "{others} other app(s) have a warning about weir's canary-replicas component (without it, the canary keeps running between releases); `weir validate` lists them.\n"
+            );
+        }
         md
     }
 }
@@ -314,6 +344,16 @@ impl AppPreview {
         }
         if !self.notes.is_empty() {
             md.push('\n');
+        }
+        if let Some((why, diff)) = &self.replicas {
+            let _ = writeln!(md, "{why}\n");
+            if let Some(diff) = diff {
+                md.push_str("```diff\n");
+                for line in diff.lines() {
+                    let _ = writeln!(md, "{}", fence_safe(line));
+                }
+                md.push_str("```\n\n");
+            }
         }
         if !self.gates.is_empty() {
             md.push_str("| metric | must be | over |\n| --- | --- | --- |\n");

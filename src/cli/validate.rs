@@ -7,8 +7,10 @@ use super::github_actions::Job;
 use super::output::Out;
 use super::{OK, PROBLEMS};
 use crate::adapters::disk::DiskTree;
+use crate::core::positions::{PositionIndex, Seg};
 use crate::core::spec::{LocatedError, Severity};
 use crate::repo::kustomize::{AppSource, Resolver};
+use crate::repo::replicas::OptIn;
 use crate::repo::source::{Catalog, Scanner, SourceError, SourceTree};
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -26,6 +28,10 @@ pub struct Validation {
     pub findings: Vec<LocatedError>,
     /// weir's records that `step` would refuse.
     pub record_errors: Vec<String>,
+    /// One warning per app about weir's canary-replicas component, by Canary file: its
+    /// kustomization does not list it (the canary keeps running between releases), or lists
+    /// it before weir has written it (the folder does not build until then).
+    pub replicas: Vec<(String, LocatedError)>,
 }
 
 impl Validation {
@@ -34,9 +40,9 @@ impl Validation {
         self.count(Severity::Error) + self.record_errors.len()
     }
 
-    /// Warnings.
+    /// Warnings, the apps whose canary keeps running between releases included.
     pub fn warnings(&self) -> usize {
-        self.count(Severity::Warning)
+        self.count(Severity::Warning) + self.replicas.len()
     }
 
     fn count(&self, severity: Severity) -> usize {
@@ -90,11 +96,61 @@ pub fn validate(
         }
     }
     findings.extend(catalog.canaries.iter().flat_map(|(_, w)| w.iter().cloned()));
+    let replicas = catalog
+        .canaries
+        .iter()
+        .filter_map(|(canary, _)| {
+            let source = resolved.sources.get(&canary.file)?;
+            let warning = match &source.opt_in {
+                OptIn::Listed { file, .. } => not_written_yet(tree, &source.dir, file)?,
+                other => replicas_warning(other)?,
+            };
+            Some((canary.file.clone(), warning))
+        })
+        .collect();
     Ok(Validation {
         catalog,
         sources: resolved.sources,
         findings,
         record_errors,
+        replicas,
+    })
+}
+
+/// The warning for an app whose kustomization does not list weir's canary-replicas
+/// component, placed where the line goes.
+pub fn replicas_warning(opt_in: &OptIn) -> Option<LocatedError> {
+    Some(LocatedError {
+        file: opt_in.file(),
+        line: opt_in.line(),
+        col: 1,
+        severity: Severity::Warning,
+        field: "components".into(),
+        message: opt_in.advice()?,
+    })
+}
+
+/// The warning for an app whose kustomization lists weir's canary-replicas component
+/// before weir has written it: until weir's first step for the app, the folder does not build.
+fn not_written_yet(tree: &dyn SourceTree, app_dir: &str, file: &str) -> Option<LocatedError> {
+    let component = crate::core::names::replicas_component_dir(app_dir);
+    if tree.id(&component).is_some() {
+        return None;
+    }
+    let at = tree
+        .read(file)
+        .ok()
+        .and_then(|b| PositionIndex::parse(&String::from_utf8_lossy(&b)).ok())
+        .map(|ix| ix.locate(0, &[Seg::Key("components".into())]));
+    Some(LocatedError {
+        file: file.to_string(),
+        line: at.map_or(1, |l| l.line),
+        col: at.map_or(1, |l| l.col),
+        severity: Severity::Warning,
+        field: "components".into(),
+        message: format!(
+            "lists weir's canary-replicas component, which weir writes in its first step for this app: until then {app_dir} does not build, and Flux applies nothing of the Kustomization that holds it; add the line once {component} exists"
+        ),
     })
 }
 
@@ -108,6 +164,9 @@ pub(crate) fn command(args: ValidateArgs, out: &mut Out) -> anyhow::Result<ExitC
     }
     for e in &v.record_errors {
         out.line(e);
+    }
+    for (_, w) in &v.replicas {
+        out.line(&w.to_string());
     }
     out.line(&v.summary());
     Job::from_env().outputs(&[("errors", v.errors().to_string())])?;

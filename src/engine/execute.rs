@@ -12,7 +12,7 @@ use super::report::{fill, fmt_time, TickReport};
 use super::tell::{resolve_routes, After};
 use super::{AppError, Settings};
 use crate::core::events::Event;
-use crate::core::names::owned_dir;
+use crate::core::names::{owned_dir, REPLICAS_COMPONENT};
 use crate::core::plan::effects::{self, Published};
 use crate::core::plan::{self, Decision, Owned};
 use crate::core::spec::Phase;
@@ -74,6 +74,7 @@ pub(super) fn execute(
                             &p.source.selector,
                             &step.next,
                             primary.as_ref(),
+                            p.source.as_ref(),
                             control,
                         )
                     })
@@ -208,6 +209,7 @@ fn orphans(tree: &dyn SourceTree, catalog: &Catalog) -> Vec<ChangeSet> {
         &catalog.owned,
         |path| tree.read(path).ok(),
         |folder| listed(tree, folder),
+        |app_dir| lists_component(tree, app_dir),
     );
     found
         .into_iter()
@@ -219,15 +221,30 @@ fn orphans(tree: &dyn SourceTree, catalog: &Catalog) -> Vec<ChangeSet> {
                 review: None,
                 dir: o.folder,
                 events: vec![o.event],
-                tree: o.placeholder.map(|text| {
+                tree: (o.placeholder.is_some() || o.component.is_some()).then(|| {
                     let mut d = Dir::default();
-                    d.file(KUSTOMIZATION_FILE, text);
+                    if let Some(text) = o.placeholder {
+                        d.file(KUSTOMIZATION_FILE, text);
+                    }
+                    if let Some(text) = o.component {
+                        d.file(&format!("{REPLICAS_COMPONENT}/{KUSTOMIZATION_FILE}"), text);
+                    }
                     d
                 }),
                 app: o.app,
             }
         })
         .collect()
+}
+
+/// Whether the kustomization of `app_dir` lists its replicas component.
+fn lists_component(tree: &dyn SourceTree, app_dir: &str) -> bool {
+    KUSTOMIZATION_FILES.iter().any(|k| {
+        tree.read(&crate::repo::source::join(app_dir, k))
+            .is_ok_and(|text| {
+                crate::repo::replicas::lists_component(app_dir, &String::from_utf8_lossy(&text))
+            })
+    })
 }
 
 /// Whether a kustomization in the folder above weir's `folder` names it.

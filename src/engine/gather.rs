@@ -257,6 +257,7 @@ pub(super) fn gather(
                     &p.source.selector,
                     state,
                     primary.as_ref(),
+                    p.source.as_ref(),
                     p.control_text.clone(),
                 )),
                 _ => None,

@@ -11,11 +11,13 @@ use crate::repo::kustomize::AppSource;
 use crate::repo::objects::{Dir, ObjectId};
 use crate::repo::render::Templates;
 
-/// One folder to render: the Canary, its selector, the record and the primary's source.
+/// One folder to render: the Canary, its selector, the record, the primary's source, the
+/// source the canary is built from now, and the control file's text.
 pub(super) type RenderJob<'a> = Option<(
     &'a Canary,
     &'a crate::repo::kustomize::Selector,
     &'a State,
+    &'a AppSource,
     &'a AppSource,
     Option<String>,
 )>;
@@ -27,9 +29,9 @@ pub(super) fn render_all(
 ) -> Vec<Option<Result<(Dir, ObjectId), crate::repo::render::RenderError>>> {
     let render = |job: &RenderJob| {
         job.as_ref()
-            .map(|(canary, selector, state, primary, control)| {
+            .map(|(canary, selector, state, primary, current, control)| {
                 templates
-                    .render_owned(canary, selector, state, primary)
+                    .render_owned(canary, selector, state, primary, current)
                     .map(|mut dir| {
                         // The control file is people's, carried as it is.
                         if let Some(text) = control {

@@ -11,7 +11,8 @@
 use crate::core::positions::{PositionIndex, Seg};
 use crate::core::spec::{Canary, LocatedError, MetricSource, Severity, TemplateIndex};
 use crate::repo::objects::ObjectId;
-use crate::repo::source::{join, parent, SourceError, SourceTree};
+use crate::repo::replicas::OptIn;
+use crate::repo::source::{join, parent, resolve_path, SourceError, SourceTree};
 use serde::Deserialize;
 use serde_yaml::Value;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -96,6 +97,15 @@ pub struct AppSource {
     /// The objects the app's own build makes, as far as the files say (generated ConfigMaps
     /// and Secrets with a content hash are left out: their names are not known).
     pub objects: Vec<ObjectRef>,
+    /// The target's `spec.replicas` as its manifest sets it.
+    pub replicas: Option<u64>,
+    /// `spec.minReplicas` of the Canary's HPA (`autoscalerRef`), when it sets one.
+    pub hpa_min_replicas: Option<u64>,
+    /// The target's namespace where the app's kustomization applies its components: its own,
+    /// or a base's; the app's own `namespace:` is set only after them.
+    pub component_namespace: Option<String>,
+    /// Whether the app's kustomization lists weir's replicas component.
+    pub opt_in: OptIn,
 }
 
 /// An object of a build: kind, namespace, name, and the file it is written in.
@@ -262,40 +272,6 @@ fn error(file: &str, line: usize, col: usize, field: String, message: String) ->
     }
 }
 
-/// Resolves a relative reference against a folder, refusing anything outside the repository.
-/// Also returns the shallowest folder the resolution passes through.
-fn resolve_path(dir: &str, reference: &str) -> Option<(String, String)> {
-    let mut parts: Vec<&str> = if dir.is_empty() {
-        Vec::new()
-    } else {
-        dir.split('/').collect()
-    };
-    let mut lowest = parts.len();
-    for part in reference.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop()?;
-                lowest = lowest.min(parts.len());
-            }
-            p => parts.push(p),
-        }
-    }
-    // `parts[..lowest]` is a prefix of `dir` only while nothing was pushed below it.
-    let shallowest = dir
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .take(lowest)
-        .collect::<Vec<_>>()
-        .join("/");
-    Some((parts.join("/"), shallowest))
-}
-
-/// Resolves a relative reference against a folder, refusing anything outside the repository.
-pub fn resolve(dir: &str, reference: &str) -> Option<String> {
-    resolve_path(dir, reference).map(|(p, _)| p)
-}
-
 /// The ids of every path an app's resolution read.
 type Inputs = Vec<(String, Option<ObjectId>)>;
 
@@ -376,6 +352,10 @@ struct Walk {
     images: HashMap<String, Vec<ImageRef>>,
     /// `namespace:` of each kustomization folder.
     namespaces: HashMap<String, String>,
+    /// The app's own kustomization: its path and text.
+    app_kustomization: Option<(String, String)>,
+    /// The app's kustomization lists weir's replicas component.
+    component_listed: bool,
 }
 
 fn build(
@@ -428,6 +408,9 @@ fn build(
         };
         if let Some(ns) = &refs.namespace {
             walk.namespaces.insert(kdir.clone(), ns.clone());
+        }
+        if kdir == dir {
+            walk.app_kustomization = Some((kfile.clone(), text.clone()));
         }
         walk.images.insert(kdir.clone(), refs.images.clone());
         // Positions are worked out only when there is an error to place.
@@ -587,6 +570,22 @@ fn build(
                 ));
                 continue;
             };
+            if path == crate::core::names::replicas_component_dir(dir) {
+                // weir's replicas component is not part of the app's source: it changes with
+                // every phase, and the primary never includes it.
+                if kdir == dir && field.first() == Some(&Seg::Key("components".into())) {
+                    walk.component_listed = true;
+                } else {
+                    errors.push(error(
+                        &kfile,
+                        line,
+                        col,
+                        shown,
+                        format!("`{reference}` is weir's canary-replicas component of {dir}: list it only in the app's own kustomization, under `components:`"),
+                    ));
+                }
+                continue;
+            }
             if path
                 .split('/')
                 .any(|part| part.ends_with(crate::core::names::OWNED_SUFFIX))
@@ -732,6 +731,8 @@ fn build(
     };
     let mut selector = None;
     let mut namespace = None;
+    let mut replicas = None;
+    let mut component_namespace = None;
     let mut images = Vec::new();
     let mut extra_ports = Vec::new();
     let mut referenced = BTreeSet::new();
@@ -770,6 +771,9 @@ fn build(
                 ));
             }
             namespace = doc_namespace(d, chain, &walk.namespaces);
+            replicas = d["spec"].get("replicas").and_then(Value::as_u64);
+            let before_app: Vec<String> = chain.iter().filter(|k| *k != dir).cloned().collect();
+            component_namespace = doc_namespace(d, &before_app, &walk.namespaces);
             images = built_images(d, chain, &walk.images);
             if canary.service.port_discovery {
                 extra_ports = discovered_ports(d, canary);
@@ -777,11 +781,13 @@ fn build(
             config_refs(d, &mut referenced);
         }
     }
+    let mut hpa_min_replicas = None;
     if let Some(hpa) = &canary.autoscaler {
-        if !docs
+        let found = docs
             .iter()
-            .any(|(_, _, v)| is(v, "HorizontalPodAutoscaler", hpa))
-        {
+            .find(|(_, _, v)| is(v, "HorizontalPodAutoscaler", hpa));
+        hpa_min_replicas = found.and_then(|(_, _, v)| v["spec"].get("minReplicas")?.as_u64());
+        if found.is_none() {
             let (line, col) = canary.autoscaler_at;
             errors.push(error(
                 &canary.file,
@@ -794,6 +800,27 @@ fn build(
             ));
         }
     }
+    let opt_in = match walk.app_kustomization.take() {
+        None => OptIn::NoKustomization {
+            dir: dir.to_string(),
+        },
+        Some((file, text)) if walk.component_listed => {
+            match crate::repo::replicas::without_component(dir, &text) {
+                Ok(carried) => OptIn::Listed { file, carried },
+                Err(message) => {
+                    let (line, col) = PositionIndex::parse(&text)
+                        .ok()
+                        .map(|ix| ix.locate(0, &[Seg::Key("components".into())]))
+                        .map_or((1, 1), |l| (l.line, l.col));
+                    errors.push(error(&file, line, col, "components".into(), message));
+                    OptIn::NoKustomization {
+                        dir: dir.to_string(),
+                    }
+                }
+            }
+        }
+        Some((file, text)) => OptIn::Missing { file, text },
+    };
     if !errors.is_empty() {
         return Err(errors);
     }
@@ -859,7 +886,15 @@ fn build(
     }
     let mirror_root = mirror_root(dir, &closure, &walk.climbs);
     let canary_alone = canary.file_alone.then(|| canary.file.clone());
-    let revision = digest(tree, &closure, canary_alone.as_deref());
+    // Listing the replicas component is not a new revision: the kustomization counts as the
+    // primary carries it, without the entry.
+    let carried = match &opt_in {
+        OptIn::Listed { file, carried } => {
+            Some((file.as_str(), ObjectId::for_blob(carried.as_bytes())))
+        }
+        _ => None,
+    };
+    let revision = digest(tree, &closure, canary_alone.as_deref(), carried);
     let app_listing = tree.list(dir).unwrap_or_default();
     Ok(AppSource {
         dir: dir.to_string(),
@@ -874,6 +909,10 @@ fn build(
         canary_alone,
         app_listing,
         objects,
+        replicas,
+        hpa_min_replicas,
+        component_namespace,
+        opt_in,
     })
 }
 
@@ -1122,11 +1161,24 @@ fn read_error(path: &str, e: SourceError) -> LocatedError {
 }
 
 /// Digest of the app's source: every file of the closure by content id, except the file of
-/// the Canary when it holds nothing else (`skip`).
-pub fn digest(tree: &dyn SourceTree, closure: &[ClosureEntry], skip: Option<&str>) -> String {
+/// the Canary when it holds nothing else (`skip`), and one file counted by another id
+/// (`replace`: the app's kustomization as the primary carries it).
+pub fn digest(
+    tree: &dyn SourceTree,
+    closure: &[ClosureEntry],
+    skip: Option<&str>,
+    replace: Option<(&str, ObjectId)>,
+) -> String {
     let canary_file = skip.unwrap_or("");
     let mut lines = Vec::new();
-    fn walk(tree: &dyn SourceTree, path: &str, skip: &str, lines: &mut Vec<String>) {
+    fn walk(
+        tree: &dyn SourceTree,
+        path: &str,
+        skip: &str,
+        replace: Option<(&str, ObjectId)>,
+        lines: &mut Vec<String>,
+    ) {
+        let inside = |p: &str, file: &str| file.starts_with(&format!("{p}/"));
         match tree.list(path) {
             Ok(entries) => {
                 for e in entries {
@@ -1134,13 +1186,19 @@ pub fn digest(tree: &dyn SourceTree, closure: &[ClosureEntry], skip: Option<&str
                     if p == skip {
                         continue;
                     }
-                    // A folder that does not hold the Canary counts by its tree id.
-                    if e.is_dir && !skip.starts_with(&format!("{p}/")) && !e.id.is_zero() {
+                    let holds_replaced = replace.is_some_and(|(file, _)| inside(&p, file));
+                    // A folder that holds neither the Canary nor the replaced file counts by
+                    // its tree id.
+                    if e.is_dir && !inside(&p, skip) && !holds_replaced && !e.id.is_zero() {
                         lines.push(format!("{p} {}", e.id));
                     } else if e.is_dir {
-                        walk(tree, &p, skip, lines);
+                        walk(tree, &p, skip, replace, lines);
                     } else {
-                        lines.push(format!("{p} {}", e.id));
+                        let id = match replace {
+                            Some((file, id)) if file == p => id,
+                            _ => e.id,
+                        };
+                        lines.push(format!("{p} {id}"));
                     }
                 }
             }
@@ -1152,7 +1210,7 @@ pub fn digest(tree: &dyn SourceTree, closure: &[ClosureEntry], skip: Option<&str
         }
     }
     for e in closure {
-        walk(tree, &e.path, canary_file, &mut lines);
+        walk(tree, &e.path, canary_file, replace, &mut lines);
     }
     lines.sort();
     ObjectId::for_blob(lines.join("\n").as_bytes()).to_string()
@@ -1250,6 +1308,7 @@ pub struct Selector {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::repo::source::resolve;
 
     #[test]
     fn references_cannot_leave_the_repository() {
@@ -1364,5 +1423,77 @@ mod tests {
                 "Secret/h"
             ]
         );
+    }
+
+    mod replicas_component {
+        use super::*;
+        use crate::repo::mem_tree::MemTree;
+
+        const CANARY: &str = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: backend\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: backend\n  service:\n    port: 9898\n  analysis:\n    interval: 15s\n    stepWeight: 10\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n        interval: 30s\n";
+        const DEPLOYMENT: &str = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: backend\n  namespace: prod\nspec:\n  selector:\n    matchLabels:\n      app: backend\n  template:\n    metadata:\n      labels:\n        app: backend\n    spec:\n      containers:\n        - name: backend\n          image: ghcr.io/acme/backend:6.1.0\n";
+        const KUSTOMIZATION: &str = "resources:\n  - canary.yaml\n  - deployment.yaml\n";
+        const LINE: &str = "components: [../backend.weir/canary-replicas]\n";
+
+        fn canary() -> Canary {
+            let scan = crate::core::spec::scan_file(
+                "apps/backend/canary.yaml",
+                CANARY.as_bytes(),
+                std::time::Duration::from_secs(10),
+            );
+            scan.canaries.into_iter().next().unwrap().unwrap().0
+        }
+
+        fn source(kustomization: &str) -> Result<AppSource, Vec<LocatedError>> {
+            let tree = MemTree::new([
+                ("apps/backend/canary.yaml", CANARY),
+                ("apps/backend/deployment.yaml", DEPLOYMENT),
+                ("apps/backend/kustomization.yaml", kustomization),
+                ("apps/base/kustomization.yaml", "resources: []\n"),
+            ]);
+            build(&tree, &canary(), "apps/backend")
+        }
+
+        #[test]
+        fn listing_it_is_not_a_new_revision_and_it_is_not_part_of_the_source() {
+            let without = source(KUSTOMIZATION).unwrap();
+            let with = source(&format!("{KUSTOMIZATION}{LINE}")).unwrap();
+            assert_eq!(with.revision, without.revision);
+            assert_eq!(with.closure.len(), without.closure.len());
+            assert!(with
+                .closure
+                .iter()
+                .all(|e| !e.path.contains(crate::core::names::OWNED_SUFFIX)));
+            assert_eq!(
+                with.opt_in,
+                OptIn::Listed {
+                    file: "apps/backend/kustomization.yaml".into(),
+                    carried: KUSTOMIZATION.into(),
+                }
+            );
+            assert!(matches!(without.opt_in, OptIn::Missing { .. }));
+            assert!(without.opt_in.edit().is_some());
+            // Any other change to the kustomization still is one.
+            let other = source(&format!("{KUSTOMIZATION}{LINE}namePrefix: x-\n")).unwrap();
+            assert_ne!(other.revision, without.revision);
+        }
+
+        #[test]
+        fn it_is_refused_anywhere_but_the_apps_own_components() {
+            let errors =
+                source("resources:\n  - canary.yaml\n  - deployment.yaml\n  - ../backend.weir/canary-replicas\n")
+                    .unwrap_err();
+            assert!(
+                errors[0]
+                    .message
+                    .contains("list it only in the app's own kustomization, under `components:`"),
+                "{errors:?}"
+            );
+            let errors = source(&format!(
+                "{KUSTOMIZATION}components:\n  - >-\n    ../backend.weir/canary-replicas\n"
+            ))
+            .unwrap_err();
+            assert_eq!(errors[0].field, "components", "{errors:?}");
+            assert!(errors[0].message.contains("weir cannot take"), "{errors:?}");
+        }
     }
 }

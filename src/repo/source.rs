@@ -91,6 +91,40 @@ pub fn parent(path: &str) -> &str {
     path.rsplit_once('/').map(|(d, _)| d).unwrap_or("")
 }
 
+/// Resolves a relative reference against a folder, refusing anything outside the repository.
+/// Also returns the shallowest folder the resolution passes through.
+pub fn resolve_path(dir: &str, reference: &str) -> Option<(String, String)> {
+    let mut parts: Vec<&str> = if dir.is_empty() {
+        Vec::new()
+    } else {
+        dir.split('/').collect()
+    };
+    let mut lowest = parts.len();
+    for part in reference.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop()?;
+                lowest = lowest.min(parts.len());
+            }
+            p => parts.push(p),
+        }
+    }
+    // `parts[..lowest]` is a prefix of `dir` only while nothing was pushed below it.
+    let shallowest = dir
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .take(lowest)
+        .collect::<Vec<_>>()
+        .join("/");
+    Some((parts.join("/"), shallowest))
+}
+
+/// Resolves a relative reference against a folder, refusing anything outside the repository.
+pub fn resolve(dir: &str, reference: &str) -> Option<String> {
+    resolve_path(dir, reference).map(|(p, _)| p)
+}
+
 /// What a scan found.
 #[derive(Debug, Clone, Default)]
 pub struct Catalog {

@@ -98,18 +98,25 @@ apps/h/canary.yaml:14:15: error: spec.analysis.interval: 5s is below the minimum
 apps/d/canary.yaml:21:9: error: spec.analysis.metrics[1].templateRef: MetricTemplate istio-system/error-rate is not in the repository; known templates: none
 apps/e/canary.yaml:10:11: error: spec.targetRef.name: Deployment `missing` is not among the manifests of apps/e (looked in 1 files)
 apps/f/kustomization.yaml:3:5: error: resources[1]: `../../../outside` points outside the repository
-8 Canary, 0 MetricTemplate, 8 error(s), 0 warning(s)
+apps/d/kustomization.yaml:3:1: warning: components: without weir's canary-replicas component, the canary Deployment keeps running between releases, a rolled-back build included (Flagger scales it to zero); add this line at the end of the file: `components: [../d.weir/canary-replicas]`
+apps/ok/kustomization.yaml:3:1: warning: components: without weir's canary-replicas component, the canary Deployment keeps running between releases, a rolled-back build included (Flagger scales it to zero); add this line at the end of the file: `components: [../ok.weir/canary-replicas]`
+8 Canary, 0 MetricTemplate, 8 error(s), 2 warning(s)
 ";
     assert_eq!(String::from_utf8_lossy(&out.stdout), expected);
 
-    // The fixture itself is valid.
+    // The fixture itself is valid; its apps do not list weir's canary-replicas component,
+    // which is worth a warning each, not an error.
     let out = Command::new(env!("CARGO_BIN_EXE_weir"))
         .args(["validate", "--dir", FIXTURE])
         .output()
         .unwrap();
     assert_eq!(
         String::from_utf8_lossy(&out.stdout),
-        "2 Canary, 2 MetricTemplate, 0 error(s), 0 warning(s)\n"
+        "\
+apps/backend/kustomization.yaml:18:1: warning: components: without weir's canary-replicas component, the canary Deployment keeps running between releases, a rolled-back build included (Flagger scales it to zero); add this line at the end of the file: `components: [../backend.weir/canary-replicas]`
+apps/frontend/kustomization.yaml:18:1: warning: components: without weir's canary-replicas component, the canary Deployment keeps running between releases, a rolled-back build included (Flagger scales it to zero); add this line at the end of the file: `components: [../frontend.weir/canary-replicas]`
+2 Canary, 2 MetricTemplate, 0 error(s), 2 warning(s)
+"
     );
     assert!(out.status.success());
 }

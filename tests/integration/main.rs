@@ -5,6 +5,7 @@ mod action;
 mod alerts;
 mod auth;
 mod cache;
+mod canary_replicas;
 mod cli;
 mod cluster_plan;
 mod cluster_view;

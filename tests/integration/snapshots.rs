@@ -70,7 +70,7 @@ fn weirs_folder_for_an_app() {
     };
     let dir = Templates::embedded()
         .unwrap()
-        .render_owned(canary, &source.selector, &state, &source)
+        .render_owned(canary, &source.selector, &state, &source, &source)
         .unwrap();
     let mut all = String::new();
     for (path, bytes) in dir.files() {

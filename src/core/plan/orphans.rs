@@ -25,6 +25,10 @@ pub struct Orphan {
     /// The kustomization left in the folder's place when a kustomization lists the folder
     /// (it would not build without it); `None`: the folder goes entirely.
     pub placeholder: Option<String>,
+    /// The replicas component left in its place when the app's kustomization still lists it
+    /// (it would not build without it): one that changes nothing, so the Deployment runs the
+    /// replicas its own file gives it.
+    pub component: Option<String>,
 }
 
 /// The Canary of a record is gone: with `revertOnDeletion`, weir's folder goes too (the
@@ -40,12 +44,14 @@ pub fn canary_deleted(record: &State) -> Option<(String, Vec<String>)> {
 
 /// weir's folders (`owned`) to remove. `claims` are the files that hold a Canary or could
 /// (files with errors among them): their folders keep weir's. `read` gives a file of the
-/// tree; `listed` says whether a kustomization lists a folder of weir's.
+/// tree; `listed` says whether a kustomization lists a folder of weir's; `lists_component`,
+/// whether an app folder's kustomization lists its replicas component.
 pub fn orphans<'a>(
     claims: impl IntoIterator<Item = &'a str>,
     owned: &[String],
     read: impl Fn(&str) -> Option<Vec<u8>>,
     listed: impl Fn(&str) -> bool,
+    lists_component: impl Fn(&str) -> bool,
 ) -> Vec<Orphan> {
     let claimed: BTreeSet<&str> = claims.into_iter().map(parent).collect();
     let mut out = Vec::new();
@@ -74,7 +80,11 @@ pub fn orphans<'a>(
         let placeholder = listed(folder).then(|| {
             format!("# The Canary of {}/{} was deleted (revertOnDeletion): weir's objects are gone.\n# Remove this folder from the kustomization that lists it, then this folder.\napiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources: []\n", app.namespace, app.name)
         });
+        let component = lists_component(app_dir).then(|| {
+            format!("# The Canary of {}/{} was deleted (revertOnDeletion): this component changes nothing now,\n# and your Deployment runs the replicas its own file gives it. Remove\n# `components: [{}]` from the kustomization of {app_dir}, then this folder.\napiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\npatches: []\n", app.namespace, app.name, crate::core::names::replicas_component_ref(app_dir))
+        });
         out.push(Orphan {
+            component,
             folder: folder.clone(),
             event: Event {
                 app: app.clone(),
@@ -189,6 +199,7 @@ mod tests {
                 &owned,
                 |path| files.get(path).cloned(),
                 |folder| listed.contains(&folder),
+                |_| false,
             );
             let got: Vec<(&str, bool)> = got
                 .iter()
@@ -201,8 +212,9 @@ mod tests {
     #[test]
     fn the_commit_says_the_canary_was_deleted() {
         let owned = vec!["apps/a.weir".to_string()];
-        let got = orphans([], &owned, |_| Some(record("a", true)), |_| true);
+        let got = orphans([], &owned, |_| Some(record("a", true)), |_| true, |_| false);
         let o = &got[0];
+        assert_eq!(o.component, None);
         assert_eq!(o.app.to_string(), "prod/a");
         assert_eq!(o.app.dir, "apps/a");
         assert_eq!(
@@ -218,5 +230,24 @@ mod tests {
             .as_deref()
             .unwrap()
             .starts_with("# The Canary of prod/a was deleted"));
+    }
+
+    #[test]
+    fn a_listed_replicas_component_stays_as_one_that_changes_nothing() {
+        let owned = vec!["apps/a.weir".to_string()];
+        let got = orphans(
+            [],
+            &owned,
+            |_| Some(record("a", true)),
+            |_| false,
+            |app| app == "apps/a",
+        );
+        let text = got[0].component.as_deref().expect("a component stays");
+        assert!(
+            text.contains("`components: [../a.weir/canary-replicas]`"),
+            "{text}"
+        );
+        assert!(text.ends_with("kind: Component\npatches: []\n"), "{text}");
+        assert_eq!(got[0].placeholder, None);
     }
 }

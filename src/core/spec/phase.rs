@@ -38,6 +38,19 @@ impl Phase {
                 | Phase::Finalising
         )
     }
+
+    /// True while the canary Deployment runs pods: from the step that starts an analysis
+    /// to the one that ends the release. As in Flagger, the canary is at zero replicas at
+    /// initialisation, after a promotion and after a rollback, and while a new revision
+    /// waits for its confirm-rollout gate; it is scaled up only once that gate is open.
+    pub fn canary_runs(self) -> bool {
+        match self {
+            Phase::Initialized | Phase::Waiting | Phase::Succeeded | Phase::Failed => false,
+            Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising => {
+                true
+            }
+        }
+    }
 }
 
 impl std::fmt::Display for Phase {

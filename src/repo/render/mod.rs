@@ -1,15 +1,18 @@
 //! Renders the folder weir owns for an app: the routing from the templates in `templates/`
 //! (embedded in the binary; a user may point weir at a folder of their own with the same file
-//! names), the primary derived from the promoted source (`primary.rs`), and the record.
+//! names), the primary derived from the promoted source (`primary.rs`), the component that
+//! scales the canary between releases (`replicas.rs`), and the record.
 //!
-//! Output is a pure function of (Canary, record, promoted source): same input, same bytes
+//! Output is a pure function of (Canary, record, promoted source, current source): same
+//! input, same bytes
 //! and the same tree id, so an unchanged step shows no diff. It never reads the repository
 //! or decides anything.
 
 pub mod primary;
+pub mod replicas;
 pub mod routes;
 
-use crate::core::names::STATE_FILE;
+use crate::core::names::{REPLICAS_COMPONENT, STATE_FILE};
 use crate::core::record::State;
 use crate::core::spec::Canary;
 use crate::repo::kustomize::{AppSource, Selector};
@@ -109,13 +112,16 @@ impl Templates {
     }
 
     /// Renders weir's whole folder for one app: routing for `state`, the primary from
-    /// `primary` (the app's source at `state.promoted_commit`), guards and the record.
+    /// `primary` (the app's source at `state.promoted_commit`), guards, the replicas
+    /// component of the canary from `current` (the source the canary is built from now), and
+    /// the record.
     pub fn render_owned(
         &self,
         canary: &Canary,
         selector: &Selector,
         state: &State,
         primary: &AppSource,
+        current: &AppSource,
     ) -> Result<Dir, RenderError> {
         let ctx = Context {
             name: &canary.name,
@@ -170,6 +176,10 @@ impl Templates {
         dir.file(
             KUSTOMIZATION_FILE,
             primary::owned_kustomization(primary, &TEMPLATE_FILES),
+        );
+        dir.file(
+            &format!("{REPLICAS_COMPONENT}/{KUSTOMIZATION_FILE}"),
+            replicas::component(canary, state.phase, current),
         );
         dir.file(
             STATE_FILE,

@@ -2,7 +2,9 @@
 //!
 //! The app's source at the promoted commit (its folder and everything its kustomizations
 //! read) is carried under `primary/source/` as the same Git objects, at the same relative
-//! places, so every relative reference still resolves. `primary/kustomization.yaml` builds it
+//! places, so every relative reference still resolves; only the Canary's own file (a
+//! placeholder) and the app's kustomization when it lists weir's replicas component (the same
+//! text without that entry) are written anew. `primary/kustomization.yaml` builds it
 //! as Flux would and then, with kustomize's own transformers: keeps the target Deployment (with
 //! the primary's selector label), its HPA (pointed at the primary) and the ConfigMaps and
 //! Secrets of the build that its pods use; drops everything else (the Canary, Services, any
@@ -25,6 +27,7 @@
 use crate::core::spec::Canary;
 use crate::repo::kustomize::{AppSource, Selector};
 use crate::repo::objects::{Dir, Node};
+use crate::repo::replicas::OptIn;
 
 /// The annotation on every object of the primary, naming the Canary it belongs to.
 pub const PRIMARY_ANNOTATION: &str = "weir.dev/primary-of";
@@ -54,36 +57,45 @@ pub fn primary_dir(
     promoted_commit: &str,
 ) -> Dir {
     let mut dir = Dir::default();
+    // The app's kustomization without weir's replicas component, when it lists it.
+    let carried_kustomization = match &source.opt_in {
+        OptIn::Listed { file, carried } => Some((file.as_str(), carried.as_str())),
+        _ => None,
+    };
+    let rewritten = source.canary_alone.is_some() || carried_kustomization.is_some();
     for e in &source.closure {
         let at = carried_path(&source.mirror_root, &e.path);
-        match &source.canary_alone {
-            // The app folder without its Canary, so that the primary does not change when
-            // only the rollout spec does.
-            Some(file) if e.is_dir && e.path == source.dir => {
-                let mut app = Dir::default();
-                for entry in &source.app_listing {
-                    if crate::repo::source::join(&source.dir, &entry.name) == *file {
-                        app.file(&entry.name, crate::repo::kustomize::CANARY_PLACEHOLDER);
-                    } else {
-                        app.insert(
-                            &entry.name,
-                            Node::Carried {
-                                id: entry.id,
-                                is_dir: entry.is_dir,
-                            },
-                        );
-                    }
-                }
-                dir.insert(&at, Node::Dir(app));
-            }
-            _ => dir.insert(
+        if !(rewritten && e.is_dir && e.path == source.dir) {
+            dir.insert(
                 &at,
                 Node::Carried {
                     id: e.id,
                     is_dir: e.is_dir,
                 },
-            ),
+            );
+            continue;
         }
+        // The app folder without its Canary, so that the primary does not change when only
+        // the rollout spec does, and without the replicas component, which would put the
+        // primary at zero (or not build: its path does not exist under `source/`).
+        let mut app = Dir::default();
+        for entry in &source.app_listing {
+            let path = crate::repo::source::join(&source.dir, &entry.name);
+            if source.canary_alone.as_deref() == Some(path.as_str()) {
+                app.file(&entry.name, crate::repo::kustomize::CANARY_PLACEHOLDER);
+            } else if let Some((_, text)) = carried_kustomization.filter(|(f, _)| *f == path) {
+                app.file(&entry.name, text);
+            } else {
+                app.insert(
+                    &entry.name,
+                    Node::Carried {
+                        id: entry.id,
+                        is_dir: entry.is_dir,
+                    },
+                );
+            }
+        }
+        dir.insert(&at, Node::Dir(app));
     }
     dir.file(
         "kustomization.yaml",
@@ -175,7 +187,7 @@ fn kustomization(
 }
 
 /// kustomize matches patch target names as anchored regular expressions.
-fn regex_escape(name: &str) -> String {
+pub(crate) fn regex_escape(name: &str) -> String {
     let mut out = String::with_capacity(name.len());
     for c in name.chars() {
         if "\\.+*?()|[]{}^$".contains(c) {
@@ -279,6 +291,59 @@ pub fn owned_kustomization(source: &AppSource, routing: &[&str]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_app_kustomization_is_carried_without_the_replicas_component() {
+        use crate::repo::kustomize::Resolver;
+        use crate::repo::mem_tree::MemTree;
+        let canary_text = "apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: backend\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: backend\n  service:\n    port: 9898\n  analysis:\n    interval: 15s\n    stepWeight: 10\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n        interval: 30s\n";
+        let deployment = "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: backend\nspec:\n  selector:\n    matchLabels:\n      app: backend\n  template:\n    metadata:\n      labels:\n        app: backend\n    spec:\n      containers:\n        - name: backend\n          image: ghcr.io/acme/backend:6.1.0\n";
+        let kustomization = "resources:\n  - canary.yaml\n  - deployment.yaml\n";
+        let canary = crate::core::spec::scan_file(
+            "apps/backend/canary.yaml",
+            canary_text.as_bytes(),
+            std::time::Duration::from_secs(10),
+        )
+        .canaries
+        .remove(0)
+        .unwrap()
+        .0;
+        let primary = |k: &str| {
+            let tree = MemTree::new([
+                ("apps/backend/canary.yaml", canary_text),
+                ("apps/backend/deployment.yaml", deployment),
+                ("apps/backend/kustomization.yaml", k),
+            ]);
+            let source = Resolver::default().resolve(&tree, &canary).unwrap();
+            primary_dir(&canary, &source.selector, &source, "abc1234")
+        };
+        let with = primary(&format!(
+            "{kustomization}components: [../backend.weir/canary-replicas]\n"
+        ));
+        match with.get("source/backend/kustomization.yaml") {
+            Some(Node::File(bytes)) => assert_eq!(String::from_utf8_lossy(bytes), kustomization),
+            other => panic!("{other:?}"),
+        }
+        // The other files are carried by id, as they are.
+        assert!(matches!(
+            with.get("source/backend/deployment.yaml"),
+            Some(Node::Carried { .. })
+        ));
+        // Without the line, the kustomization is carried by id too, and the primary is the
+        // same as with it.
+        let without = primary(kustomization);
+        assert!(matches!(
+            without.get("source/backend/kustomization.yaml"),
+            Some(Node::Carried { .. })
+        ));
+        assert_eq!(
+            with.get("source/backend/kustomization.yaml").unwrap().id(),
+            without
+                .get("source/backend/kustomization.yaml")
+                .unwrap()
+                .id()
+        );
+    }
 
     #[test]
     fn carried_paths_keep_their_place_under_the_root() {
