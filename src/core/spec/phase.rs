@@ -42,13 +42,17 @@ impl Phase {
     /// True while the canary Deployment runs pods: from the step that starts an analysis
     /// to the one that ends the release. As in Flagger, the canary is at zero replicas at
     /// initialisation, after a promotion and after a rollback, and while a new revision
-    /// waits for its confirm-rollout gate; it is scaled up only once that gate is open.
+    /// waits for its confirm-rollout gate; it is scaled up only once that gate is open. While
+    /// weir adopts an app (`Initializing`) the target keeps its pods: they serve all traffic.
     pub fn canary_runs(self) -> bool {
         match self {
             Phase::Initialized | Phase::Waiting | Phase::Succeeded | Phase::Failed => false,
-            Phase::Progressing | Phase::WaitingPromotion | Phase::Promoting | Phase::Finalising => {
-                true
-            }
+            // Adopting: the target's pods serve every request until the primary is ready.
+            Phase::Initializing
+            | Phase::Progressing
+            | Phase::WaitingPromotion
+            | Phase::Promoting
+            | Phase::Finalising => true,
         }
     }
 }
