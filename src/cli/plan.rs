@@ -393,7 +393,7 @@ impl AppPreview {
         if let Some(last) = self.steps.last() {
             let _ = writeln!(
                 md,
-                "\nExpected duration: {} when every gate passes at once (a closed gate or a failed check adds an interval each).\n",
+                "\nExpected duration: {} when every gate passes at once (a closed gate or a failed check adds an interval each), and each step is applied when committed (applied: unknown: `plan` reads no cluster; with a cluster view each interval starts once Flux applied the step and its pods are ready).\n",
                 GoDuration(last.after)
             );
         }
