@@ -353,6 +353,23 @@ pub struct CommitStatus {
     pub target_url: Option<String>,
 }
 
+/// A commit status as GitHub lists it: what a reader of statuses (the commit-status cluster
+/// view) needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedStatus {
+    /// Which check it is (`kustomization/apps/0c9c2e41` for Flux).
+    pub context: String,
+    /// Its state.
+    pub state: StatusState,
+    /// Its description (empty when none).
+    pub description: String,
+    /// When it was posted, when GitHub says.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// The most statuses [`GitHub::commit_statuses`] returns: one page, GitHub's largest.
+pub const STATUSES_PAGE: usize = 100;
+
 /// What weir records in a deployment's payload.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeploymentPayload {
@@ -508,6 +525,14 @@ pub trait GitHub: Send + Sync {
     /// Sets a commit status.
     fn set_status<'a>(&'a self, status: &'a CommitStatus)
         -> BoxFuture<'a, Result<(), GitHubError>>;
+
+    /// The newest statuses of commit `sha` (a full commit id), newest first as GitHub lists
+    /// them (`GET /repos/{owner}/{repo}/commits/{ref}/statuses`): one request, one page of
+    /// at most [`STATUSES_PAGE`]; older statuses past it are not read.
+    fn commit_statuses<'a>(
+        &'a self,
+        sha: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ListedStatus>, GitHubError>>;
 
     /// Finds the deployment of `(git_ref, environment, task)` for this app, or creates it.
     fn deployment<'a>(
