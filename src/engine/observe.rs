@@ -11,7 +11,7 @@
 use super::caches::Caches;
 use super::gather::Pending;
 use crate::core::cluster::{
-    applied_commit, readiness, ClusterState, ClusterTarget, Observation, Readiness,
+    applied_commit, readiness, ClusterState, ClusterTarget, Observation, Readiness, RECENT_COMMITS,
 };
 use crate::core::names::owned_dir;
 use crate::ports::{ClusterView, ConfigRepo};
@@ -38,6 +38,7 @@ fn needs_view(p: &Pending) -> bool {
 pub(super) async fn observe_all(
     view: Option<&Arc<dyn ClusterView>>,
     repo: &dyn ConfigRepo,
+    head_id: ObjectId,
     head: &dyn SourceTree,
     pending: &mut [Pending],
     caches: &mut Caches,
@@ -54,6 +55,20 @@ pub(super) async fn observe_all(
         // app does next depends on what it would say.
         p.cluster = ClusterState::Unseen("not looked at: nothing in flight".to_string());
     }
+    if asked.is_empty() {
+        return;
+    }
+    // One walk of the branch per tick, shared by every target.
+    let recent: Arc<[String]> = match repo.first_parents(head_id, RECENT_COMMITS) {
+        Ok(commits) => commits.iter().map(ObjectId::to_string).collect(),
+        Err(e) => {
+            let why = format!("cannot read the branch's recent commits: {e}");
+            for i in asked {
+                pending[i].cluster = ClusterState::Unseen(why.clone());
+            }
+            return;
+        }
+    };
     let targets: Vec<ClusterTarget> = asked
         .iter()
         .map(|i| {
@@ -63,6 +78,7 @@ pub(super) async fn observe_all(
                 namespace: p.canary.namespace.clone(),
                 target: p.canary.target.clone(),
                 kustomization: p.canary.kustomization.clone(),
+                recent: recent.clone(),
             }
         })
         .collect();
