@@ -92,13 +92,19 @@ pub(super) async fn observe_all(
         };
         let state = match state {
             ClusterState::Applied {
-                ready_since: None,
+                ready_since: said,
                 canary,
                 primary,
             } => {
                 let ready = canary.is_ready() && primary.is_ready();
+                // The first time the step was seen applied and ready stays its start while the
+                // step stays: the time the view gives (a commit status's), else now. A later
+                // commit Flux applies on top (another app's step) does not start it over.
                 let since = match (ready, p.owned_id) {
-                    (true, Some(id)) => Some(caches.ready_since(&p.canary.file, id, now)),
+                    (true, Some(id)) => {
+                        Some(caches.ready_since(&p.canary.file, id, said.unwrap_or(now)))
+                    }
+                    (true, None) => said,
                     _ => {
                         caches.not_ready(&p.canary.file);
                         None
@@ -122,8 +128,8 @@ pub(super) async fn observe_all(
 
 /// One observation as the planner's [`ClusterState`]: whether the applied commit holds weir's
 /// folder as the head does, whether the Kustomization is healthy, and each Deployment's
-/// readiness. `ready_since` is left for the caller (it needs memory), except when the view
-/// knows when the commit was applied.
+/// readiness. `ready_since` is when the view says the commit was applied, if it says; the
+/// caller keeps the first one seen for the step (it needs memory).
 fn judge(
     repo: &dyn ConfigRepo,
     head: &dyn SourceTree,
