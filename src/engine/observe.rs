@@ -157,8 +157,15 @@ fn judge(
         }
     };
     if applied_dir != head.id(dir) {
+        // Why it applies nothing newer, when the applier says (a failed build, a failed
+        // health check): what a person needs to unblock the step.
+        let failing = obs
+            .unhealthy
+            .as_deref()
+            .map(|why| format!("; {why}"))
+            .unwrap_or_default();
         return ClusterState::NotApplied(format!(
-            "{applier} last applied {short}, which does not hold weir's last step for the app"
+            "{applier} last applied {short}, which does not hold weir's last step for the app{failing}"
         ));
     }
     if let Some(why) = &obs.unhealthy {
