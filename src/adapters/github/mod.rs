@@ -1,7 +1,8 @@
 //! The GitHub port: what PR mode, commit statuses, deployments and the `weir plan` comment
 //! need from GitHub, as one small trait ([`GitHub`]) over plain structs, with no HTTP or
 //! octocrab type in it. The octocrab adapter is [`rest::RestGitHub`]; its retry and rate-limit
-//! rules are the pure functions of [`retry`].
+//! rules are the pure functions of [`retry`]. [`applied::CommitStatusView`] reads the statuses
+//! Flux posts as a cluster view.
 //!
 //! One value of the trait speaks for one repository (the config repository, named by
 //! [`RepoName`]). Every operation a publisher repeats after a crash is idempotent here:
@@ -12,6 +13,7 @@
 //! It never decides what a review, a status or a refused merge means for a release: that is
 //! the planner's and the publisher's business. It never prints the token.
 
+pub mod applied;
 pub mod report;
 pub mod rest;
 pub mod retry;
