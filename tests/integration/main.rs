@@ -8,6 +8,7 @@ mod cache;
 mod cli;
 mod cluster_plan;
 mod cluster_view;
+mod commit_statuses;
 mod corpus;
 mod executor;
 mod github;
