@@ -11,7 +11,7 @@
 //! | [`Clock`] | the time of decisions | wall clock, fake clock |
 //! | [`Notifier`] | tell people what moved | alert providers, GitHub statuses and Deployments |
 //! | [`Hooks`] | call a webhook gate | none yet (Flagger webhooks come later) |
-//! | [`ClusterView`] | what Flux applied and whether the Deployments are ready | Kubernetes API (read-only); none means Git only |
+//! | [`ClusterView`] | what Flux applied and whether the Deployments are ready | Kubernetes API (read-only), Flux's GitHub commit statuses; none means Git only |
 //! | [`Secrets`] | read a Secret an AlertProvider names | a mounted Secret volume |
 
 use crate::core::alert::{Alert, StepReport};

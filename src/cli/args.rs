@@ -109,6 +109,9 @@ pub enum ClusterMode {
     /// The Kubernetes API, read-only: the Flux Kustomization's applied revision and the
     /// Deployments' readiness.
     Kube,
+    /// The commit statuses Flux's notification-controller posts on GitHub: which commit the
+    /// Kustomization applied and when; no pod readiness.
+    Github,
 }
 
 /// `weir plan`.
@@ -272,10 +275,17 @@ pub struct RepoArgs {
     #[arg(long, env = "WEIR_ALERT_SEVERITY", default_value = "info")]
     pub alert_severity: String,
     /// How weir learns that Flux applied a step and the pods are ready: `kube` reads the
-    /// Flux Kustomization and the Deployments through the Kubernetes API (read-only); `none`
-    /// counts a step as applied once committed, and shows `applied: unknown`.
+    /// Flux Kustomization and the Deployments through the Kubernetes API (read-only); `github`
+    /// reads the commit statuses Flux's notification-controller posts (applied or failed, no
+    /// pod readiness); `none` counts a step as applied once committed, and shows
+    /// `applied: unknown`.
     #[arg(long, env = "WEIR_CLUSTER", value_enum, default_value = "none")]
     pub cluster: ClusterMode,
+    /// For --cluster github: the Flux Kustomization (its metadata.name) whose commit statuses
+    /// (`kustomization/<name>/...`) say what was applied, for Canaries whose annotation
+    /// weir.dev/kustomization names none.
+    #[arg(long, env = "WEIR_FLUX_KUSTOMIZATION", default_value = "apps")]
+    pub flux_kustomization: String,
     /// The kubeconfig for --cluster kube (default: the in-cluster service account, then
     /// KUBECONFIG and ~/.kube/config).
     #[arg(long, env = "WEIR_KUBECONFIG")]

@@ -42,7 +42,8 @@ pub(crate) async fn engine(
     Ok(Engine::new(ports, templates, settings))
 }
 
-/// The cluster view of `--cluster`: none, or the Kubernetes API.
+/// The cluster view of `--cluster`: none, the Kubernetes API, or Flux's commit statuses on
+/// GitHub.
 pub(crate) async fn cluster(args: &RepoArgs) -> anyhow::Result<Option<Arc<dyn ClusterView>>> {
     match args.cluster {
         ClusterMode::None => Ok(None),
@@ -50,6 +51,14 @@ pub(crate) async fn cluster(args: &RepoArgs) -> anyhow::Result<Option<Arc<dyn Cl
             let view = crate::adapters::cluster::KubeView::connect(args.kubeconfig.as_deref())
                 .await
                 .map_err(|e| anyhow::anyhow!("--cluster kube: {e}"))?;
+            Ok(Some(Arc::new(view)))
+        }
+        ClusterMode::Github => {
+            let view = crate::adapters::github::applied::CommitStatusView::new(
+                github(args, "--cluster github")?,
+                &args.flux_kustomization,
+            )
+            .map_err(|e| anyhow::anyhow!("--flux-kustomization: {e}"))?;
             Ok(Some(Arc::new(view)))
         }
     }

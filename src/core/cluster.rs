@@ -6,6 +6,7 @@
 //! and hands the planner one [`ClusterState`]. Pure: the time is an argument.
 
 use chrono::{DateTime, Utc};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Readiness settings of one Canary: `progressDeadlineSeconds` and the analysis' ready
@@ -160,7 +161,15 @@ pub struct ClusterTarget {
     /// The Kustomization named by the Canary's `weir.dev/kustomization` annotation
     /// (`namespace/name`), when it names one.
     pub kustomization: Option<String>,
+    /// The branch head's first-parent commits (full ids), newest first, a bounded few: the
+    /// candidates a view that reads per-commit evidence (commit statuses) looks at. One list
+    /// per tick, shared by every target of it, hence the `Arc`.
+    pub recent: Arc<[String]>,
 }
+
+/// How many of the branch's first-parent commits a tick hands the cluster view as
+/// [`ClusterTarget::recent`].
+pub const RECENT_COMMITS: usize = 20;
 
 /// What a cluster view saw for one app.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]

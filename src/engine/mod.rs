@@ -385,6 +385,7 @@ impl Engine {
         observe::observe_all(
             self.ports.cluster.as_ref(),
             repo,
+            head,
             tree,
             &mut pending,
             &mut self.caches,

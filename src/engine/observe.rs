@@ -11,7 +11,7 @@
 use super::caches::Caches;
 use super::gather::Pending;
 use crate::core::cluster::{
-    applied_commit, readiness, ClusterState, ClusterTarget, Observation, Readiness,
+    applied_commit, readiness, ClusterState, ClusterTarget, Observation, Readiness, RECENT_COMMITS,
 };
 use crate::core::names::owned_dir;
 use crate::ports::{ClusterView, ConfigRepo};
@@ -38,6 +38,7 @@ fn needs_view(p: &Pending) -> bool {
 pub(super) async fn observe_all(
     view: Option<&Arc<dyn ClusterView>>,
     repo: &dyn ConfigRepo,
+    head_id: ObjectId,
     head: &dyn SourceTree,
     pending: &mut [Pending],
     caches: &mut Caches,
@@ -54,6 +55,20 @@ pub(super) async fn observe_all(
         // app does next depends on what it would say.
         p.cluster = ClusterState::Unseen("not looked at: nothing in flight".to_string());
     }
+    if asked.is_empty() {
+        return;
+    }
+    // One walk of the branch per tick, shared by every target.
+    let recent: Arc<[String]> = match repo.first_parents(head_id, RECENT_COMMITS) {
+        Ok(commits) => commits.iter().map(ObjectId::to_string).collect(),
+        Err(e) => {
+            let why = format!("cannot read the branch's recent commits: {e}");
+            for i in asked {
+                pending[i].cluster = ClusterState::Unseen(why.clone());
+            }
+            return;
+        }
+    };
     let targets: Vec<ClusterTarget> = asked
         .iter()
         .map(|i| {
@@ -63,6 +78,7 @@ pub(super) async fn observe_all(
                 namespace: p.canary.namespace.clone(),
                 target: p.canary.target.clone(),
                 kustomization: p.canary.kustomization.clone(),
+                recent: recent.clone(),
             }
         })
         .collect();
@@ -76,13 +92,19 @@ pub(super) async fn observe_all(
         };
         let state = match state {
             ClusterState::Applied {
-                ready_since: None,
+                ready_since: said,
                 canary,
                 primary,
             } => {
                 let ready = canary.is_ready() && primary.is_ready();
+                // The first time the step was seen applied and ready stays its start while the
+                // step stays: the time the view gives (a commit status's), else now. A later
+                // commit Flux applies on top (another app's step) does not start it over.
                 let since = match (ready, p.owned_id) {
-                    (true, Some(id)) => Some(caches.ready_since(&p.canary.file, id, now)),
+                    (true, Some(id)) => {
+                        Some(caches.ready_since(&p.canary.file, id, said.unwrap_or(now)))
+                    }
+                    (true, None) => said,
                     _ => {
                         caches.not_ready(&p.canary.file);
                         None
@@ -106,8 +128,8 @@ pub(super) async fn observe_all(
 
 /// One observation as the planner's [`ClusterState`]: whether the applied commit holds weir's
 /// folder as the head does, whether the Kustomization is healthy, and each Deployment's
-/// readiness. `ready_since` is left for the caller (it needs memory), except when the view
-/// knows when the commit was applied.
+/// readiness. `ready_since` is when the view says the commit was applied, if it says; the
+/// caller keeps the first one seen for the step (it needs memory).
 fn judge(
     repo: &dyn ConfigRepo,
     head: &dyn SourceTree,
@@ -135,8 +157,15 @@ fn judge(
         }
     };
     if applied_dir != head.id(dir) {
+        // Why it applies nothing newer, when the applier says (a failed build, a failed
+        // health check): what a person needs to unblock the step.
+        let failing = obs
+            .unhealthy
+            .as_deref()
+            .map(|why| format!("; {why}"))
+            .unwrap_or_default();
         return ClusterState::NotApplied(format!(
-            "{applier} last applied {short}, which does not hold weir's last step for the app"
+            "{applier} last applied {short}, which does not hold weir's last step for the app{failing}"
         ));
     }
     if let Some(why) = &obs.unhealthy {

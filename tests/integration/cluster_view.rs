@@ -13,7 +13,7 @@ const NS: &str = "prod";
 
 /// The fixture with the backend's progressDeadlineSeconds set (the fake clock moves in
 /// seconds, so the deadline is short).
-fn fixture(deadline_secs: u32) -> Fixture {
+pub fn fixture(deadline_secs: u32) -> Fixture {
     Fixture::with(|work| {
         crate::support::repo::fast_backend(work);
         let canary = work.join("apps/backend/canary.yaml");
@@ -34,7 +34,7 @@ fn fixture(deadline_secs: u32) -> Fixture {
     })
 }
 
-fn head(fixture: &Fixture) -> String {
+pub fn head(fixture: &Fixture) -> String {
     fixture.log().last().unwrap().0.clone()
 }
 

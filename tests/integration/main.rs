@@ -9,6 +9,7 @@ mod canary_replicas;
 mod cli;
 mod cluster_plan;
 mod cluster_view;
+mod commit_statuses;
 mod corpus;
 mod executor;
 mod github;

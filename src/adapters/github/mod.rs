@@ -1,7 +1,8 @@
 //! The GitHub port: what PR mode, commit statuses, deployments and the `weir plan` comment
 //! need from GitHub, as one small trait ([`GitHub`]) over plain structs, with no HTTP or
 //! octocrab type in it. The octocrab adapter is [`rest::RestGitHub`]; its retry and rate-limit
-//! rules are the pure functions of [`retry`].
+//! rules are the pure functions of [`retry`]. [`applied::CommitStatusView`] reads the statuses
+//! Flux posts as a cluster view.
 //!
 //! One value of the trait speaks for one repository (the config repository, named by
 //! [`RepoName`]). Every operation a publisher repeats after a crash is idempotent here:
@@ -12,6 +13,7 @@
 //! It never decides what a review, a status or a refused merge means for a release: that is
 //! the planner's and the publisher's business. It never prints the token.
 
+pub mod applied;
 pub mod report;
 pub mod rest;
 pub mod retry;
@@ -353,6 +355,23 @@ pub struct CommitStatus {
     pub target_url: Option<String>,
 }
 
+/// A commit status as GitHub lists it: what a reader of statuses (the commit-status cluster
+/// view) needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListedStatus {
+    /// Which check it is (`kustomization/apps/0c9c2e41` for Flux).
+    pub context: String,
+    /// Its state.
+    pub state: StatusState,
+    /// Its description (empty when none).
+    pub description: String,
+    /// When it was posted, when GitHub says.
+    pub created_at: Option<DateTime<Utc>>,
+}
+
+/// The most statuses [`GitHub::commit_statuses`] returns: one page, GitHub's largest.
+pub const STATUSES_PAGE: usize = 100;
+
 /// What weir records in a deployment's payload.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct DeploymentPayload {
@@ -508,6 +527,14 @@ pub trait GitHub: Send + Sync {
     /// Sets a commit status.
     fn set_status<'a>(&'a self, status: &'a CommitStatus)
         -> BoxFuture<'a, Result<(), GitHubError>>;
+
+    /// The newest statuses of commit `sha` (a full commit id), newest first as GitHub lists
+    /// them (`GET /repos/{owner}/{repo}/commits/{ref}/statuses`): one request, one page of
+    /// at most [`STATUSES_PAGE`]; older statuses past it are not read.
+    fn commit_statuses<'a>(
+        &'a self,
+        sha: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ListedStatus>, GitHubError>>;
 
     /// Finds the deployment of `(git_ref, environment, task)` for this app, or creates it.
     fn deployment<'a>(

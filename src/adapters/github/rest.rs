@@ -15,8 +15,8 @@
 use super::retry::{self, Answer, RetrySettings, Verdict};
 use super::{
     Comment, CommitStatus, Deployment, DeploymentRequest, DeploymentStatusUpdate, GitHub,
-    GitHubError, MergeOutcome, MergeRequest, NewPullRequest, PullRequest, PullState, RepoName,
-    Review, ReviewVerdict, Upserted,
+    GitHubError, ListedStatus, MergeOutcome, MergeRequest, NewPullRequest, PullRequest, PullState,
+    RepoName, Review, ReviewVerdict, StatusState, Upserted,
 };
 use crate::core::secret::{redact_url, Scrubber, Secret};
 use crate::ports::BoxFuture;
@@ -753,6 +753,27 @@ impl RestGitHub {
         Ok(())
     }
 
+    async fn list_statuses(&self, sha: &str) -> Result<Vec<ListedStatus>, GitHubError> {
+        let what = format!("list the statuses of {}", short(sha));
+        if !is_sha(sha) {
+            return Err(GitHubError::permanent(format!(
+                "cannot {what}: `{}` is not a commit id",
+                crate::core::text::clean(sha, 80)
+            )));
+        }
+        // One page on purpose: GitHub lists the newest first, and the newest are what a
+        // reader of statuses needs; following every page would cost a request per page.
+        let uri = self.path(&format!(
+            "/commits/{sha}/statuses?per_page={}",
+            super::STATUSES_PAGE
+        ));
+        let reply = self
+            .send(Method::Get, &uri, None, OnServerError::Retry, &what)
+            .await?;
+        let statuses: Vec<models::Status> = self.parse(&reply, &what)?;
+        Ok(statuses.iter().filter_map(listed_status).collect())
+    }
+
     async fn find_or_create_deployment(
         &self,
         request: &DeploymentRequest,
@@ -961,6 +982,13 @@ impl GitHub for RestGitHub {
         Box::pin(self.create_status(status))
     }
 
+    fn commit_statuses<'a>(
+        &'a self,
+        sha: &'a str,
+    ) -> BoxFuture<'a, Result<Vec<ListedStatus>, GitHubError>> {
+        Box::pin(self.list_statuses(sha))
+    }
+
     fn deployment<'a>(
         &'a self,
         request: &'a DeploymentRequest,
@@ -1023,6 +1051,27 @@ fn pull_request(pull: &models::pulls::PullRequest) -> PullRequest {
         },
         mergeable: pull.mergeable,
     }
+}
+
+/// octocrab's status as the port's; a state octocrab does not know (it is non-exhaustive)
+/// leaves the status out, as if it were another check's.
+fn listed_status(status: &models::Status) -> Option<ListedStatus> {
+    let state = match status.state {
+        models::StatusState::Success => StatusState::Success,
+        models::StatusState::Failure => StatusState::Failure,
+        models::StatusState::Error => StatusState::Error,
+        models::StatusState::Pending => StatusState::Pending,
+        _ => return None,
+    };
+    Some(ListedStatus {
+        context: status
+            .context
+            .clone()
+            .unwrap_or_else(|| "default".to_string()),
+        state,
+        description: status.description.clone().unwrap_or_default(),
+        created_at: status.created_at,
+    })
 }
 
 fn comment_of(comment: &models::issues::Comment) -> Comment {

@@ -13,7 +13,8 @@
 //! - A pull request's head sha is read from the bare repository at every request, so pushes
 //!   after opening are seen; `mergeable` is computed the same way.
 //! - Reviews (added by the test), issue comments (list, create, update), commit statuses
-//!   (422 for an unknown commit), deployments (list filtered by `sha`, `ref`, `task`,
+//!   (create: 422 for an unknown commit; list for a ref, `GET .../commits/{ref}/statuses`,
+//!   newest first, `[]` for a ref with none), deployments (list filtered by `sha`, `ref`, `task`,
 //!   `environment`, newest first; create with the ref resolved by git2) and deployment
 //!   statuses.
 //! - Listings paginate with `per_page` (default 30, at most 100) and `page`, and a `Link`
@@ -23,10 +24,13 @@
 //!   expected `Authorization: Bearer TOKEN` is 401 `Bad credentials`.
 //!
 //! Switches a test can flip: the next N requests answered 429 with `retry-after`, or 403 as a
-//! secondary rate limit, or 403 with the primary limit spent; the next N answered 502, or
-//! 400 with the `Authorization` header echoed in the message;
+//! secondary rate limit, or 403 with the primary limit spent; the next N answered 502 (or
+//! another server error), or 400 with the `Authorization` header echoed in the message;
 //! approvals required before merging; a status context required green; a conflict answered
 //! 405 `Pull Request is not mergeable` instead of 409.
+//!
+//! A test posts statuses as another integration would ([`GitHubStandIn::post_status`]: Flux's
+//! notification-controller, with its context and a chosen time).
 //!
 //! Every request is recorded (method, path, query, JSON body, whether it carried the token).
 //! Stops on drop.
@@ -114,6 +118,7 @@ pub struct StoredStatus {
     pub context: String,
     pub description: Option<String>,
     pub target_url: Option<String>,
+    pub created_at: DateTime<Utc>,
 }
 
 /// A deployment.
@@ -149,8 +154,8 @@ struct Switches {
     secondary: (usize, Option<u64>),
     /// Answer 403 with `x-ratelimit-remaining: 0`, resetting this many seconds from now.
     exhausted: (usize, i64),
-    /// Answer 502 to this many more requests.
-    fail: usize,
+    /// Answer this server error (502 unless set) to this many more requests.
+    fail: (usize, u16),
     /// Answer 400 echoing the request's `Authorization` header (as a misbehaving proxy
     /// might) to this many more requests.
     echo: usize,
@@ -321,7 +326,33 @@ impl GitHubStandIn {
 
     /// Answers the next `n` requests 502.
     pub fn fail_next(&self, n: usize) {
-        self.state().switches.fail = n;
+        self.state().switches.fail = (n, 502);
+    }
+
+    /// Answers the next `n` requests with the server error `status` (500, 503, ...).
+    pub fn server_error_next(&self, n: usize, status: u16) {
+        assert!((500..600).contains(&status), "{status} is no server error");
+        self.state().switches.fail = (n, status);
+    }
+
+    /// Posts a commit status as another integration does (Flux's notification-controller:
+    /// context `kustomization/<name>/<uid>`, `success` or `failure`), created at `at`.
+    pub fn post_status(
+        &self,
+        sha: &str,
+        context: &str,
+        state: &str,
+        description: &str,
+        at: DateTime<Utc>,
+    ) {
+        let body = json!({ "state": state, "context": context, "description": description });
+        let mut st = self.state();
+        let out = create_status(&self.shared, &mut st, sha, &body);
+        assert_eq!(out.status, 201, "posting a status: {}", out.body);
+        st.statuses
+            .last_mut()
+            .expect("the status just posted")
+            .created_at = at;
     }
 
     /// Answers the next `n` requests 400 with a message that echoes the `Authorization`
@@ -588,9 +619,9 @@ fn switched(st: &mut State, req: &Incoming) -> Option<Out> {
                 .header("x-ratelimit-resource", "core"),
         );
     }
-    if sw.fail > 0 {
-        sw.fail -= 1;
-        return Some(Out::error(502, "Server Error"));
+    if sw.fail.0 > 0 {
+        sw.fail.0 -= 1;
+        return Some(Out::error(sw.fail.1, "Server Error"));
     }
     if sw.echo > 0 {
         sw.echo -= 1;
@@ -691,6 +722,17 @@ fn route(s: &Shared, st: &mut State, req: &Incoming, body: &Value) -> Out {
             }
         }
         ("POST", ["statuses", sha]) => create_status(s, st, sha, body),
+        // GET /repos/{owner}/{repo}/commits/{ref}/statuses: the ref is a sha, a branch or a
+        // tag; newest first. GitHub documents 200 only (and 301 for a moved repository), so a
+        // ref with no status, known or not, lists none.
+        ("GET", ["commits", git_ref, "statuses"]) => {
+            let sha = resolve(&s.bare, git_ref).unwrap_or_else(|| git_ref.to_string());
+            let mut mine: Vec<&StoredStatus> =
+                st.statuses.iter().filter(|x| x.sha == sha).collect();
+            mine.sort_by_key(|x| std::cmp::Reverse((x.created_at, x.id)));
+            let items: Vec<Value> = mine.into_iter().map(|x| status_json(s, x)).collect();
+            paginate(s, req, items)
+        }
         ("GET", ["deployments"]) => {
             let q = &req.query;
             let items: Vec<Value> = st
@@ -1046,6 +1088,18 @@ fn mergeable(bare: &Path, pull: &Pull) -> Option<bool> {
     Some(merged_tree(&repo, &base, &head).is_some())
 }
 
+/// The commit a sha, branch or tag names in the bare repository.
+fn resolve(bare: &Path, git_ref: &str) -> Option<String> {
+    let repo = git2::Repository::open_bare(bare).ok()?;
+    let object = repo
+        .revparse_single(&format!("refs/heads/{git_ref}"))
+        .or_else(|_| repo.revparse_single(&format!("refs/tags/{git_ref}")))
+        .or_else(|_| repo.revparse_single(git_ref))
+        .ok()?;
+    let id = object.peel_to_commit().ok()?.id();
+    Some(id.to_string())
+}
+
 /// The commit a branch of the bare repository points at.
 pub fn branch_sha(bare: &Path, branch: &str) -> Option<String> {
     let repo = git2::Repository::open_bare(bare).ok()?;
@@ -1083,6 +1137,7 @@ fn create_status(s: &Shared, st: &mut State, sha: &str, body: &Value) -> Out {
         context: body["context"].as_str().unwrap_or("default").to_string(),
         description: body["description"].as_str().map(str::to_string),
         target_url: body["target_url"].as_str().map(str::to_string),
+        created_at: Utc::now(),
     };
     let out = Out::json(201, status_json(s, &status));
     st.statuses.push(status);
@@ -1374,8 +1429,8 @@ fn status_json(s: &Shared, x: &StoredStatus) -> Value {
         "description": x.description,
         "target_url": x.target_url,
         "context": x.context,
-        "created_at": time(Utc::now()),
-        "updated_at": time(Utc::now()),
+        "created_at": time(x.created_at),
+        "updated_at": time(x.created_at),
         "creator": user_json(s, "weir-bot")
     })
 }
