@@ -6,7 +6,7 @@
 use super::gather::read_state;
 use super::report::{base_report, fill, invalid_lines, TickReport};
 use super::{Engine, TickError};
-use crate::core::cluster::{applied_commit, ClusterTarget, Observation, Workload};
+use crate::core::cluster::{applied_commit, ClusterTarget, Observation, Workload, RECENT_COMMITS};
 use crate::core::names::owned_dir;
 use crate::core::record::State;
 use crate::core::spec::Canary;
@@ -41,6 +41,17 @@ impl Engine {
         let canaries: Vec<&Canary> = catalog.canaries.iter().map(|(c, _)| c).collect();
         let resolved = crate::repo::rules::resolve_all(tree, &canaries, &mut self.caches.resolver);
         let mut targets = Vec::new();
+        // The branch's recent commits, for a view that reads what Flux applied per commit.
+        let recent: std::sync::Arc<[String]> = match self.ports.cluster {
+            Some(_) => self
+                .ports
+                .repo
+                .first_parents(head, RECENT_COMMITS)?
+                .iter()
+                .map(ObjectId::to_string)
+                .collect(),
+            None => std::sync::Arc::from(Vec::new()),
+        };
         for (canary, _) in &catalog.canaries {
             let mut line = base_report(canary);
             match resolved.sources.get(&canary.file).ok_or_else(|| {
@@ -60,6 +71,7 @@ impl Engine {
                             namespace: canary.namespace.clone(),
                             target: canary.target.clone(),
                             kustomization: canary.kustomization.clone(),
+                            recent: recent.clone(),
                         },
                     ));
                     if let Err(errors) = kustomize::gates(canary, &catalog.templates) {
