@@ -1,0 +1,75 @@
+//! Git: the branch head and file contents, through git2. Read only.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+/// A repository and the branch followed in it.
+pub struct Repo {
+    pub git_dir: PathBuf,
+    pub branch: String,
+}
+
+impl Repo {
+    pub fn open(path: &Path, branch: &str) -> Repo {
+        Repo {
+            git_dir: path.to_owned(),
+            branch: branch.to_owned(),
+        }
+    }
+
+    /// Opened anew on each read, so that objects pushed meanwhile are seen.
+    fn repository(&self) -> Result<git2::Repository> {
+        git2::Repository::open(&self.git_dir)
+            .with_context(|| format!("opening {}", self.git_dir.display()))
+    }
+
+    /// The commit at the branch head, or `None` when the branch does not exist.
+    pub fn head(&self) -> Result<Option<String>> {
+        let repo = self.repository()?;
+        let found = repo.refname_to_id(&format!("refs/heads/{}", self.branch));
+        Ok(found.ok().map(|oid| oid.to_string()))
+    }
+
+    fn tree<'r>(&self, repo: &'r git2::Repository, commit: &str) -> Result<git2::Tree<'r>> {
+        let oid = git2::Oid::from_str(commit).context("reading a commit id")?;
+        Ok(repo.find_commit(oid)?.tree()?)
+    }
+
+    /// The file at `commit`, `None` when it does not exist (or is a folder).
+    pub fn read(&self, commit: &str, path: &str) -> Result<Option<String>> {
+        let repo = self.repository()?;
+        let tree = self.tree(&repo, commit)?;
+        let Ok(entry) = tree.get_path(Path::new(path)) else {
+            return Ok(None);
+        };
+        if entry.kind() != Some(git2::ObjectType::Blob) {
+            return Ok(None);
+        }
+        let blob = repo.find_blob(entry.id())?;
+        Ok(Some(String::from_utf8_lossy(blob.content()).into_owned()))
+    }
+
+    /// Paths of the files directly inside `dir` at `commit` (none if it does not exist).
+    pub fn list_dir(&self, commit: &str, dir: &str) -> Result<Vec<String>> {
+        let repo = self.repository()?;
+        let tree = self.tree(&repo, commit)?;
+        let Ok(entry) = tree.get_path(Path::new(dir)) else {
+            return Ok(Vec::new());
+        };
+        let Ok(sub) = repo.find_tree(entry.id()) else {
+            return Ok(Vec::new());
+        };
+        Ok(sub
+            .iter()
+            .filter(|e| e.kind() == Some(git2::ObjectType::Blob))
+            .filter_map(|e| e.name().ok().map(|n| format!("{dir}/{n}")))
+            .collect())
+    }
+}
+
+pub fn normalise_dir(dir: &str) -> String {
+    dir.trim_start_matches("./")
+        .trim_end_matches('/')
+        .to_owned()
+}
