@@ -3,7 +3,7 @@
 //! With no cluster, something has to play the mesh: this program follows the routing that weir
 //! commits to the config repository (the canary tag from the app's `kustomization.yaml`, the
 //! primary tag from the app source weir carries under `primary/`, the weights from weir's
-//! VirtualService), generates
+//! VirtualService) as Flux applies it, `--apply-lag` after it lands on the branch, generates
 //! synthetic requests split by those weights, and serves them as Istio's destination proxies
 //! would report them, so a real Prometheus can scrape `istio_requests_total` and
 //! `istio_request_duration_milliseconds`. Tags listed as bad answer part of their requests with
@@ -16,17 +16,16 @@
 //! Endpoints: `GET /metrics` (Prometheus text format 0.0.4) and `GET /state` (one line of JSON),
 //! served by axum; the simulation runs on two plain threads beside it. One file per concern:
 //! `git.rs` reads the repository, `yaml.rs` parses its files, `routing.rs` reduces a revision
-//! to tags and weights, `follow.rs` follows the branch, `metrics.rs` simulates the requests and
-//! renders them, `serve.rs` answers HTTP.
+//! to tags and weights, `flux.rs` follows the branch and says when a commit is applied,
+//! `metrics.rs` simulates the requests and renders them, `serve.rs` answers HTTP.
 
-mod follow;
+mod flux;
 mod git;
 mod metrics;
 mod routing;
 mod serve;
 mod yaml;
 
-use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -35,14 +34,15 @@ use std::time::{Duration, Instant};
 use anyhow::{ensure, Context, Result};
 use clap::Parser;
 
-use follow::Follower;
+use flux::Flux;
 use git::{normalise_dir, Repo};
 use metrics::Sim;
-use routing::{Routing, Target};
+use routing::{read_routing, Routing, Target};
 use serve::{serve, Shared, State};
+use weir::core::duration::GoDuration;
 
-/// How often the branch head is read.
-const GIT_POLL: Duration = Duration::from_millis(500);
+/// How often Flux looks at the branch.
+const FLUX_POLL: Duration = Duration::from_millis(200);
 /// How often simulated requests are accounted.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -56,6 +56,10 @@ struct Cli {
     /// Branch whose head is followed.
     #[arg(long, default_value = "main")]
     branch: String,
+    /// How long after the branch head moves Flux applies it (e.g. `2s`): the routing follows
+    /// the applied commit, not the head.
+    #[arg(long, default_value = "0s", value_parser = duration)]
+    apply_lag: Duration,
     /// App name: the canary workload is `<app>`, the primary `<app>-primary`.
     #[arg(long)]
     app: String,
@@ -117,24 +121,20 @@ fn run(cli: Cli) -> Result<()> {
         app_dir: normalise_dir(&cli.app_dir),
         weir_dir: normalise_dir(&cli.weir_dir),
     };
-    let mut follower = Follower {
-        repo: Repo::open(&cli.git_dir, &cli.branch),
-        target,
-        last_commit: None,
-        reported: HashSet::new(),
-    };
-    // Read the routing once before serving, so the first scrape already reflects the repository.
-    let mut routing = Routing::default();
-    follower.refresh(&mut routing);
-
+    let mut flux = Flux::new(Repo::open(&cli.git_dir, &cli.branch), cli.apply_lag);
     let shared = Arc::new(Shared {
         namespace: cli.namespace.clone(),
         workloads: [format!("{}-primary", cli.app), cli.app.clone()],
         state: Mutex::new(State {
-            routing,
+            routing: Routing::default(),
             sim: Sim::new(&cli),
         }),
     });
+    // The cluster ran the head before the simulator started: applied before serving, so the
+    // first scrape already reflects the repository.
+    if let Some(commit) = flux.initial() {
+        apply(&mut flux, &target, &commit, &shared);
+    }
 
     let listener = std::net::TcpListener::bind(&cli.listen)
         .with_context(|| format!("binding {}", cli.listen))?;
@@ -145,12 +145,11 @@ fn run(cli: Cli) -> Result<()> {
             .with_context(|| format!("writing the port file {}", path.display()))?;
     }
 
-    let poller = Arc::clone(&shared);
+    let applier = Arc::clone(&shared);
     thread::spawn(move || loop {
-        thread::sleep(GIT_POLL);
-        let mut routing = poller.lock().routing.clone();
-        if follower.refresh(&mut routing) {
-            poller.lock().routing = routing;
+        thread::sleep(FLUX_POLL);
+        if let Some(commit) = flux.due(Instant::now()) {
+            apply(&mut flux, &target, &commit, &applier);
         }
     });
 
@@ -171,6 +170,28 @@ fn run(cli: Cli) -> Result<()> {
     });
 
     serve(listener, shared)
+}
+
+/// Flux applies `commit`: the mesh routes as it says.
+fn apply(flux: &mut Flux, target: &Target, commit: &str, shared: &Shared) {
+    let next = match read_routing(flux.repo(), commit, target)
+        .with_context(|| format!("reading commit {commit}"))
+    {
+        Ok(next) => next,
+        Err(err) => return flux.report(&format!("{err:#}")),
+    };
+    let mut state = shared.lock();
+    if state.routing != next {
+        eprintln!("weir-traffic: {}", next.describe());
+        state.routing = next;
+    }
+}
+
+/// A `--apply-lag` as Go and Flux write durations: `2s`, `1500ms`.
+fn duration(text: &str) -> Result<Duration, String> {
+    GoDuration::parse(text)
+        .map(GoDuration::get)
+        .map_err(|e| e.to_string())
 }
 
 fn write_atomically(path: &Path, contents: &str) -> std::io::Result<()> {
