@@ -73,3 +73,40 @@ pub fn normalise_dir(dir: &str) -> String {
         .trim_end_matches('/')
         .to_owned()
 }
+
+/// `rel` (a kustomization's relative path) from the folder `dir`: `apps/backend` and
+/// `../backend.weir/canary-replicas` make `apps/backend.weir/canary-replicas`.
+pub fn join_dir(dir: &str, rel: &str) -> String {
+    let mut parts: Vec<&str> = dir
+        .split('/')
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect();
+    for part in rel.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            part => parts.push(part),
+        }
+    }
+    parts.join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relative_paths_join_as_kustomize_resolves_them() {
+        assert_eq!(
+            join_dir("apps/backend", "../backend.weir/canary-replicas"),
+            "apps/backend.weir/canary-replicas"
+        );
+        assert_eq!(
+            join_dir("./apps/backend/", "./patch.yaml"),
+            "apps/backend/patch.yaml"
+        );
+        assert_eq!(join_dir("apps", "../../x"), "x");
+    }
+}

@@ -9,22 +9,40 @@
 //! `istio_request_duration_milliseconds`. Tags listed as bad answer part of their requests with
 //! HTTP 500; tags listed as slow answer in about a second.
 //!
+//! It also plays the cluster for weir's `--cluster kube`: a Kubernetes API server (on a port of
+//! its own, named by the kubeconfig it writes to `--kubeconfig-file`) holding Flux's
+//! Kustomization, which reports the applied commit, and the app's Deployments `<app>` and
+//! `<app>-primary` as that commit builds them, rolling out `--rollout-delay` after each change.
+//!
 //! It only reads the repository (through git2) and never writes to it. It is built only with
 //! the `test-support` feature, for the demo and the tests; `cargo install weir` leaves it out. Output is
 //! deterministic: a fixed-seed xorshift, fractional request accounting, fixed series order.
 //!
-//! Endpoints: `GET /metrics` (Prometheus text format 0.0.4) and `GET /state` (one line of JSON),
-//! served by axum; the simulation runs on two plain threads beside it. One file per concern:
-//! `git.rs` reads the repository, `yaml.rs` parses its files, `routing.rs` reduces a revision
-//! to tags and weights, `flux.rs` follows the branch and says when a commit is applied,
-//! `metrics.rs` simulates the requests and renders them, `serve.rs` answers HTTP.
+//! Endpoints: `GET /metrics` (Prometheus text format 0.0.4) and `GET /state` (one line of JSON:
+//! the routing, the applied commit, the Deployments), served by axum; the simulation runs on
+//! two plain threads beside it. One file per concern: `git.rs` reads the repository, `yaml.rs`
+//! parses its files, `routing.rs` reduces a revision to tags and weights, `workloads.rs` to the
+//! Deployments it builds, `flux.rs` follows the branch and says when a commit is applied,
+//! `kube.rs` plays the controllers on the Kubernetes API, `metrics.rs` simulates the requests
+//! and renders them, `serve.rs` answers HTTP.
 
 mod flux;
 mod git;
+mod kube;
 mod metrics;
 mod routing;
 mod serve;
+mod workloads;
 mod yaml;
+
+/// The integration tests' Kubernetes API stand-in, and the HTTP server it runs on: one
+/// stand-in for the tests and the demo. The simulator uses part of what the tests use.
+#[path = "../integration/support"]
+#[allow(dead_code)]
+mod support {
+    pub mod http;
+    pub mod kube_api;
+}
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -36,13 +54,15 @@ use clap::Parser;
 
 use flux::Flux;
 use git::{normalise_dir, Repo};
+use kube::Cluster;
 use metrics::Sim;
 use routing::{read_routing, Routing, Target};
 use serve::{serve, Shared, State};
 use weir::core::duration::GoDuration;
+use workloads::read_workloads;
 
-/// How often Flux looks at the branch.
-const FLUX_POLL: Duration = Duration::from_millis(200);
+/// How often Flux looks at the branch and the Deployment controller at its rollouts.
+const FLUX_POLL: Duration = Duration::from_millis(100);
 /// How often simulated requests are accounted.
 const TICK: Duration = Duration::from_millis(100);
 
@@ -56,10 +76,14 @@ struct Cli {
     /// Branch whose head is followed.
     #[arg(long, default_value = "main")]
     branch: String,
-    /// How long after the branch head moves Flux applies it (e.g. `2s`): the routing follows
-    /// the applied commit, not the head.
+    /// How long after the branch head moves Flux applies it (e.g. `2s`): the routing and the
+    /// cluster follow the applied commit, not the head.
     #[arg(long, default_value = "0s", value_parser = duration)]
     apply_lag: Duration,
+    /// How long a Deployment whose spec changed takes to roll out: all its pods are updated
+    /// and available this long after Flux applied it.
+    #[arg(long, default_value = "1s", value_parser = duration)]
+    rollout_delay: Duration,
     /// App name: the canary workload is `<app>`, the primary `<app>-primary`.
     #[arg(long)]
     app: String,
@@ -94,6 +118,10 @@ struct Cli {
     /// File to write the listening port to (written atomically).
     #[arg(long)]
     port_file: Option<PathBuf>,
+    /// File to write a kubeconfig to (atomically, once the server answers) for the simulated
+    /// Kubernetes API: weir's `--kubeconfig`. It carries the bearer token the server requires.
+    #[arg(long)]
+    kubeconfig_file: Option<PathBuf>,
 }
 
 fn main() -> Result<()> {
@@ -122,6 +150,7 @@ fn run(cli: Cli) -> Result<()> {
         weir_dir: normalise_dir(&cli.weir_dir),
     };
     let mut flux = Flux::new(Repo::open(&cli.git_dir, &cli.branch), cli.apply_lag);
+    let mut cluster = Cluster::start(&cli.namespace, &cli.app, &cli.branch, cli.rollout_delay);
     let shared = Arc::new(Shared {
         namespace: cli.namespace.clone(),
         workloads: [format!("{}-primary", cli.app), cli.app.clone()],
@@ -129,11 +158,19 @@ fn run(cli: Cli) -> Result<()> {
             routing: Routing::default(),
             sim: Sim::new(&cli),
         }),
+        kube: cluster.api(),
     });
-    // The cluster ran the head before the simulator started: applied before serving, so the
-    // first scrape already reflects the repository.
+    // The cluster ran the head before the simulator started: applied and rolled out before
+    // serving, so the first scrape and the first look at the cluster reflect the repository.
     if let Some(commit) = flux.initial() {
-        apply(&mut flux, &target, &commit, &shared);
+        let now = Instant::now();
+        apply(&mut flux, &mut cluster, &target, &commit, &shared, now);
+        cluster.tick(now + cli.rollout_delay);
+    }
+    if let Some(path) = &cli.kubeconfig_file {
+        cluster
+            .write_kubeconfig(path)
+            .with_context(|| format!("writing the kubeconfig {}", path.display()))?;
     }
 
     let listener = std::net::TcpListener::bind(&cli.listen)
@@ -148,9 +185,11 @@ fn run(cli: Cli) -> Result<()> {
     let applier = Arc::clone(&shared);
     thread::spawn(move || loop {
         thread::sleep(FLUX_POLL);
-        if let Some(commit) = flux.due(Instant::now()) {
-            apply(&mut flux, &target, &commit, &applier);
+        let now = Instant::now();
+        if let Some(commit) = flux.due(now) {
+            apply(&mut flux, &mut cluster, &target, &commit, &applier, now);
         }
+        cluster.tick(now);
     });
 
     let ticker = Arc::clone(&shared);
@@ -172,22 +211,37 @@ fn run(cli: Cli) -> Result<()> {
     serve(listener, shared)
 }
 
-/// Flux applies `commit`: the mesh routes as it says.
-fn apply(flux: &mut Flux, target: &Target, commit: &str, shared: &Shared) {
-    let next = match read_routing(flux.repo(), commit, target)
-        .with_context(|| format!("reading commit {commit}"))
-    {
-        Ok(next) => next,
-        Err(err) => return flux.report(&format!("{err:#}")),
+/// Flux applies `commit`: the cluster runs the Deployments it builds, and the mesh routes as
+/// it says. A commit the simulator cannot read is a build that failed: nothing changes but
+/// the Kustomization's `Ready` condition.
+fn apply(
+    flux: &mut Flux,
+    cluster: &mut Cluster,
+    target: &Target,
+    commit: &str,
+    shared: &Shared,
+    now: Instant,
+) {
+    let read = read_routing(flux.repo(), commit, target).and_then(|routing| {
+        read_workloads(flux.repo(), commit, target).map(|workloads| (routing, workloads))
+    });
+    let (routing, workloads) = match read.with_context(|| format!("reading commit {commit}")) {
+        Ok(read) => read,
+        Err(err) => {
+            let msg = format!("{err:#}");
+            cluster.failed(commit, &msg);
+            return flux.report(&msg);
+        }
     };
+    cluster.apply(commit, &workloads, now);
     let mut state = shared.lock();
-    if state.routing != next {
-        eprintln!("weir-traffic: {}", next.describe());
-        state.routing = next;
+    if state.routing != routing {
+        eprintln!("weir-traffic: {}", routing.describe());
+        state.routing = routing;
     }
 }
 
-/// A `--apply-lag` as Go and Flux write durations: `2s`, `1500ms`.
+/// A duration flag as Go and Flux write durations: `2s`, `1500ms`.
 fn duration(text: &str) -> Result<Duration, String> {
     GoDuration::parse(text)
         .map(GoDuration::get)

@@ -108,7 +108,6 @@ pub struct StateView<'a> {
 /// The routing committed at `commit`.
 pub fn read_routing(repo: &Repo, commit: &str, target: &Target) -> Result<Routing> {
     let kustomization = format!("{}/kustomization.yaml", target.app_dir);
-    let primary = format!("{}/primary/kustomization.yaml", target.weir_dir);
     let virtualservice = format!("{}/virtualservice.yaml", target.weir_dir);
     let mut canary_tag = match repo.read(commit, &kustomization)? {
         Some(src) => kustomization_tag(&src).with_context(|| kustomization.clone())?,
@@ -117,22 +116,17 @@ pub fn read_routing(repo: &Repo, commit: &str, target: &Target) -> Result<Routin
     if canary_tag.is_none() {
         canary_tag = find_deployment_tag(repo, commit, &target.app_dir, &target.app)?;
     }
-    // The primary is the app's source carried under primary/: its first resource.
-    let primary_tag = match repo.read(commit, &primary)? {
-        Some(src) => match first_resource(&src).with_context(|| primary.clone())? {
-            Some(source) => {
-                let dir = format!("{}/primary/{}", target.weir_dir, normalise_dir(&source));
-                let tag = match repo.read(commit, &format!("{dir}/kustomization.yaml"))? {
-                    Some(k) => kustomization_tag(&k)?,
-                    None => None,
-                };
-                match tag {
-                    Some(t) => Some(t),
-                    None => find_deployment_tag(repo, commit, &dir, &target.app)?,
-                }
+    let primary_tag = match primary_source(repo, commit, &target.weir_dir)? {
+        Some(dir) => {
+            let tag = match repo.read(commit, &format!("{dir}/kustomization.yaml"))? {
+                Some(k) => kustomization_tag(&k)?,
+                None => None,
+            };
+            match tag {
+                Some(t) => Some(t),
+                None => find_deployment_tag(repo, commit, &dir, &target.app)?,
             }
-            None => None,
-        },
+        }
         None => None,
     };
     let (weights, matched) = match repo.read(commit, &virtualservice)? {
@@ -148,6 +142,18 @@ pub fn read_routing(repo: &Repo, commit: &str, target: &Target) -> Result<Routin
         weights,
         matched,
     })
+}
+
+/// The folder of the app's source that weir carries under `primary/` (the first resource of
+/// `primary/kustomization.yaml`), when weir wrote one.
+pub fn primary_source(repo: &Repo, commit: &str, weir_dir: &str) -> Result<Option<String>> {
+    let file = format!("{weir_dir}/primary/kustomization.yaml");
+    let Some(src) = repo.read(commit, &file)? else {
+        return Ok(None);
+    };
+    Ok(first_resource(&src)
+        .with_context(|| file.clone())?
+        .map(|source| format!("{weir_dir}/primary/{}", normalise_dir(&source))))
 }
 
 /// The tag of the Deployment `app` in any YAML file of the app folder, for apps whose

@@ -1,4 +1,5 @@
-//! HTTP: `GET /metrics` and `GET /state`, served by axum.
+//! HTTP: `GET /metrics` and `GET /state`, served by axum. (The Kubernetes API is served on a
+//! port of its own, see `kube.rs`.)
 
 use std::sync::{Arc, Mutex, MutexGuard};
 
@@ -8,9 +9,12 @@ use axum::http::{header, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing;
 use axum::Router;
+use serde::Serialize;
 
+use crate::kube::{self, ClusterView};
 use crate::metrics::{render_metrics, Sim};
-use crate::routing::Routing;
+use crate::routing::{Routing, StateView, CANARY};
+use crate::support::kube_api::KubeApi;
 
 /// What the threads and the HTTP handlers share.
 pub struct Shared {
@@ -18,6 +22,8 @@ pub struct Shared {
     /// Workload names, `[primary, canary]`.
     pub workloads: [String; 2],
     pub state: Mutex<State>,
+    /// The Kubernetes API server the simulator serves.
+    pub kube: Arc<KubeApi>,
 }
 
 /// The routing followed and the requests simulated so far.
@@ -69,9 +75,22 @@ async fn metrics(AppState(shared): AppState<Arc<Shared>>) -> Response {
         .into_response()
 }
 
+/// The body of `GET /state`: the routing followed and what the cluster holds.
+#[derive(Serialize)]
+struct StateBody<'a> {
+    #[serde(flatten)]
+    routing: StateView<'a>,
+    #[serde(flatten)]
+    cluster: ClusterView,
+}
+
 async fn state(AppState(shared): AppState<Arc<Shared>>) -> Response {
     let routing = shared.lock().routing.clone();
-    match serde_json::to_string(&routing.view()) {
+    let body = StateBody {
+        routing: routing.view(),
+        cluster: kube::view(&shared.kube, &shared.namespace, &shared.workloads[CANARY]),
+    };
+    match serde_json::to_string(&body) {
         Ok(body) => ([(header::CONTENT_TYPE, "application/json")], body + "\n").into_response(),
         Err(err) => (
             StatusCode::INTERNAL_SERVER_ERROR,

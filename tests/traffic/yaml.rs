@@ -37,36 +37,18 @@ pub fn scalar(value: &Value) -> Option<String> {
 
 /// `newTag` of the first entry of `images:`.
 pub fn kustomization_tag(src: &str) -> Result<Option<String>> {
-    let docs = documents(src)?;
-    let Some(doc) = docs.first() else {
-        return Ok(None);
-    };
-    let first = match doc.get("images") {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Sequence(images)) => images.first(),
-        Some(_) => bail!("images: expected a list"),
-    };
-    Ok(first.and_then(|image| image.get("newTag")).and_then(scalar))
+    Ok(kustomization_image(src)?.1)
 }
 
 /// The tag of the first container of the Deployment `name`, in a file of one or more documents.
 pub fn deployment_tag(src: &str, name: &str) -> Result<Option<String>> {
-    for doc in documents(src)? {
-        let kind = get(&doc, &["kind"]).and_then(Value::as_str);
-        let doc_name = get(&doc, &["metadata", "name"]).and_then(Value::as_str);
-        if kind != Some("Deployment") || doc_name != Some(name) {
-            continue;
-        }
-        let image = get(&doc, &["spec", "template", "spec", "containers"])
-            .and_then(|c| c.get(0))
-            .and_then(|c| c.get("image"))
-            .and_then(Value::as_str)
-            .with_context(|| {
-                format!("Deployment {name}: spec.template.spec.containers[0].image is missing")
-            })?;
-        return Ok(image_tag(image));
-    }
-    Ok(None)
+    let Some(doc) = find_document(src, "Deployment", name)? else {
+        return Ok(None);
+    };
+    let image = container_image(&doc).with_context(|| {
+        format!("Deployment {name}: spec.template.spec.containers[0].image is missing")
+    })?;
+    Ok(image_tag(image))
 }
 
 /// `registry:5000/repo:tag@sha256:…` -> `tag`; an image without a tag has none.
@@ -150,6 +132,182 @@ fn rule_weights(rule: &Value, app: &str) -> Result<(u32, u32)> {
         (None, None) => bail!("no route to {primary_host} or {canary_host}"),
         (p, c) => Ok((p.unwrap_or(0), c.unwrap_or(0))),
     }
+}
+
+/// The first document of `kind` named `name` in a file of one or more documents.
+pub fn find_document(src: &str, kind: &str, name: &str) -> Result<Option<Value>> {
+    Ok(documents(src)?.into_iter().find(|doc| {
+        get(doc, &["kind"]).and_then(Value::as_str) == Some(kind)
+            && get(doc, &["metadata", "name"]).and_then(Value::as_str) == Some(name)
+    }))
+}
+
+/// `newName` and `newTag` of the first entry of `images:`, the one the routing follows too.
+pub fn kustomization_image(src: &str) -> Result<(Option<String>, Option<String>)> {
+    let docs = documents(src)?;
+    let first = match docs.first().and_then(|d| d.get("images")) {
+        None | Some(Value::Null) => return Ok((None, None)),
+        Some(Value::Sequence(images)) => images.first(),
+        Some(_) => bail!("images: expected a list"),
+    };
+    let field = |key: &str| first.and_then(|image| image.get(key)).and_then(scalar);
+    Ok((field("newName"), field("newTag")))
+}
+
+/// `image` with the name and tag an `images:` entry sets, as kustomize's transformer writes it.
+pub fn retag(image: &str, new_name: Option<&str>, new_tag: Option<&str>) -> String {
+    let (name, suffix) = split_image(image);
+    let name = new_name.unwrap_or(name);
+    match new_tag {
+        Some(tag) => format!("{name}:{tag}"),
+        None => format!("{name}{suffix}"),
+    }
+}
+
+/// `registry:5000/repo:tag@sha256:…` -> (`registry:5000/repo`, `:tag@sha256:…`).
+fn split_image(image: &str) -> (&str, &str) {
+    let name_end = image.find('@').unwrap_or(image.len());
+    let last_slash = image[..name_end].rfind('/').map_or(0, |i| i + 1);
+    let end = image[last_slash..name_end]
+        .find(':')
+        .map_or(name_end, |i| last_slash + i);
+    image.split_at(end)
+}
+
+/// The first container's image of a Deployment document.
+pub fn container_image(deployment: &Value) -> Option<&str> {
+    get(deployment, &["spec", "template", "spec", "containers"])
+        .and_then(|c| c.get(0))
+        .and_then(|c| c.get("image"))
+        .and_then(Value::as_str)
+}
+
+/// `spec.replicas` of a Deployment document, when it sets it.
+pub fn spec_replicas(deployment: &Value) -> Option<i64> {
+    get(deployment, &["spec", "replicas"]).and_then(Value::as_i64)
+}
+
+/// `spec.minReplicas` (Kubernetes' default, 1, when unset) of the HorizontalPodAutoscaler that
+/// scales the Deployment `name`, in a file of one or more documents.
+pub fn hpa_min_replicas(src: &str, name: &str) -> Result<Option<i64>> {
+    Ok(documents(src)?
+        .iter()
+        .find(|doc| {
+            get(doc, &["kind"]).and_then(Value::as_str) == Some("HorizontalPodAutoscaler")
+                && get(doc, &["spec", "scaleTargetRef", "kind"]).and_then(Value::as_str)
+                    == Some("Deployment")
+                && get(doc, &["spec", "scaleTargetRef", "name"]).and_then(Value::as_str)
+                    == Some(name)
+        })
+        .map(|hpa| {
+            get(hpa, &["spec", "minReplicas"])
+                .and_then(Value::as_i64)
+                .unwrap_or(1)
+        }))
+}
+
+/// The entries of `components:` of a kustomization.
+pub fn components(src: &str) -> Result<Vec<String>> {
+    let docs = documents(src)?;
+    match docs.first().and_then(|d| d.get("components")) {
+        None | Some(Value::Null) => Ok(Vec::new()),
+        Some(Value::Sequence(list)) => list
+            .iter()
+            .map(|c| {
+                c.as_str()
+                    .map(str::to_string)
+                    .context("components: expected a list of paths")
+            })
+            .collect(),
+        Some(_) => bail!("components: expected a list"),
+    }
+}
+
+/// Where a patch of `patches:` is written.
+#[derive(Debug, PartialEq)]
+pub enum Patch {
+    /// `patch:`, the patch itself.
+    Inline(String),
+    /// `path:`, a file relative to the kustomization.
+    File(String),
+}
+
+/// The `patches:` of a kustomization (or Component) that may change the Deployment `name`:
+/// those whose `target` selects it by kind and name (a target without a name selects every
+/// Deployment), and those without a target, which name their object themselves. kustomize
+/// reads a target's name as an anchored regular expression; the names here are matched
+/// literally, once `\` escapes are dropped.
+pub fn deployment_patches(src: &str, name: &str) -> Result<Vec<(Patch, bool)>> {
+    let docs = documents(src)?;
+    let patches = match docs.first().and_then(|d| d.get("patches")) {
+        None | Some(Value::Null) => return Ok(Vec::new()),
+        Some(Value::Sequence(list)) => list,
+        Some(_) => bail!("patches: expected a list"),
+    };
+    let mut found = Vec::new();
+    for entry in patches {
+        let target = entry.get("target");
+        let selected = match target {
+            None => true,
+            Some(t) => {
+                let field = |key: &str| t.get(key).and_then(Value::as_str);
+                field("kind").is_none_or(|k| k == "Deployment")
+                    && field("group").is_none_or(|g| g == "apps")
+                    && field("name").is_none_or(|n| n == name || n.replace('\\', "") == name)
+            }
+        };
+        if !selected {
+            continue;
+        }
+        let patch = match (
+            entry.get("patch").and_then(Value::as_str),
+            entry.get("path").and_then(Value::as_str),
+        ) {
+            (Some(text), _) => Patch::Inline(text.to_string()),
+            (None, Some(path)) => Patch::File(path.to_string()),
+            (None, None) => bail!("patches: an entry has neither patch nor path"),
+        };
+        found.push((patch, target.is_some()));
+    }
+    Ok(found)
+}
+
+/// The replicas a patch of the Deployment `name` sets: a JSON 6902 `add` or `replace` of
+/// `/spec/replicas`, or a strategic merge patch's `spec.replicas`. An untargeted strategic
+/// merge patch applies only when it names the Deployment itself (`targeted` false).
+pub fn patch_replicas(text: &str, name: &str, targeted: bool) -> Result<Option<i64>> {
+    let mut replicas = None;
+    for doc in documents(text)? {
+        match &doc {
+            Value::Sequence(ops) => {
+                for op in ops {
+                    let field = |key: &str| op.get(key).and_then(Value::as_str);
+                    if matches!(field("op"), Some("add" | "replace"))
+                        && field("path") == Some("/spec/replicas")
+                    {
+                        replicas = Some(
+                            op.get("value")
+                                .and_then(Value::as_i64)
+                                .context("a patch of /spec/replicas: value must be a number")?,
+                        );
+                    }
+                }
+            }
+            Value::Mapping(_) => {
+                let names_it = get(&doc, &["kind"])
+                    .and_then(Value::as_str)
+                    .is_none_or(|k| k == "Deployment")
+                    && get(&doc, &["metadata", "name"]).and_then(Value::as_str) == Some(name);
+                if targeted || names_it {
+                    if let Some(n) = spec_replicas(&doc) {
+                        replicas = Some(n);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(replicas)
 }
 
 #[cfg(test)]
@@ -248,5 +406,102 @@ spec:
             Some("source/backend")
         );
         assert_eq!(first_resource("kind: Kustomization\n").unwrap(), None);
+    }
+
+    /// weir's canary-replicas Component at rest, as weir renders it.
+    const AT_REST: &str = "\
+# Canary replicas of prod/backend. Written by weir; do not edit.
+apiVersion: kustomize.config.k8s.io/v1alpha1
+kind: Component
+patches:
+  - target:
+      group: apps
+      version: v1
+      kind: Deployment
+      name: \"backend\"
+      namespace: \"prod\"
+    patch: |-
+      - op: add
+        path: /spec/replicas
+        value: 0
+";
+
+    #[test]
+    fn a_components_json_patch_sets_the_replicas_of_its_target() {
+        let patches = deployment_patches(AT_REST, "backend").unwrap();
+        assert_eq!(patches.len(), 1);
+        let (Patch::Inline(text), targeted) = &patches[0] else {
+            panic!("an inline patch: {patches:?}");
+        };
+        assert_eq!(patch_replicas(text, "backend", *targeted).unwrap(), Some(0));
+        assert_eq!(
+            deployment_patches(AT_REST, "frontend").unwrap(),
+            Vec::new(),
+            "another Deployment is not patched"
+        );
+        let escaped = AT_REST.replace("\"backend\"", "\"back\\\\.end\"");
+        assert_eq!(deployment_patches(&escaped, "back.end").unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_component_that_leaves_replicas_alone_sets_none() {
+        let src = "apiVersion: kustomize.config.k8s.io/v1alpha1\nkind: Component\npatches: []\n";
+        assert_eq!(deployment_patches(src, "backend").unwrap(), Vec::new());
+        let other = "- op: add\n  path: /spec/template/metadata/annotations/a\n  value: b\n";
+        assert_eq!(patch_replicas(other, "backend", true).unwrap(), None);
+    }
+
+    #[test]
+    fn strategic_merge_patches_set_replicas_of_the_deployment_they_name() {
+        let smp = "apiVersion: apps/v1\nkind: Deployment\nmetadata: {name: backend}\nspec: {replicas: 3}\n";
+        assert_eq!(patch_replicas(smp, "backend", false).unwrap(), Some(3));
+        assert_eq!(patch_replicas(smp, "frontend", false).unwrap(), None);
+        // A target chose the object; the patch's own name does not matter then.
+        assert_eq!(patch_replicas(smp, "frontend", true).unwrap(), Some(3));
+        let file = "patches:\n  - path: replicas.yaml\n";
+        assert_eq!(
+            deployment_patches(file, "backend").unwrap(),
+            vec![(Patch::File("replicas.yaml".into()), false)]
+        );
+    }
+
+    #[test]
+    fn the_hpa_of_a_deployment_gives_its_minimum() {
+        let hpa = "kind: HorizontalPodAutoscaler\nmetadata: {name: x}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: backend}\n  minReplicas: 2\n  maxReplicas: 4\n";
+        assert_eq!(hpa_min_replicas(hpa, "backend").unwrap(), Some(2));
+        assert_eq!(hpa_min_replicas(hpa, "frontend").unwrap(), None);
+        let no_min = hpa.replace("  minReplicas: 2\n", "");
+        assert_eq!(hpa_min_replicas(&no_min, "backend").unwrap(), Some(1));
+    }
+
+    #[test]
+    fn images_are_retagged_as_kustomize_does() {
+        let k = "images:\n  - name: ghcr.io/acme/backend\n    newName: registry.local:5000/backend\n    newTag: \"6.1.1\"\n";
+        let (name, tag) = kustomization_image(k).unwrap();
+        assert_eq!(
+            retag(
+                "ghcr.io/acme/backend:6.0.0",
+                name.as_deref(),
+                tag.as_deref()
+            ),
+            "registry.local:5000/backend:6.1.1"
+        );
+        assert_eq!(
+            retag("localhost:5000/backend:1@sha256:ab", None, Some("2")),
+            "localhost:5000/backend:2"
+        );
+        assert_eq!(
+            retag("localhost:5000/backend", None, None),
+            "localhost:5000/backend"
+        );
+        assert_eq!(
+            retag("backend@sha256:ab", Some("x/backend"), None),
+            "x/backend@sha256:ab"
+        );
+        assert_eq!(
+            components("components: [../backend.weir/canary-replicas]\n").unwrap(),
+            ["../backend.weir/canary-replicas"]
+        );
+        assert_eq!(components("resources: []\n").unwrap(), Vec::<String>::new());
     }
 }
