@@ -33,3 +33,4 @@ mod ssh;
 mod stand_ins;
 mod strategies;
 mod support;
+mod traffic_cluster;

@@ -1,13 +1,14 @@
 //! Runs the `weir-traffic` simulator from integration tests.
 //!
 //! The simulator follows the routing committed to a config repository and serves Istio-style
-//! metrics (see `tests/traffic/main.rs`). This module starts it on a free port, learns the
-//! port from a port file (with a deadline, no fixed sleeps) and kills it when dropped.
+//! metrics, and the Kubernetes API of a cluster where Flux applies that repository (see
+//! `tests/traffic/main.rs`). This module starts it on a free port, learns the port from a port
+//! file (with a deadline, no fixed sleeps) and kills it when dropped.
 
 // Each test uses the helpers it needs; the others are not dead, just unused there.
 #![allow(dead_code)]
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -42,6 +43,7 @@ impl Traffic {
     ) -> Traffic {
         let dir = tempfile::tempdir().expect("creating a temp dir for weir-traffic");
         let port_file = dir.path().join("port");
+        let kubeconfig = dir.path().join("kubeconfig");
         let log = std::fs::File::create(dir.path().join("weir-traffic.log"))
             .expect("creating weir-traffic.log");
         let mut cmd = Command::new(bin);
@@ -51,7 +53,9 @@ impl Traffic {
             .args(["--app-dir", app_dir, "--weir-dir", weir_dir])
             .args(["--listen", "127.0.0.1:0"])
             .arg("--port-file")
-            .arg(&port_file);
+            .arg(&port_file)
+            .arg("--kubeconfig-file")
+            .arg(&kubeconfig);
         if !bad_tags.is_empty() {
             cmd.arg("--bad-tags").arg(bad_tags.join(","));
         }
@@ -90,6 +94,12 @@ impl Traffic {
     /// `127.0.0.1:PORT`, as a Prometheus scrape target.
     pub fn target(&self) -> String {
         format!("127.0.0.1:{}", self.port)
+    }
+
+    /// A kubeconfig for the simulator's Kubernetes API (written before the port file, so it
+    /// is there once the simulator listens).
+    pub fn kubeconfig(&self) -> PathBuf {
+        self.dir.path().join("kubeconfig")
     }
 
     /// The body of `GET /state`: one line of JSON with the tags and weights it follows.
