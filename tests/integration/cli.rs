@@ -442,3 +442,50 @@ fn status_in_pr_mode_shows_the_step_waiting_in_its_branch() {
         "{table}"
     );
 }
+
+#[test]
+fn a_webhook_alias_calls_an_in_cluster_address_at_its_stand_in() {
+    let tester = crate::support::loadtester::LoadTester::start();
+    let fixture = Fixture::with(|work| {
+        crate::support::repo::fast_backend(work);
+        let canary = work.join("apps/backend/canary.yaml");
+        let text = std::fs::read_to_string(&canary).unwrap().replacen(
+            "  analysis:\n",
+            "  analysis:\n    webhooks:\n      - name: acceptance\n        type: pre-rollout\n        url: http://flagger-loadtester.prod/gate/approve\n",
+            1,
+        );
+        std::fs::write(&canary, text).unwrap();
+    });
+    let alias = format!("http://flagger-loadtester.prod/={}/", tester.url());
+    let step = |fixture: &Fixture| weir(fixture, &["step", "--webhook-alias", &alias]);
+    assert!(step(&fixture).status.success());
+    fixture.bump("backend", "6.1.1");
+    assert!(step(&fixture).status.success());
+    until_due(&fixture, std::time::Duration::from_secs(3));
+    let out = step(&fixture);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // The pre-rollout hook reached the stand-in, under the path the Canary names.
+    let calls = tester.calls_to("/gate/approve");
+    assert_eq!(
+        calls.len(),
+        1,
+        "{:?}",
+        tester.calls().iter().map(|c| &c.path).collect::<Vec<_>>()
+    );
+    assert_eq!(calls[0].payload().name, "backend");
+    assert_eq!(
+        fixture.steps("backend").last().unwrap().1,
+        "backend: advance canary weight 0 -> 25"
+    );
+    // A malformed alias is refused before anything runs.
+    let bad = weir(
+        &fixture,
+        &["step", "--webhook-alias", "flagger-loadtester.prod"],
+    );
+    assert_eq!(bad.status.code(), Some(2), "{}", text(&bad.stderr));
+    assert!(
+        text(&bad.stderr).contains("is not FROM=TO"),
+        "{}",
+        text(&bad.stderr)
+    );
+}
