@@ -191,3 +191,11 @@ pub trait Secrets: Send + Sync {
     /// The Secret's keys, or why they cannot be read (naming where, never what it holds).
     fn read(&self, namespace: &str, name: &str) -> Result<SecretKeys, SecretError>;
 }
+
+/// What `weir run` serves about itself over HTTP: its series and whether its loop is ready.
+pub trait Exposition: Send + Sync {
+    /// The series in Prometheus's text format (OpenMetrics).
+    fn metrics_text(&self) -> String;
+    /// True once the loop has finished a tick, and the last few did not all fail.
+    fn ready(&self) -> bool;
+}

@@ -362,6 +362,18 @@ pub struct RunArgs {
     /// Time between ticks.
     #[arg(long, env = "WEIR_EVERY", default_value = "10s")]
     pub every: String,
+    /// Serve /metrics, /healthz, /readyz and the inbound webhooks on this address, e.g.
+    /// `0.0.0.0:9797`. Without it, weir serves nothing.
+    #[arg(long, env = "WEIR_LISTEN")]
+    pub listen: Option<String>,
+    /// Secret of the GitHub webhook (`push` events) at /hooks/github; without it the hook
+    /// is not served.
+    #[arg(long, env = "WEIR_GITHUB_WEBHOOK_SECRET", hide_env_values = true)]
+    pub github_webhook_secret: Option<String>,
+    /// Secret of Flux notification-controller's `generic-hmac` provider at /hooks/flux;
+    /// without it the hook is not served.
+    #[arg(long, env = "WEIR_FLUX_WEBHOOK_SECRET", hide_env_values = true)]
+    pub flux_webhook_secret: Option<String>,
 }
 
 /// `weir status`.

@@ -6,7 +6,7 @@
 //! an answer, or skip a question.
 
 use super::gather::Pending;
-use super::report::TickReport;
+use super::report::{GateReading, TickReport};
 use super::Ports;
 use crate::core::hook::HookOutcome;
 use crate::core::plan::gates::{ask, hook_call, Answers};
@@ -46,8 +46,11 @@ pub(super) async fn decide_all(
         let span = info_span!("app", app = %p.canary.name, namespace = %p.canary.namespace);
         let job = jobs.spawn(
             async move {
+                let started = std::time::Instant::now();
+                let timings = std::sync::Mutex::new(Vec::new());
                 let asked = {
                     let answers = PortAnswers {
+                        timings: &timings,
                         metrics: metrics.as_ref(),
                         hooks: hooks.as_ref(),
                         clock: clock.as_ref(),
@@ -64,7 +67,9 @@ pub(super) async fn decide_all(
                 };
                 p.decision = asked.decision;
                 p.report = asked.report;
-                (i, p)
+                let took = started.elapsed().as_secs_f64();
+                let timings = timings.into_inner().unwrap_or_default();
+                (i, p, took, timings)
             }
             .instrument(span),
         );
@@ -73,7 +78,14 @@ pub(super) async fn decide_all(
     let mut decided: Vec<Option<Pending>> = (0..count).map(|_| None).collect();
     while let Some(joined) = jobs.join_next_with_id().await {
         match joined {
-            Ok((_, (i, p))) => decided[i] = Some(p),
+            Ok((_, (i, p, took, timings))) => {
+                if let Some(gates) = &p.report {
+                    let line = &mut report.apps[p.line];
+                    line.analysis_seconds = Some(took);
+                    line.gates = readings(gates.checks.as_deref().unwrap_or(&[]), &timings);
+                }
+                decided[i] = Some(p)
+            }
             Err(e) => {
                 // A panic in an adapter loses that app's decision only.
                 if let Some(&line) = lines.get(&e.id()) {
@@ -86,8 +98,35 @@ pub(super) async fn decide_all(
     decided.into_iter().flatten().collect()
 }
 
+/// What the report shows of the checks the planner was given: each value, its bounds, its
+/// outcome as the check itself says, and how long its query took.
+fn readings(checks: &[CheckResult], timings: &[(String, f64)]) -> Vec<GateReading> {
+    checks
+        .iter()
+        .map(|c| GateReading {
+            metric: c.name.clone(),
+            value: c.value.as_ref().ok().copied(),
+            min: c.min,
+            max: c.max,
+            outcome: match &c.value {
+                _ if c.passed() => "passed",
+                _ if c.unreachable => "unreachable",
+                Err(why) if why == "no data" => "no_data",
+                _ => "failed",
+            },
+            seconds: timings
+                .iter()
+                .rev()
+                .find(|(name, _)| *name == c.name)
+                .map_or(0.0, |(_, s)| *s),
+        })
+        .collect()
+}
+
 /// The planner's questions, answered through the ports.
 struct PortAnswers<'a> {
+    /// How long each metric query took, for the report.
+    timings: &'a std::sync::Mutex<Vec<(String, f64)>>,
     metrics: &'a dyn MetricSource,
     hooks: &'a dyn Hooks,
     clock: &'a dyn Clock,
@@ -100,7 +139,13 @@ struct PortAnswers<'a> {
 
 impl Answers for PortAnswers<'_> {
     fn metrics(&self) -> impl Future<Output = Vec<CheckResult>> + Send {
-        run_gates(self.metrics, self.limit, self.canary, self.gates)
+        run_gates(
+            self.metrics,
+            self.limit,
+            self.canary,
+            self.gates,
+            self.timings,
+        )
     }
 
     fn hook(&self, hook: &Webhook, revision: &str) -> impl Future<Output = HookOutcome> + Send {
@@ -137,8 +182,10 @@ async fn run_gates(
     limit: &Semaphore,
     canary: &Canary,
     gates: &[Gate],
+    timings: &std::sync::Mutex<Vec<(String, f64)>>,
 ) -> Vec<CheckResult> {
     let queries = gates.iter().map(|gate| async move {
+        let started = std::time::Instant::now();
         let (value, unreachable) = match gate.query(canary) {
             Err(e) => (Err(e.to_string()), false),
             Ok(query) => {
@@ -161,6 +208,9 @@ async fn run_gates(
             unreachable,
         };
         info!(metric = %gate.name, passed = check.passed(), "{}", check.describe());
+        if let Ok(mut t) = timings.lock() {
+            t.push((gate.name.clone(), started.elapsed().as_secs_f64()));
+        }
         check
     });
     crate::core::join::join_all(queries).await

@@ -23,6 +23,7 @@ mod caches;
 mod evidence;
 mod execute;
 mod gather;
+pub mod metrics;
 mod observe;
 mod render;
 mod report;

@@ -6,7 +6,7 @@
 use crate::core::events::Event;
 use crate::core::plan;
 use crate::core::record::State;
-use crate::core::spec::{Canary, LocatedError};
+use crate::core::spec::{Canary, LocatedError, Strategy};
 use crate::core::text::short;
 use crate::repo::objects::ObjectId;
 use chrono::{DateTime, Utc};
@@ -51,6 +51,41 @@ pub struct AppReport {
     /// `weir status`: ready pods of the primary and the canary, `primary 2/2, canary 0/0`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub pods: Option<String>,
+    /// The Canary's namespace (for metrics' labels).
+    #[serde(skip)]
+    pub namespace: String,
+    /// The Canary's `targetRef.name`: Flagger labels its series with it, not the Canary's name.
+    #[serde(skip)]
+    pub target: String,
+    /// Flagger's name of the strategy: `canary`, `blue-green` or `ab-testing`.
+    #[serde(skip)]
+    pub strategy: &'static str,
+    /// The Canary skips its analysis (`skipAnalysis: true`).
+    #[serde(skip)]
+    pub skip_analysis: bool,
+    /// The metric gates run this tick, as the planner was given them.
+    #[serde(skip)]
+    pub gates: Vec<GateReading>,
+    /// How long this tick's evidence took for the app, when gates or webhooks were asked.
+    #[serde(skip)]
+    pub analysis_seconds: Option<f64>,
+}
+
+/// One metric gate's answer in a tick, with its bounds and how long the query took.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateReading {
+    /// The metric's name in the Canary.
+    pub metric: String,
+    /// The value, when there was one.
+    pub value: Option<f64>,
+    /// Inclusive lower bound.
+    pub min: Option<f64>,
+    /// Inclusive upper bound.
+    pub max: Option<f64>,
+    /// `passed`, `failed`, `no_data` or `unreachable`, as the check itself says.
+    pub outcome: &'static str,
+    /// Seconds the query took.
+    pub seconds: f64,
 }
 
 /// What a tick did.
@@ -75,7 +110,18 @@ pub struct TickReport {
 }
 
 pub(super) fn base_report(canary: &Canary) -> AppReport {
+    let strategy = match canary.analysis.strategy {
+        Strategy::Canary { .. } => "canary",
+        Strategy::BlueGreen { .. } => "blue-green",
+        Strategy::AbTesting { .. } => "ab-testing",
+    };
     AppReport {
+        namespace: canary.namespace.clone(),
+        target: canary.target.clone(),
+        strategy,
+        skip_analysis: canary.skip_analysis,
+        gates: Vec::new(),
+        analysis_seconds: None,
         app: format!("{}/{}", canary.namespace, canary.name),
         dir: crate::repo::source::parent(&canary.file).to_string(),
         phase: None,
@@ -101,6 +147,12 @@ pub(super) fn invalid_lines(catalog: &crate::repo::source::Catalog) -> Vec<AppRe
         .invalid
         .iter()
         .map(|bad| AppReport {
+            namespace: String::new(),
+            target: String::new(),
+            strategy: "",
+            skip_analysis: false,
+            gates: Vec::new(),
+            analysis_seconds: None,
             app: bad.display_name(),
             dir: crate::repo::source::parent(&bad.file).to_string(),
             phase: None,

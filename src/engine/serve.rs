@@ -7,11 +7,17 @@
 //! retried with a growing pause, up to five minutes, so an outage is not hammered; a
 //! permanent failure (refused credentials) is reported every tick at the normal pace, since
 //! only a person can fix it.
+//!
+//! `wake` cuts the wait short (an inbound webhook saw a push or a Flux event): a wake that
+//! comes during a tick starts the next one as soon as it ends. After each tick, `metrics`
+//! records what it reported.
 
+use crate::engine::metrics::Metrics;
 use crate::engine::Engine;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tokio::sync::Notify;
+use tracing::{debug, error, info, warn};
 
 /// The longest pause after transient failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -30,8 +36,13 @@ pub fn backoff(every: Duration, failures: u32) -> Duration {
 /// not yet pushed is only in weir's cache, and a push is all or nothing on the remote.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Ticks every `every` until a shutdown signal.
-pub async fn run(engine: &mut Engine, every: Duration) -> std::io::Result<()> {
+/// Ticks every `every`, or sooner when `wake` is notified, until a shutdown signal.
+pub async fn run(
+    engine: &mut Engine,
+    every: Duration,
+    wake: &Notify,
+    metrics: &Metrics,
+) -> std::io::Result<()> {
     // Registered before the first tick, so a signal during a tick is held until it ends.
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;
@@ -65,6 +76,7 @@ pub async fn run(engine: &mut Engine, every: Duration) -> std::io::Result<()> {
             info!("a signal arrived mid-tick: stopping; nothing more is published");
             break;
         };
+        metrics.observe(outcome.as_ref(), started.elapsed());
         match outcome {
             Ok(report) => {
                 failures = 0;
@@ -90,6 +102,7 @@ pub async fn run(engine: &mut Engine, every: Duration) -> std::io::Result<()> {
             _ = term.recv() => break,
             _ = int.recv() => break,
             _ = tokio::time::sleep(wait) => {}
+            _ = wake.notified() => debug!("woken early by a webhook"),
         }
     }
     info!("shutting down after the last tick");

@@ -28,6 +28,7 @@ mod race;
 mod repair;
 mod restart;
 mod rollout;
+mod serve;
 mod snapshots;
 mod ssh;
 mod stand_ins;
