@@ -8,6 +8,7 @@ pub mod disk;
 pub mod git;
 pub mod github;
 pub mod hooks;
+pub mod lease;
 pub mod prometheus;
 pub mod publish;
 pub mod secrets;

@@ -11,7 +11,7 @@
 use crate::engine::Engine;
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// The longest pause after transient failures.
 const MAX_BACKOFF: Duration = Duration::from_secs(300);
@@ -56,6 +56,15 @@ pub async fn run(engine: &mut Engine, every: Duration) -> std::io::Result<()> {
     let mut failures = 0u32;
     loop {
         let started = std::time::Instant::now();
+        // Only the process holding the Lease ticks (`--leader-elect`); a standby waits.
+        if let Err(why) = engine.leads().await {
+            debug!("standing by, not ticking: {why}");
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tokio::time::sleep(every) => continue,
+            }
+        }
         let outcome = tokio::select! {
             result = engine.tick() => Some(result),
             _ = term.recv() => None,

@@ -17,6 +17,7 @@ mod hostile;
 mod invalid;
 mod kube_stand_in;
 mod layers;
+mod leader;
 mod outage;
 mod plan_preview;
 mod plan_strategies;
