@@ -10,6 +10,7 @@ mod cli;
 mod cluster_plan;
 mod cluster_view;
 mod corpus;
+mod deploy;
 mod executor;
 mod github;
 mod gitops_istio;
