@@ -13,10 +13,12 @@
 //! | [`Hooks`] | call a webhook gate | none yet (Flagger webhooks come later) |
 //! | [`ClusterView`] | what Flux applied and whether the Deployments are ready | Kubernetes API (read-only), Flux's GitHub commit statuses; none means Git only |
 //! | [`Secrets`] | read a Secret an AlertProvider names | a mounted Secret volume |
+//! | [`LeaseStore`] | read and write the one Lease that elects the writer of a repository | Kubernetes API |
 
 use crate::core::alert::{Alert, StepReport};
 use crate::core::cluster::{ClusterTarget, Observation};
 use crate::core::hook::{HookCall, HookOutcome};
+use crate::core::lease::{LeaseError, LeaseRecord};
 use crate::core::query::MetricError;
 use crate::core::spec::alert_provider::{SecretError, SecretKeys};
 use crate::repo::change::{ChangeSet, Publication, PushOutcome, RepoError, Waiting};
@@ -198,4 +200,23 @@ pub trait Exposition: Send + Sync {
     fn metrics_text(&self) -> String;
     /// True once the loop has finished a tick, and the last few did not all fail.
     fn ready(&self) -> bool;
+}
+
+/// The one Lease that elects which replica writes a repository (`coordination.k8s.io/v1`).
+/// Reads and writes only; what to write is decided in `core::lease`.
+pub trait LeaseStore: Send + Sync {
+    /// `namespace/name at server`, for messages (never a credential).
+    fn describe(&self) -> String;
+    /// The Lease, or `None` when it does not exist.
+    fn get(&self) -> BoxFuture<'_, Result<Option<LeaseRecord>, LeaseError>>;
+    /// Creates it; [`LeaseError::Conflict`] when another process created it first.
+    fn create<'a>(
+        &'a self,
+        lease: &'a LeaseRecord,
+    ) -> BoxFuture<'a, Result<LeaseRecord, LeaseError>>;
+    /// Replaces it at `lease.version`; [`LeaseError::Conflict`] when it changed since.
+    fn update<'a>(
+        &'a self,
+        lease: &'a LeaseRecord,
+    ) -> BoxFuture<'a, Result<LeaseRecord, LeaseError>>;
 }

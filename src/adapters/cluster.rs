@@ -28,6 +28,37 @@ fn kustomization_resource() -> ApiResource {
     )
 }
 
+/// A client from `kubeconfig`, or else as kube finds one (the in-cluster service account,
+/// then `KUBECONFIG` and `~/.kube/config`), with the configuration it was built from (its
+/// server and default namespace).
+pub async fn client(kubeconfig: Option<&Path>) -> Result<(kube::Client, kube::Config), String> {
+    crate::adapters::tls::install_crypto_provider();
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
+                .await
+                .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
+        }
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
+    };
+    let mut config = config;
+    // weir's own holds cover a cluster that cannot answer now; kube's retries (up to 15,
+    // minutes of back-off) would only stall the tick, and without a read timeout a server
+    // that accepts and never answers would stall it for good.
+    config.default_retry = false;
+    config.connect_timeout = Some(TIMEOUT);
+    config.read_timeout = Some(TIMEOUT);
+    config.write_timeout = Some(TIMEOUT);
+    let server = config.cluster_url.to_string();
+    let client = kube::Client::try_from(config.clone())
+        .map_err(|e| format!("Kubernetes client for {server}: {e}"))?;
+    Ok((client, config))
+}
+
 /// The cluster view on the Kubernetes API.
 pub struct KubeView {
     client: kube::Client,
@@ -39,31 +70,11 @@ impl KubeView {
     /// A client from `kubeconfig`, or else as kube finds one (the in-cluster service account,
     /// then `KUBECONFIG` and `~/.kube/config`).
     pub async fn connect(kubeconfig: Option<&Path>) -> Result<KubeView, String> {
-        crate::adapters::tls::install_crypto_provider();
-        let config = match kubeconfig {
-            Some(path) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(file, &KubeConfigOptions::default())
-                    .await
-                    .map_err(|e| format!("kubeconfig {}: {e}", path.display()))?
-            }
-            None => kube::Config::infer()
-                .await
-                .map_err(|e| format!("no Kubernetes configuration found: {e}"))?,
-        };
-        let mut config = config;
-        // weir's own holds cover a cluster that cannot answer now; kube's retries (up to 15,
-        // minutes of back-off) would only stall the tick, and without a read timeout a server
-        // that accepts and never answers would stall it for good.
-        config.default_retry = false;
-        config.connect_timeout = Some(TIMEOUT);
-        config.read_timeout = Some(TIMEOUT);
-        config.write_timeout = Some(TIMEOUT);
-        let server = config.cluster_url.to_string();
-        let client = kube::Client::try_from(config)
-            .map_err(|e| format!("Kubernetes client for {server}: {e}"))?;
-        Ok(KubeView { client, server })
+        let (client, config) = client(kubeconfig).await?;
+        Ok(KubeView {
+            client,
+            server: config.cluster_url.to_string(),
+        })
     }
 
     /// Every Kustomization in the cluster.
@@ -248,7 +259,7 @@ fn workload(d: &Deployment) -> Workload {
 }
 
 /// A kube error in one line, without the request's credentials (kube never prints them).
-fn describe(e: &kube::Error) -> String {
+pub(crate) fn describe(e: &kube::Error) -> String {
     match e {
         kube::Error::Api(status) => format!("{} ({})", status.message, status.code),
         other => crate::core::text::clean(&other.to_string(), 300),

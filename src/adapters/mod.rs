@@ -9,6 +9,7 @@ pub mod git;
 pub mod github;
 pub mod hooks;
 pub mod http_server;
+pub mod lease;
 pub mod prometheus;
 pub mod publish;
 pub mod secrets;

@@ -374,6 +374,35 @@ pub struct RunArgs {
     /// without it the hook is not served.
     #[arg(long, env = "WEIR_FLUX_WEBHOOK_SECRET", hide_env_values = true)]
     pub flux_webhook_secret: Option<String>,
+    #[command(flatten)]
+    pub leader: LeaderArgs,
+}
+
+/// Leader election among replicas of `weir run` on one repository (a Kubernetes Lease).
+#[derive(Debug, Args, Clone)]
+pub struct LeaderArgs {
+    /// Write only while holding a Lease, so that one of several replicas writes the repository.
+    #[arg(long, env = "WEIR_LEADER_ELECT")]
+    pub leader_elect: bool,
+    /// The Lease's namespace (default: $POD_NAMESPACE, else the kubeconfig's namespace).
+    #[arg(long, env = "WEIR_LEASE_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// The Lease's name (default: `weir-` and a short hash of the repository URL without
+    /// credentials and of the branch).
+    #[arg(long, env = "WEIR_LEASE_NAME")]
+    pub lease_name: Option<String>,
+    /// This replica's name in the Lease (default: $POD_NAME, else the hostname and the pid).
+    #[arg(long, env = "WEIR_IDENTITY")]
+    pub identity: Option<String>,
+    /// How long the Lease holds after a renewal (whole seconds).
+    #[arg(long, env = "WEIR_LEASE_DURATION", default_value = "15s")]
+    pub lease_duration: String,
+    /// A leader that has not renewed for this long stops writing.
+    #[arg(long, env = "WEIR_RENEW_DEADLINE", default_value = "10s")]
+    pub renew_deadline: String,
+    /// Time between attempts to acquire or renew the Lease.
+    #[arg(long, env = "WEIR_RETRY_PERIOD", default_value = "2s")]
+    pub retry_period: String,
 }
 
 /// `weir status`.

@@ -1,8 +1,9 @@
-//! `weir run`: ticks until SIGTERM or SIGINT (the loop is `engine::serve`), and with
-//! `--listen`, serves its metrics, health and the inbound webhooks (`adapters::http_server`).
+//! `weir run`: ticks until SIGTERM or SIGINT (the loop is `engine::serve`), as the elected
+//! leader when `--leader-elect`, and with `--listen`, serves its metrics, health and the
+//! inbound webhooks (`adapters::http_server`).
 
 use super::args::RunArgs;
-use super::wire::{engine, publisher};
+use super::wire::{engine, leader, publisher};
 use super::{config, OK};
 use crate::adapters::http_server;
 use crate::core::secret::Secret;
@@ -20,6 +21,7 @@ pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
         listen,
         github_webhook_secret,
         flux_webhook_secret,
+        leader: leader_args,
     } = args;
     let every = config::duration("every", &every)?;
     let metrics = Arc::new(Metrics::new());
@@ -54,7 +56,23 @@ pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
         None => {}
     }
     let publisher = publisher(&repo)?;
-    let mut engine = engine(&repo, publisher).await?;
-    crate::engine::serve::run(&mut engine, every, &wake, &metrics).await?;
+    let engine = engine(&repo, publisher).await?;
+    let elector = match leader_args.leader_elect {
+        true => Some(leader(&leader_args, &repo).await?),
+        false => None,
+    };
+    let mut engine = match &elector {
+        Some(elector) => engine.with_leader(elector.clone()),
+        None => engine,
+    };
+    let renewing = elector.as_ref().map(|e| e.clone().spawn());
+    let served = crate::engine::serve::run(&mut engine, every, &wake, &metrics).await;
+    // Give the Lease up on the way out, so that a standby takes over at once rather than
+    // after the lease expires.
+    if let (Some(elector), Some(renewing)) = (elector, renewing) {
+        renewing.abort();
+        elector.release().await;
+    }
+    served?;
     Ok(ExitCode::from(OK))
 }

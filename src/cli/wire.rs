@@ -2,7 +2,7 @@
 //! publisher of the chosen mode, Prometheus, the webhook client, the notifiers and the
 //! secrets.
 
-use super::args::{ClusterMode, RepoArgs};
+use super::args::{ClusterMode, LeaderArgs, RepoArgs};
 use super::config;
 use crate::adapters::clock::SystemClock;
 use crate::adapters::git::Git2Repo;
@@ -62,6 +62,59 @@ pub(crate) async fn cluster(args: &RepoArgs) -> anyhow::Result<Option<Arc<dyn Cl
             Ok(Some(Arc::new(view)))
         }
     }
+}
+
+/// The elector of `--leader-elect`: the Lease on the Kubernetes API, its name, namespace,
+/// identity and timings from the flags or their defaults.
+pub(crate) async fn leader(
+    args: &LeaderArgs,
+    repo: &RepoArgs,
+) -> anyhow::Result<Arc<crate::engine::lease::Elector>> {
+    let timings = crate::core::lease::Timings {
+        lease_duration: config::duration("lease-duration", &args.lease_duration)?,
+        renew_deadline: config::duration("renew-deadline", &args.renew_deadline)?,
+        retry_period: config::duration("retry-period", &args.retry_period)?,
+    }
+    .validate()
+    .map_err(anyhow::Error::msg)?;
+    let name = args
+        .lease_name
+        .clone()
+        .unwrap_or_else(|| crate::core::lease::default_name(&repo.repo, &repo.branch));
+    let namespace = args.lease_namespace.clone().or_else(|| {
+        std::env::var("POD_NAMESPACE")
+            .ok()
+            .filter(|n| !n.is_empty())
+    });
+    let identity = args
+        .identity
+        .clone()
+        .or_else(|| std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()))
+        .unwrap_or_else(|| format!("{}-{}", hostname(), std::process::id()));
+    let store = crate::adapters::lease::KubeLease::connect(
+        repo.kubeconfig.as_deref(),
+        namespace.as_deref(),
+        &name,
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("--leader-elect: {e}"))?;
+    tracing::info!(identity, lease = %crate::ports::LeaseStore::describe(&store), "leader election on");
+    Ok(Arc::new(crate::engine::lease::Elector::new(
+        Arc::new(store),
+        identity,
+        timings,
+        Arc::new(SystemClock),
+    )))
+}
+
+/// The machine's name, for a default identity (`HOSTNAME`, else `/etc/hostname`).
+fn hostname() -> String {
+    std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "weir".to_string())
 }
 
 /// The alert providers, and GitHub when asked to report steps there.

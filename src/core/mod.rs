@@ -10,6 +10,7 @@ pub mod duration;
 pub mod events;
 pub mod hook;
 pub mod join;
+pub mod lease;
 pub mod located;
 pub mod names;
 pub mod plan;

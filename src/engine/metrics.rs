@@ -114,6 +114,8 @@ struct Memory {
     namespaces: BTreeSet<String>,
     ticks: u64,
     failures_in_a_row: u32,
+    /// Another replica holds the Lease; this one waits.
+    standby: bool,
 }
 
 /// Every series of `weir run`, and the readiness of its loop.
@@ -267,15 +269,19 @@ impl Metrics {
         Metrics { registry: r, ..m }
     }
 
-    /// Sets whether this process is the leader (the one that writes).
+    /// Sets whether this process is the leader (the one that writes). A standby is ready: it
+    /// does what it should, waiting, and a Deployment of replicas must not count it unavailable.
     pub fn set_leader(&self, leader: bool) {
         self.leader.set(i64::from(leader));
+        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
+        memory.standby = !leader;
     }
 
-    /// True once a tick has finished, unless the last [`UNREADY_AFTER_FAILURES`] failed.
+    /// True once a tick has finished (or while standing by), unless the last
+    /// [`UNREADY_AFTER_FAILURES`] ticks failed.
     pub fn ready(&self) -> bool {
         let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.ticks > 0 && memory.failures_in_a_row < UNREADY_AFTER_FAILURES
+        (memory.ticks > 0 || memory.standby) && memory.failures_in_a_row < UNREADY_AFTER_FAILURES
     }
 
     /// The series in Prometheus's text format (OpenMetrics).

@@ -23,6 +23,7 @@ mod caches;
 mod evidence;
 mod execute;
 mod gather;
+pub mod lease;
 pub mod metrics;
 mod observe;
 mod render;
@@ -124,6 +125,9 @@ pub enum TickError {
     /// The tick took longer than its deadline and was abandoned.
     #[error("the tick took longer than {0:?} and was abandoned at its next wait; what it had not published yet was not published")]
     Deadline(Duration),
+    /// The Lease was lost, or too little of it was left, before the push: nothing was pushed.
+    #[error("not publishing: {0}; the leader plans this step again")]
+    NotLeader(String),
 }
 
 impl TickError {
@@ -132,7 +136,7 @@ impl TickError {
     pub fn is_transient(&self) -> bool {
         match self {
             TickError::Repo(e) => e.transient,
-            TickError::Source(_) => false,
+            TickError::Source(_) | TickError::NotLeader(_) => false,
             TickError::PushRace { .. } | TickError::Deadline(_) => true,
         }
     }
@@ -179,6 +183,9 @@ pub struct Engine {
     templates: Templates,
     settings: Settings,
     caches: Caches,
+    /// The Lease that makes this process the one writer, when elected (`weir run
+    /// --leader-elect`); `None` writes without asking.
+    leader: Option<Arc<lease::Elector>>,
 }
 
 /// What planning on one head produced.
@@ -201,6 +208,22 @@ impl Engine {
             templates,
             settings,
             caches,
+            leader: None,
+        }
+    }
+
+    /// Publishes only while `leader` holds the Lease with the margin left.
+    pub fn with_leader(mut self, leader: Arc<lease::Elector>) -> Engine {
+        self.leader = Some(leader);
+        self
+    }
+
+    /// Whether this process may tick: it leads, or is not elected at all. `Err` says who
+    /// leads instead.
+    pub async fn leads(&self) -> Result<(), String> {
+        match &self.leader {
+            Some(leader) => leader.lead().await,
+            None => Ok(()),
         }
     }
 
@@ -258,6 +281,10 @@ impl Engine {
             let mut report = planned.report;
             report.head = Some(head);
             report.attempts = attempt;
+            // Publishers may write even with no change set (PR mode merges), so always ask.
+            if let Some(leader) = &self.leader {
+                leader.may_publish().await.map_err(TickError::NotLeader)?;
+            }
             let now = self.ports.clock.now();
             let publication = self
                 .ports

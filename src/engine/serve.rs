@@ -67,6 +67,17 @@ pub async fn run(
     let mut failures = 0u32;
     loop {
         let started = std::time::Instant::now();
+        // Only the process holding the Lease ticks (`--leader-elect`); a standby waits.
+        let leads = engine.leads().await;
+        metrics.set_leader(leads.is_ok());
+        if let Err(why) = leads {
+            debug!("standing by, not ticking: {why}");
+            tokio::select! {
+                _ = term.recv() => break,
+                _ = int.recv() => break,
+                _ = tokio::time::sleep(every) => continue,
+            }
+        }
         let outcome = tokio::select! {
             result = engine.tick() => Some(result),
             _ = term.recv() => None,
