@@ -14,9 +14,6 @@ pub fn app_name(i: usize) -> String {
     format!("app{i:05}")
 }
 
-/// The fixture's tag of every app before a bump.
-pub const FIRST_TAG: &str = "6.1.0";
-
 /// Writes `apps` apps, the namespace and the shared `istio/` folder under `dir`.
 pub fn write(dir: &Path, apps: usize) {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/gitops-istio");
