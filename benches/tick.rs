@@ -24,6 +24,10 @@ use weir::ports::ConfigRepo;
 use weir::repo::render::Templates;
 use weir::test_support::fakes::{FakeClock, FakeMetrics};
 
+#[path = "support/daemon.rs"]
+mod daemon;
+use daemon::Daemon;
+
 fn git(dir: &Path, args: &[&str]) {
     let ok = Command::new("git")
         .arg("-C")
@@ -43,61 +47,6 @@ fn app_files(name: &str) -> [(String, String); 4] {
         ("hpa.yaml".into(), format!("apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  scaleTargetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n  minReplicas: 1\n  maxReplicas: 2\n")),
         ("canary.yaml".into(), format!("apiVersion: flagger.app/v1beta1\nkind: Canary\nmetadata:\n  name: {name}\n  namespace: prod\nspec:\n  targetRef:\n    apiVersion: apps/v1\n    kind: Deployment\n    name: {name}\n  autoscalerRef:\n    apiVersion: autoscaling/v2\n    kind: HorizontalPodAutoscaler\n    name: {name}\n  service:\n    port: 80\n  analysis:\n    interval: 1m\n    maxWeight: 10\n    stepWeight: 10\n    metrics:\n      - name: request-success-rate\n        thresholdRange:\n          min: 99\n")),
     ]
-}
-
-/// `git daemon` serving a folder of bare repositories on a free loopback port, push enabled;
-/// killed on drop.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-}
-
-impl Daemon {
-    fn start(root: &Path) -> Daemon {
-        for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .unwrap()
-                .local_addr()
-                .unwrap()
-                .port();
-            // git-daemon itself, not `git daemon`, which would leave it running on kill.
-            let exec_path = Command::new("git").arg("--exec-path").output().unwrap();
-            let exec_path = String::from_utf8(exec_path.stdout).unwrap();
-            let mut child = Command::new(Path::new(exec_path.trim()).join("git-daemon"))
-                .args(["--reuseaddr", "--export-all", "--enable=receive-pack"])
-                .arg(format!("--base-path={}", root.display()))
-                .args(["--listen=127.0.0.1", &format!("--port={port}")])
-                .arg(root)
-                .stdout(std::process::Stdio::null())
-                .stderr(std::process::Stdio::null())
-                .spawn()
-                .unwrap();
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Daemon { child, port };
-                }
-                if child.try_wait().unwrap().is_some() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("git daemon did not start");
-    }
-
-    fn url(&self, repo: &str) -> String {
-        format!("git://127.0.0.1:{}/{repo}", self.port)
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 struct Timings {
