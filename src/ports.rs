@@ -10,10 +10,11 @@
 //! | [`MetricSource`] | run one query, return one number or why not | Prometheus |
 //! | [`Clock`] | the time of decisions | wall clock, fake clock |
 //! | [`Notifier`] | tell people what moved | alert providers, GitHub statuses and Deployments |
-//! | [`Hooks`] | call a webhook gate | none yet (Flagger webhooks come later) |
+//! | [`Hooks`] | call a webhook gate | HTTP(S), with `--webhook-alias` |
 //! | [`ClusterView`] | what Flux applied and whether the Deployments are ready | Kubernetes API (read-only), Flux's GitHub commit statuses; none means Git only |
 //! | [`Secrets`] | read a Secret an AlertProvider names | a mounted Secret volume |
 //! | [`LeaseStore`] | read and write the one Lease that elects the writer of a repository | Kubernetes API |
+//! | [`Exposition`] | what `weir run` serves about itself: its series and its readiness | the engine's metrics |
 
 use crate::core::alert::{Alert, StepReport};
 use crate::core::cluster::{ClusterTarget, Observation};
