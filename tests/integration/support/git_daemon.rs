@@ -17,8 +17,16 @@ impl GitDaemon {
     /// Serves `root` (base path and the one exported folder) with receive-pack enabled.
     pub fn start(root: &Path) -> GitDaemon {
         let port = super::free_port("127.0.0.1");
-        let mut child = Command::new("git")
-            .arg("daemon")
+        // git-daemon itself: `git daemon` runs it as a child of its own, which killing `git`
+        // would leave running after the test.
+        let exec_path = Command::new("git")
+            .arg("--exec-path")
+            .output()
+            .expect("git --exec-path");
+        let exec_path = String::from_utf8_lossy(&exec_path.stdout)
+            .trim()
+            .to_string();
+        let mut child = Command::new(Path::new(&exec_path).join("git-daemon"))
             .arg("--reuseaddr")
             .arg(format!("--base-path={}", root.display()))
             .args([
