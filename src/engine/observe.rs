@@ -139,24 +139,25 @@ fn judge(
     now: DateTime<Utc>,
 ) -> ClusterState {
     let applier = &obs.applier;
-    let Some(revision) = &obs.applied_revision else {
-        return ClusterState::NotApplied(format!("{applier} has applied nothing yet"));
-    };
-    let Some(commit) = applied_commit(revision).and_then(ObjectId::from_hex) else {
-        return ClusterState::Unseen(format!(
-            "{applier} reports revision {revision:?}, which names no Git commit"
-        ));
-    };
-    let short = commit.short(7);
-    let applied_dir = match repo.tree(commit) {
-        Ok(tree) => tree.id(dir),
-        Err(_) => {
-            return ClusterState::NotApplied(format!(
-                "{applier} applied {short}, a commit weir has not fetched yet"
+    let (commit, holds) = match step_in(repo, head, dir, obs) {
+        StepIn::Nothing => {
+            return ClusterState::NotApplied(format!("{applier} has applied nothing yet"))
+        }
+        StepIn::NoCommit(revision) => {
+            return ClusterState::Unseen(format!(
+                "{applier} reports revision {revision:?}, which names no Git commit"
             ))
         }
+        StepIn::NotFetched(commit) => {
+            return ClusterState::NotApplied(format!(
+                "{applier} applied {}, a commit weir has not fetched yet",
+                commit.short(7)
+            ))
+        }
+        StepIn::Commit { commit, holds } => (commit, holds),
     };
-    if applied_dir != head.id(dir) {
+    let short = commit.short(7);
+    if !holds {
         // Why it applies nothing newer, when the applier says (a failed build, a failed
         // health check): what a person needs to unblock the step.
         let failing = obs
@@ -180,5 +181,40 @@ fn judge(
         ready_since: obs.applied_at,
         canary: judged(&obs.canary, rules.canary_threshold),
         primary: judged(&obs.primary, rules.primary_threshold),
+    }
+}
+
+/// Where the commit a view reports applied stands against weir's last step for an app.
+pub(super) enum StepIn<'a> {
+    /// The view reports nothing applied.
+    Nothing,
+    /// The reported revision names no Git commit.
+    NoCommit(&'a str),
+    /// A commit weir has not fetched (newer than its head, or another branch).
+    NotFetched(ObjectId),
+    /// A commit, and whether it holds weir's folder `dir` exactly as the head does (then
+    /// Flux runs weir's last step for the app).
+    Commit { commit: ObjectId, holds: bool },
+}
+
+/// Reads where `obs`'s applied commit stands: the one place that compares it with the head.
+pub(super) fn step_in<'a>(
+    repo: &dyn ConfigRepo,
+    head: &dyn SourceTree,
+    dir: &str,
+    obs: &'a Observation,
+) -> StepIn<'a> {
+    let Some(revision) = obs.applied_revision.as_deref() else {
+        return StepIn::Nothing;
+    };
+    let Some(commit) = applied_commit(revision).and_then(ObjectId::from_hex) else {
+        return StepIn::NoCommit(revision);
+    };
+    match repo.tree(commit) {
+        Ok(tree) => StepIn::Commit {
+            commit,
+            holds: tree.id(dir) == head.id(dir),
+        },
+        Err(_) => StepIn::NotFetched(commit),
     }
 }

@@ -4,9 +4,10 @@
 //! It reads only: it must never decide a step, ask a gate, or write anything.
 
 use super::gather::read_state;
+use super::observe::{step_in, StepIn};
 use super::report::{base_report, fill, invalid_lines, TickReport};
 use super::{Engine, TickError};
-use crate::core::cluster::{applied_commit, ClusterTarget, Observation, Workload, RECENT_COMMITS};
+use crate::core::cluster::{ClusterTarget, Observation, Workload, RECENT_COMMITS};
 use crate::core::names::owned_dir;
 use crate::core::record::State;
 use crate::core::spec::Canary;
@@ -127,24 +128,18 @@ impl Engine {
             Err(why) => return (format!("cannot tell: {why}"), None),
         };
         let dir = owned_dir(&target.dir);
-        let applied = match obs.applied_revision.as_deref() {
-            None => format!("nothing yet ({})", obs.applier),
-            Some(rev) => match applied_commit(rev).and_then(ObjectId::from_hex) {
-                None => format!("{rev} ({})", obs.applier),
-                Some(commit) => {
-                    let holds = self
-                        .ports
-                        .repo
-                        .tree(commit)
-                        .is_ok_and(|t| t.id(&dir) == head.id(&dir));
-                    let short = commit.short(7);
-                    match (holds, &obs.unhealthy) {
-                        (_, Some(why)) => format!("{short}, {} {why}", obs.applier),
-                        (true, None) => short,
-                        (false, None) => format!("behind: {short}"),
-                    }
+        let applied = match step_in(self.ports.repo.as_ref(), head, &dir, &obs) {
+            StepIn::Nothing => format!("nothing yet ({})", obs.applier),
+            StepIn::NoCommit(rev) => format!("{rev} ({})", obs.applier),
+            StepIn::NotFetched(commit) => format!("behind: {}", commit.short(7)),
+            StepIn::Commit { commit, holds } => {
+                let short = commit.short(7);
+                match (holds, &obs.unhealthy) {
+                    (_, Some(why)) => format!("{short}, {} {why}", obs.applier),
+                    (true, None) => short,
+                    (false, None) => format!("behind: {short}"),
                 }
-            },
+            }
         };
         let pods = obs.reads_workloads.then(|| {
             let count = |w: &Option<Workload>| match w {
