@@ -4,13 +4,11 @@
 //! only once it is ready. Pure: every case is one call of `plan`.
 
 use chrono::{DateTime, Duration as TimeDelta, TimeZone, Utc};
-use std::time::Duration;
-use weir::core::cluster::{ClusterState, Readiness, ReadyRules};
+use weir::core::cluster::{ClusterState, Readiness};
 use weir::core::control::Control;
-use weir::core::duration::GoDuration;
 use weir::core::plan::{plan, CheckResult, Decision, GateReport, Input, Owned};
 use weir::core::record::State;
-use weir::core::spec::{Analysis, MetricCheck, MetricSource, Phase, Steps, Strategy, Weight};
+use weir::core::spec::{Analysis, Phase, Weight};
 
 const OLD: &str = "0000000000000000000000000000000000000001";
 const REV: &str = "abc1234def5678abc1234def5678abc1234def56";
@@ -20,35 +18,10 @@ fn t(secs: i64) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap() + TimeDelta::seconds(secs)
 }
 
+/// The planner tests' canary analysis (steps of 10 up to 50, a 60 s interval, threshold 2,
+/// one success-rate metric), with Flagger's readiness defaults (a 600 s progress deadline).
 fn analysis() -> Analysis {
-    Analysis {
-        interval: Duration::from_secs(60),
-        threshold: 2,
-        strategy: Strategy::Canary {
-            steps: Steps::Linear(Weight::new(10).unwrap()),
-            max_weight: Weight::new(50).unwrap(),
-        },
-        step_weight_promotion: None,
-        mirror: false,
-        mirror_weight: None,
-        session_affinity: None,
-        metrics: vec![MetricCheck {
-            name: "request-success-rate".into(),
-            source: MetricSource::RequestSuccessRate,
-            interval: GoDuration(Duration::from_secs(60)),
-            min: Some(99.0),
-            max: None,
-            variables: Default::default(),
-            at: (1, 1),
-        }],
-        webhooks: Vec::new(),
-        alerts: Vec::new(),
-        metrics_outage_grace: Duration::ZERO,
-        ready: ReadyRules {
-            progress_deadline: Duration::from_secs(600),
-            ..ReadyRules::default()
-        },
-    }
+    crate::plan_strategies::canary(10, 50)
 }
 
 /// A release at `weight`, its step committed at t(0).

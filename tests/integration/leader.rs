@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use weir::core::lease::{LeaseError, LeaseRecord, Timings};
 use weir::core::spec::Phase;
 use weir::engine::lease::Elector;
@@ -82,14 +82,9 @@ impl Replica {
     }
 
     fn wait(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let start = Instant::now();
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(start.elapsed() < deadline, "{} did not stop", self.name);
-            std::thread::sleep(crate::support::wait::POLL);
-        }
+        let child = &mut self.child;
+        crate::support::wait::poll(deadline, || child.try_wait().unwrap())
+            .unwrap_or_else(|| panic!("{} did not stop", self.name))
     }
 }
 

@@ -56,7 +56,7 @@ fn analysis(strategy: Strategy) -> Analysis {
     }
 }
 
-fn canary(step: u32, max: u32) -> Analysis {
+pub fn canary(step: u32, max: u32) -> Analysis {
     analysis(Strategy::Canary {
         steps: Steps::Linear(w(step)),
         max_weight: w(max),

@@ -7,7 +7,7 @@
 
 use crate::support::repo::Fixture;
 use crate::support::traffic::Traffic;
-use crate::support::wait::POLL;
+use crate::support::wait::poll_async;
 use chrono::Utc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,35 +42,23 @@ async fn look(view: &KubeView) -> Observation {
 /// Looks until the Kustomization reports `commit` applied; the first look that does.
 async fn applied(view: &KubeView, commit: &str) -> Observation {
     let want = format!("main@sha1:{commit}");
-    let start = Instant::now();
-    loop {
+    let seen = poll_async(DEADLINE, || async {
         let seen = look(view).await;
-        if seen.applied_revision.as_deref() == Some(want.as_str()) {
-            return seen;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "{commit} not applied within {DEADLINE:?}: {seen:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        (seen.applied_revision.as_deref() == Some(want.as_str())).then_some(seen)
+    })
+    .await;
+    seen.unwrap_or_else(|| panic!("{commit} not applied within {DEADLINE:?}"))
 }
 
 /// Looks until the primary (`primary`) or the canary is rolled out; the workload then.
 async fn rolled_out(view: &KubeView, primary: bool) -> Workload {
-    let start = Instant::now();
-    loop {
+    let seen = poll_async(DEADLINE, || async {
         let seen = look(view).await;
         let w = if primary { seen.primary } else { seen.canary };
-        if let Some(w) = w.filter(|w| ready(w).is_ready()) {
-            return w;
-        }
-        assert!(
-            start.elapsed() < DEADLINE,
-            "not rolled out within {DEADLINE:?}"
-        );
-        tokio::time::sleep(POLL).await;
-    }
+        w.filter(|w| ready(w).is_ready())
+    })
+    .await;
+    seen.unwrap_or_else(|| panic!("not rolled out within {DEADLINE:?}"))
 }
 
 fn ready(w: &Workload) -> Readiness {

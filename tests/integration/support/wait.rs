@@ -41,3 +41,22 @@ pub async fn until_async(deadline: Duration, mut cond: impl FnMut() -> bool) -> 
         tokio::time::sleep(POLL).await;
     }
 }
+
+/// [`poll`] for async probes (a look through an async client): calls `probe` until it returns
+/// `Some`, or returns `None` once `deadline` has passed, without blocking a runtime worker.
+pub async fn poll_async<T, F, Fut>(deadline: Duration, mut probe: F) -> Option<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = probe().await {
+            return Some(v);
+        }
+        if start.elapsed() >= deadline {
+            return None;
+        }
+        tokio::time::sleep(POLL).await;
+    }
+}
