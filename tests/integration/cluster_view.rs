@@ -148,14 +148,30 @@ async fn an_adoption_routes_to_the_primary_only_once_it_is_ready() {
     );
 }
 
-#[tokio::test]
-async fn a_step_is_judged_only_once_flux_applied_it_and_its_pods_are_ready() {
-    let fixture = fixture(600);
+/// An adopted backend with its progress deadline at `deadline_secs`, 6.1.1 pushed and weir's
+/// step into the analysis made (not applied yet): the fixture, Flux, weir, its clock, and that
+/// step's commit.
+async fn releasing(
+    deadline_secs: u32,
+) -> (
+    Fixture,
+    FluxSim,
+    weir::engine::Engine,
+    weir::test_support::fakes::FakeClock,
+    String,
+) {
+    let fixture = fixture(deadline_secs);
     let flux = FluxSim::start();
     let (mut engine, clock) = adopted(&fixture, &flux).await;
     fixture.bump("backend", "6.1.1");
     engine.tick().await.unwrap();
     let start = head(&fixture);
+    (fixture, flux, engine, clock, start)
+}
+
+#[tokio::test]
+async fn a_step_is_judged_only_once_flux_applied_it_and_its_pods_are_ready() {
+    let (fixture, flux, mut engine, clock, start) = releasing(600).await;
     assert_eq!(fixture.state("backend").unwrap().phase, Phase::Progressing);
 
     // The Kustomization still reports the commit before: intervals pass, nothing is judged.
@@ -192,11 +208,7 @@ async fn a_step_is_judged_only_once_flux_applied_it_and_its_pods_are_ready() {
 
 #[tokio::test]
 async fn a_step_flux_never_applies_halts_then_rolls_back() {
-    let fixture = fixture(20);
-    let flux = FluxSim::start();
-    let (mut engine, clock) = adopted(&fixture, &flux).await;
-    fixture.bump("backend", "6.1.1");
-    engine.tick().await.unwrap();
+    let (fixture, _flux, mut engine, clock, _) = releasing(20).await;
     assert_eq!(fixture.state("backend").unwrap().phase, Phase::Progressing);
     // Flux is stuck on the adoption's commit from here on.
     clock.advance(Duration::from_secs(19));
@@ -227,12 +239,7 @@ async fn a_step_flux_never_applies_halts_then_rolls_back() {
 
 #[tokio::test]
 async fn a_canary_whose_pods_never_get_ready_rolls_back_at_the_progress_deadline() {
-    let fixture = fixture(30);
-    let flux = FluxSim::start();
-    let (mut engine, clock) = adopted(&fixture, &flux).await;
-    fixture.bump("backend", "6.1.1");
-    engine.tick().await.unwrap();
-    let start = head(&fixture);
+    let (fixture, flux, mut engine, clock, start) = releasing(30).await;
     flux.apply(&fixture, &start);
     let since = weir::ports::Clock::now(&clock);
     flux.stall(NS, "backend", since);

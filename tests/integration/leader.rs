@@ -126,17 +126,7 @@ fn kubeconfig(api: &KubeApi, fixture: &Fixture) -> PathBuf {
 #[test]
 fn two_replicas_write_each_step_once_and_the_standby_finishes_after_the_leader_is_killed() {
     let fixture = Fixture::new();
-    let traffic = Traffic::start(
-        env!("CARGO_BIN_EXE_weir-traffic"),
-        &fixture.remote,
-        "main",
-        "backend",
-        "prod",
-        "apps/backend",
-        "apps/backend.weir",
-        &[],
-        &[],
-    );
+    let traffic = Traffic::backend(&fixture.remote, &[], &[]);
     let prometheus = Prometheus::start(&[traffic.target()]);
     let api = KubeApi::start();
     let config = kubeconfig(&api, &fixture);

@@ -13,17 +13,7 @@ use weir::core::spec::Phase;
 /// traffic simulator.
 async fn in_flight(grace: &str) -> (Fixture, Traffic, Prometheus, weir::engine::Engine) {
     let fixture = Fixture::with_outage_grace(grace);
-    let traffic = Traffic::start(
-        env!("CARGO_BIN_EXE_weir-traffic"),
-        &fixture.remote,
-        "main",
-        "backend",
-        "prod",
-        "apps/backend",
-        "apps/backend.weir",
-        &[],
-        &[],
-    );
+    let traffic = Traffic::backend(&fixture.remote, &[], &[]);
     let prometheus = Prometheus::start(&[traffic.target()]);
     let mut engine = fixture.engine(Some(prometheus.url()));
     drive(&mut engine, &fixture, Duration::from_secs(30), |f| {

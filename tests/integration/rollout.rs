@@ -12,17 +12,7 @@ const IMAGE: &str = "ghcr.io/acme/backend";
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthy_release_is_promoted_and_bad_release_is_rolled_back() {
     let fixture = Fixture::new();
-    let traffic = Traffic::start(
-        env!("CARGO_BIN_EXE_weir-traffic"),
-        &fixture.remote,
-        "main",
-        "backend",
-        "prod",
-        "apps/backend",
-        "apps/backend.weir",
-        &["6.2.0"],
-        &[],
-    );
+    let traffic = Traffic::backend(&fixture.remote, &["6.2.0"], &[]);
     let prometheus = Prometheus::start(&[traffic.target()]);
     let mut engine = fixture.engine(Some(prometheus.url()));
 

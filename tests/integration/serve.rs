@@ -350,17 +350,7 @@ fn dashboard_queries(namespace: &str, app: &str) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prometheus_follows_the_weights_and_the_dashboard_has_data() {
     let fixture = Fixture::new();
-    let traffic = Traffic::start(
-        env!("CARGO_BIN_EXE_weir-traffic"),
-        &fixture.remote,
-        "main",
-        "backend",
-        "prod",
-        "apps/backend",
-        "apps/backend.weir",
-        &[],
-        &[],
-    );
+    let traffic = Traffic::backend(&fixture.remote, &[], &[]);
     let (_server, addr, _, metrics) = server(false, false);
     let prometheus = Prometheus::start(&[traffic.target(), addr.clone()]);
     let mut engine = fixture.engine(Some(prometheus.url()));

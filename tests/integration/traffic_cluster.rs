@@ -72,14 +72,8 @@ fn head(fixture: &Fixture) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn weirs_cluster_view_reads_what_the_simulator_applies() {
     let fixture = Fixture::new();
-    let traffic = Traffic::start(
-        env!("CARGO_BIN_EXE_weir-traffic"),
+    let traffic = Traffic::backend(
         &fixture.remote,
-        "main",
-        "backend",
-        "prod",
-        "apps/backend",
-        "apps/backend.weir",
         &[],
         &[
             "--apply-lag",

@@ -24,6 +24,22 @@ pub struct Traffic {
 }
 
 impl Traffic {
+    /// The simulator for the fixture's backend (`prod/backend` in `apps/backend`, branch
+    /// `main` of `git_dir`), answering with errors for `bad_tags`.
+    pub fn backend(git_dir: &Path, bad_tags: &[&str], extra: &[&str]) -> Traffic {
+        Traffic::start(
+            env!("CARGO_BIN_EXE_weir-traffic"),
+            git_dir,
+            "main",
+            "backend",
+            "prod",
+            "apps/backend",
+            "apps/backend.weir",
+            bad_tags,
+            extra,
+        )
+    }
+
     /// Starts `bin` (tests pass `env!("CARGO_BIN_EXE_weir-traffic")`) following `branch` of
     /// `git_dir`, and waits up to 10 s for it to listen. Requests to workloads running one of
     /// `bad_tags` fail 30% of the time; `extra` are more of the simulator's flags, e.g.
