@@ -181,6 +181,12 @@ pub trait ClusterView: Send + Sync {
     /// What it is, for `status`: `Kubernetes API`, `GitHub commit statuses`.
     fn describe(&self) -> String;
 
+    /// Whether it reads what was applied per commit, and so needs the branch's recent
+    /// commits in [`ClusterTarget::recent`] (a view that asks the cluster does not).
+    fn reads_commits(&self) -> bool {
+        false
+    }
+
     /// Looks at every app of one tick at once, one answer per target in order; `Err` says why
     /// the view cannot tell now (never a secret).
     fn observe<'a>(

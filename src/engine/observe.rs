@@ -58,8 +58,12 @@ pub(super) async fn observe_all(
     if asked.is_empty() {
         return;
     }
-    // One walk of the branch per tick, shared by every target.
-    let recent: Arc<[String]> = match repo.first_parents(head_id, RECENT_COMMITS) {
+    // One walk of the branch per tick, shared by every target, for a view that needs it.
+    let walked = match view.reads_commits() {
+        true => repo.first_parents(head_id, RECENT_COMMITS),
+        false => Ok(Vec::new()),
+    };
+    let recent: Arc<[String]> = match walked {
         Ok(commits) => commits.iter().map(ObjectId::to_string).collect(),
         Err(e) => {
             let why = format!("cannot read the branch's recent commits: {e}");

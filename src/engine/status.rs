@@ -43,15 +43,15 @@ impl Engine {
         let resolved = crate::repo::rules::resolve_all(tree, &canaries, &mut self.caches.resolver);
         let mut targets = Vec::new();
         // The branch's recent commits, for a view that reads what Flux applied per commit.
-        let recent: std::sync::Arc<[String]> = match self.ports.cluster {
-            Some(_) => self
+        let recent: std::sync::Arc<[String]> = match &self.ports.cluster {
+            Some(view) if view.reads_commits() => self
                 .ports
                 .repo
                 .first_parents(head, RECENT_COMMITS)?
                 .iter()
                 .map(ObjectId::to_string)
                 .collect(),
-            None => std::sync::Arc::from(Vec::new()),
+            _ => std::sync::Arc::from(Vec::new()),
         };
         for (canary, _) in &catalog.canaries {
             let mut line = base_report(canary);

@@ -165,6 +165,10 @@ impl Walk {
 }
 
 impl ClusterView for CommitStatusView {
+    fn reads_commits(&self) -> bool {
+        true
+    }
+
     fn describe(&self) -> String {
         format!(
             "GitHub commit statuses of {} posted by Flux (what the Kustomization applied; \
