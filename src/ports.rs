@@ -60,6 +60,17 @@ pub trait ConfigRepo: Send {
     fn start_over(&mut self) -> Result<bool, RepoError> {
         Ok(false)
     }
+    /// weir's memo of what it derived from this copy's trees (`engine`'s, opaque here), kept
+    /// beside the copy so that a fresh process reads only what changed since; `None` when
+    /// there is none or it cannot be read. Starting the copy over forgets it.
+    fn read_memo(&self) -> Option<Vec<u8>> {
+        None
+    }
+    /// Keeps the memo for [`ConfigRepo::read_memo`]; a memo that cannot be kept only costs
+    /// the next fresh process time.
+    fn write_memo(&self, memo: &[u8]) {
+        let _ = memo;
+    }
     /// Whether a tree handed out since the last fetch named an object that could not be
     /// read (a damaged local copy), even where that was reported as one app's error.
     fn damaged(&self) -> bool {

@@ -92,6 +92,9 @@ fn local_err(e: git2::Error) -> RepoError {
     RepoError::local(format!("git: {}", redact_url(e.message())))
 }
 
+/// The file in the local copy that keeps the engine's memo of the last tick.
+const MEMO_FILE: &str = "weir-memo.json";
+
 /// The cached bare clone of one remote.
 pub struct Git2Repo {
     repo: Repository,
@@ -637,6 +640,19 @@ impl ConfigRepo for Git2Repo {
             .inspect()
             .unwrap_or_else(|| "a tree of the fetched commit could not be read".to_string());
         self.heal(&why)
+    }
+
+    fn read_memo(&self) -> Option<Vec<u8>> {
+        std::fs::read(self.repo.path().join(MEMO_FILE)).ok()
+    }
+
+    fn write_memo(&self, memo: &[u8]) {
+        let path = self.repo.path().join(MEMO_FILE);
+        let part = path.with_extension("part");
+        let written = std::fs::write(&part, memo).and_then(|_| std::fs::rename(&part, &path));
+        if let Err(e) = written {
+            tracing::debug!("the memo of the last tick could not be kept: {e}");
+        }
     }
 
     fn tree(&self, commit: ObjectId) -> Result<Box<dyn SourceTree + '_>, RepoError> {

@@ -24,6 +24,10 @@ pub(super) struct Caches {
     pub(super) idle: HashMap<String, IdleKey>,
     /// A head at which every app was idle with nothing due.
     pub(super) quiet_head: Option<ObjectId>,
+    /// What the last published tick found, and whether the one kept beside the local copy
+    /// was read.
+    pub(super) memo: Option<super::memo::Memo>,
+    pub(super) memo_read: bool,
     /// When gates were last looked at without a step following (a closed gate), by Canary
     /// file, with the revision they were about: the next look is an interval later.
     looks: HashMap<String, (String, DateTime<Utc>)>,

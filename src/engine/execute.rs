@@ -34,6 +34,8 @@ pub(super) struct Executed {
     pub(super) after: Vec<After>,
     /// Every app is idle with nothing due.
     pub(super) quiet: bool,
+    /// The Canary files of the apps found idle with nothing due at the head.
+    pub(super) settled: Vec<String>,
 }
 
 /// Renders every decided step into its change set and fills each app's line.
@@ -86,6 +88,7 @@ pub(super) fn execute(
     let mut changes = Vec::new();
     let mut memos = Vec::new();
     let mut after = Vec::new();
+    let mut settled = Vec::new();
     for (p, rendered) in pending.into_iter().zip(rendered) {
         let line = &mut report.apps[p.line];
         match &p.decision {
@@ -97,6 +100,7 @@ pub(super) fn execute(
                 line.next_step_at = wake_at.map(fmt_time);
                 if wake_at.is_none() && p.owned == Owned::Current && p.state.is_some() {
                     memos.push((p.canary.file.clone(), p.idle_key.clone()));
+                    settled.push(p.canary.file.clone());
                 }
             }
             Decision::NeedGates { .. } => {
@@ -187,12 +191,16 @@ pub(super) fn execute(
             }
         }
     }
-    changes.extend(orphans(tree, catalog));
+    // A scan of some apps finds no orphans: one appears only where every app is gathered.
+    if !catalog.partial {
+        changes.extend(orphans(tree, catalog));
+    }
     Executed {
         changes,
         memos,
         after,
         quiet,
+        settled,
     }
 }
 

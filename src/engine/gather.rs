@@ -6,8 +6,9 @@
 //! others alone; it must never decide a step (that is the planner's) or write anything.
 
 use super::caches::{Caches, IdleKey};
+use super::memo::{MemoApp, Scope};
 use super::render::render_all;
-use super::report::{base_report, TickReport};
+use super::report::{base_report, Base, TickReport};
 use super::{AppError, Settings, TickError};
 use crate::core::app::AppRef;
 use crate::core::cluster::ClusterState;
@@ -21,8 +22,10 @@ use crate::ports::ConfigRepo;
 use crate::repo::kustomize::{self, AppSource, Gate, Resolver};
 use crate::repo::objects::{Dir, ObjectId};
 use crate::repo::render::{Templates, GUARDS_FILE, KUSTOMIZATION_FILE, PRIMARY_DIR};
-use crate::repo::source::{Catalog, SourceError, SourceTree};
+use crate::repo::rules::claims;
+use crate::repo::source::{parent, Catalog, SourceError, SourceTree};
 use chrono::{DateTime, Utc};
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tracing::{debug, info, info_span, warn};
 
@@ -78,15 +81,22 @@ impl Pending {
 
 /// What gathering found at one head.
 pub(super) struct Gathered {
-    /// Everything the scan found.
+    /// Everything the scan found (a part of the tree when the scope is some apps).
     pub(super) catalog: Catalog,
+    /// Every app for the next tick's memo (the carried ones included), and whether a rule
+    /// across apps refused any.
+    pub(super) memo: Vec<MemoApp>,
+    pub(super) across: bool,
     /// The apps to decide on.
     pub(super) pending: Vec<Pending>,
     /// A line for every app, errors filled in.
     pub(super) report: TickReport,
 }
 
-/// Gathers every app of the tree at `head`.
+/// Gathers the apps of `scope` in the tree at `head`; `None` when gathering found that the
+/// scope cannot be trusted (a Canary gone, renamed or claiming something new): then gather
+/// every app.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn gather(
     repo: &dyn ConfigRepo,
     tree: &dyn SourceTree,
@@ -94,11 +104,17 @@ pub(super) fn gather(
     caches: &mut Caches,
     settings: &Settings,
     templates: &Templates,
+    scope: &Scope,
     now: DateTime<Utc>,
-) -> Result<Gathered, TickError> {
+) -> Result<Option<Gathered>, TickError> {
     let started = std::time::Instant::now();
     let scanner = caches.scanner.as_mut().expect("made in new");
-    let catalog = scanner.scan(tree)?;
+    let catalog = match scope {
+        Scope::All => scanner.scan(tree)?,
+        Scope::Some {
+            files, spec_files, ..
+        } => scanner.scan_files(tree, &[files.as_slice(), spec_files].concat())?,
+    };
     let scanned = started.elapsed();
     let mut report = TickReport {
         spec_errors: catalog.errors.clone(),
@@ -109,9 +125,28 @@ pub(super) fn gather(
     }
     let canaries: Vec<&Canary> = catalog.canaries.iter().map(|(c, _)| c).collect();
     let resolved = crate::repo::rules::resolve_all(tree, &canaries, &mut caches.resolver);
+    let claims: Vec<u64> = canaries
+        .iter()
+        .map(|c| claims(c, resolved.sources.get(&c.file).map(|s| s.as_ref())))
+        .collect();
+    if let Scope::Some {
+        files, claims: was, ..
+    } = scope
+    {
+        if !fits(&catalog, &claims, &resolved, files, was) {
+            debug!("a Canary is gone, renamed or claims something new: gathering every app");
+            return Ok(None);
+        }
+    }
+    let mut memo: Vec<MemoApp> = catalog
+        .canaries
+        .iter()
+        .zip(&claims)
+        .map(|((c, _), claims)| memo_app(c, *claims, resolved.sources.get(&c.file)))
+        .collect();
 
     let mut pending: Vec<Pending> = Vec::new();
-    for (canary, _warnings) in &catalog.canaries {
+    for (i, (canary, _warnings)) in catalog.canaries.iter().enumerate() {
         let mut line = base_report(canary);
         let Some(source) = resolved.sources.get(&canary.file).cloned() else {
             let errors = resolved
@@ -131,8 +166,9 @@ pub(super) fn gather(
         // The app folder's id covers the Canary; the revision, the rest of the build.
         let idle_key = (tree.id(&source.dir), source.revision.clone(), owned_id);
         if caches.idle.get(&canary.file) == Some(&idle_key) {
-            line.message = "unchanged since the last tick".into();
+            line.message = UNCHANGED.into();
             report.apps.push(line);
+            memo[i].settled = true;
             continue;
         }
         let span = info_span!("app", app = %canary.name, namespace = %canary.namespace);
@@ -284,16 +320,75 @@ pub(super) fn gather(
         p.last_look = caches.last_look(&p.canary.file, &p.source.revision);
         ready.push(p);
     }
+    if let Scope::Some { carried, .. } = scope {
+        for app in carried {
+            let mut line = app.base.line();
+            line.message = UNCHANGED.into();
+            report.apps.push(line);
+        }
+        memo.extend(carried.iter().cloned());
+    }
     debug!(
         scan_ms = scanned.as_millis() as u64,
         gather_ms = started.elapsed().as_millis() as u64,
+        gathered = ready.len(),
+        partial = matches!(scope, Scope::Some { .. }),
         "gathered"
     );
-    Ok(Gathered {
+    Ok(Some(Gathered {
         catalog,
+        memo,
+        across: resolved.across,
         pending: ready,
         report,
-    })
+    }))
+}
+
+/// The line of an app whose inputs did not change since it was idle.
+const UNCHANGED: &str = "unchanged since the last tick";
+
+/// Whether what a scan of some apps found is what the memo knew: every Canary file still
+/// holds a Canary (or an invalid one), each valid one claims what it claimed, and no rule
+/// across apps refused any.
+fn fits(
+    catalog: &Catalog,
+    claims: &[u64],
+    resolved: &crate::repo::rules::Resolved,
+    files: &[String],
+    was: &HashMap<String, u64>,
+) -> bool {
+    let found: HashSet<&str> = catalog
+        .canaries
+        .iter()
+        .map(|(c, _)| c.file.as_str())
+        .chain(catalog.invalid.iter().map(|bad| bad.file.as_str()))
+        .chain(catalog.errors.iter().map(|e| e.file.as_str()))
+        .collect();
+    !resolved.across
+        && files.iter().all(|f| found.contains(f.as_str()))
+        && catalog
+            .canaries
+            .iter()
+            .zip(claims)
+            .all(|((c, _), claims)| was.get(&c.file) == Some(claims))
+}
+
+/// An app as the memo keeps it (not settled until found idle).
+fn memo_app(canary: &Canary, claims: u64, source: Option<&Arc<AppSource>>) -> MemoApp {
+    let dir = parent(&canary.file).to_string();
+    let mut deps = vec![owned_dir(&dir), dir];
+    if let Some(source) = source {
+        deps.extend(source.closure.iter().map(|e| e.path.clone()));
+    }
+    deps.sort();
+    deps.dedup();
+    MemoApp {
+        file: canary.file.clone(),
+        claims,
+        deps,
+        base: Base::of(canary),
+        settled: false,
+    }
 }
 
 /// How weir's folder at the head compares with the one the record implies.

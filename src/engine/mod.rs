@@ -24,6 +24,7 @@ mod evidence;
 mod execute;
 mod gather;
 pub mod lease;
+mod memo;
 pub mod metrics;
 mod observe;
 mod render;
@@ -194,6 +195,8 @@ struct Planned {
     report: TickReport,
     quiet: bool,
     memos: Vec<(String, IdleKey)>,
+    /// What the next tick needs to read only what changed.
+    memo: memo::Memo,
     /// Alerts and post-rollout and event hooks, for once the steps are published.
     after: Vec<After>,
 }
@@ -295,6 +298,7 @@ impl Engine {
             match publication {
                 Publication::Nothing => {
                     debug!(parent: &span, "nothing to commit");
+                    self.keep_memo(planned.memo);
                     self.caches.keep_memos(planned.memos);
                     self.caches.quiet_head = planned.quiet.then_some(head);
                     return Ok(report);
@@ -316,6 +320,7 @@ impl Engine {
                 }
                 Publication::Committed { commit, message } => {
                     info!(parent: &span, commit = %commit.short(7), subject = message.lines().next().unwrap_or(""), "pushed");
+                    self.keep_memo(planned.memo);
                     self.caches.keep_memos(planned.memos);
                     self.caches.quiet_head = None;
                     report.commit = Some(commit);
@@ -340,6 +345,7 @@ impl Engine {
                     }
                     // Apps waiting in a pull request are looked at again next tick.
                     self.caches.quiet_head = None;
+                    self.keep_memo(planned.memo);
                     self.caches.keep_memos(planned.memos);
                     let merged_apps: Vec<&AppRef> = merged.iter().map(|(a, _, _)| a).collect();
                     report.events = planned
@@ -378,6 +384,50 @@ impl Engine {
         Err(TickError::PushRace { attempts })
     }
 
+    /// The memo of the last tick this process published on, read from beside the local
+    /// copy the first time.
+    fn read_memo(&mut self) {
+        if !self.caches.memo_read {
+            self.caches.memo_read = true;
+            let key = self.memo_key();
+            self.caches.memo = self
+                .ports
+                .repo
+                .read_memo()
+                .and_then(|bytes| memo::Memo::decode(&bytes, &key));
+        }
+    }
+
+    fn memo_key(&self) -> String {
+        memo::key(
+            &self.settings,
+            &self.templates,
+            self.ports.cluster.as_ref().map(|c| c.describe()),
+        )
+    }
+
+    /// Keeps the memo of a published tick, in memory and beside the local copy (when its
+    /// head moved: an unchanged one is there already).
+    fn keep_memo(&mut self, memo: memo::Memo) {
+        let moved = self.caches.memo.as_ref().map(|m| m.head()) != Some(memo.head());
+        if moved {
+            self.ports.repo.write_memo(&memo.encode());
+        }
+        self.caches.memo = Some(memo);
+    }
+
+    /// Which apps to gather at `head`: with a memo whose head is still in the local copy,
+    /// the apps whose inputs changed since and those not settled; otherwise every app.
+    fn scope(&self, tree: &dyn crate::repo::source::SourceTree) -> memo::Scope {
+        let Some((memo, old)) = self.caches.memo.as_ref().and_then(|m| Some((m, m.head()?))) else {
+            return memo::Scope::All;
+        };
+        match self.ports.repo.tree(old) {
+            Ok(old_tree) => memo.scope(old_tree.as_ref(), tree),
+            Err(_) => memo::Scope::All,
+        }
+    }
+
     /// Sends what follows published steps (`tell.rs`).
     async fn tell(&self, after: Vec<After>, commit: &str) {
         tell::tell(
@@ -391,24 +441,36 @@ impl Engine {
 
     /// Gathers, decides and executes every app at `head`: the change sets to publish.
     async fn plan_head(&mut self, head: ObjectId) -> Result<Planned, TickError> {
+        self.read_memo();
         let repo: &dyn ConfigRepo = self.ports.repo.as_ref();
         let tree_box = repo.tree(head)?;
         let tree = tree_box.as_ref();
+        let scope = self.scope(tree);
         let now = self.ports.clock.now();
         let head_hex = head.to_string();
+        let mut gathered = None;
+        for scope in [scope, memo::Scope::All] {
+            gathered = gather::gather(
+                repo,
+                tree,
+                head,
+                &mut self.caches,
+                &self.settings,
+                &self.templates,
+                &scope,
+                now,
+            )?;
+            if gathered.is_some() {
+                break;
+            }
+        }
         let gather::Gathered {
             catalog,
+            memo: memo_apps,
+            across,
             pending,
             mut report,
-        } = gather::gather(
-            repo,
-            tree,
-            head,
-            &mut self.caches,
-            &self.settings,
-            &self.templates,
-            now,
-        )?;
+        } = gathered.expect("a scope of every app always fits");
         let mut pending = pending;
         observe::observe_all(
             self.ports.cluster.as_ref(),
@@ -445,6 +507,22 @@ impl Engine {
             &mut report,
         );
         report.apps.extend(report::invalid_lines(&catalog));
+        let settled: std::collections::HashSet<&str> =
+            executed.settled.iter().map(String::as_str).collect();
+        let memo_apps = memo_apps
+            .into_iter()
+            .map(|mut app| {
+                app.settled |= settled.contains(app.file.as_str());
+                app
+            })
+            .collect();
+        let memo = memo::Memo::new(
+            self.memo_key(),
+            head,
+            across,
+            catalog.spec_files.clone(),
+            memo_apps,
+        );
         report
             .apps
             .sort_by(|a, b| a.dir.cmp(&b.dir).then(a.app.cmp(&b.app)));
@@ -453,6 +531,7 @@ impl Engine {
             report,
             quiet: executed.quiet,
             memos: executed.memos,
+            memo,
             after: executed.after,
         })
     }

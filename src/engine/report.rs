@@ -10,7 +10,7 @@ use crate::core::spec::{Canary, LocatedError, Strategy};
 use crate::core::text::short;
 use crate::repo::objects::ObjectId;
 use chrono::{DateTime, Utc};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One app's line in a report.
 #[derive(Debug, Clone, Serialize)]
@@ -110,34 +110,73 @@ pub struct TickReport {
 }
 
 pub(super) fn base_report(canary: &Canary) -> AppReport {
-    let strategy = match canary.analysis.strategy {
+    Base::of(canary).line()
+}
+
+/// What an app's line says before anything is looked at: all from its Canary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(super) struct Base {
+    app: String,
+    dir: String,
+    namespace: String,
+    target: String,
+    strategy: String,
+    skip_analysis: bool,
+    threshold: u32,
+}
+
+impl Base {
+    pub(super) fn of(canary: &Canary) -> Base {
+        Base {
+            app: format!("{}/{}", canary.namespace, canary.name),
+            dir: crate::repo::source::parent(&canary.file).to_string(),
+            namespace: canary.namespace.clone(),
+            target: canary.target.clone(),
+            strategy: strategy_name(&canary.analysis.strategy).to_string(),
+            skip_analysis: canary.skip_analysis,
+            threshold: canary.analysis.threshold,
+        }
+    }
+
+    pub(super) fn line(&self) -> AppReport {
+        let strategy = match self.strategy.as_str() {
+            "blue-green" => "blue-green",
+            "ab-testing" => "ab-testing",
+            _ => "canary",
+        };
+        AppReport {
+            namespace: self.namespace.clone(),
+            target: self.target.clone(),
+            strategy,
+            skip_analysis: self.skip_analysis,
+            gates: Vec::new(),
+            analysis_seconds: None,
+            app: self.app.clone(),
+            dir: self.dir.clone(),
+            phase: None,
+            canary_weight: None,
+            primary_weight: None,
+            failed_checks: None,
+            threshold: self.threshold,
+            canary_revision: None,
+            primary_revision: None,
+            primary_images: Vec::new(),
+            next_step_at: None,
+            message: String::new(),
+            errors: Vec::new(),
+            proposed: None,
+            applied: None,
+            pods: None,
+        }
+    }
+}
+
+/// Flagger's name of a strategy.
+fn strategy_name(strategy: &Strategy) -> &'static str {
+    match strategy {
         Strategy::Canary { .. } => "canary",
         Strategy::BlueGreen { .. } => "blue-green",
         Strategy::AbTesting { .. } => "ab-testing",
-    };
-    AppReport {
-        namespace: canary.namespace.clone(),
-        target: canary.target.clone(),
-        strategy,
-        skip_analysis: canary.skip_analysis,
-        gates: Vec::new(),
-        analysis_seconds: None,
-        app: format!("{}/{}", canary.namespace, canary.name),
-        dir: crate::repo::source::parent(&canary.file).to_string(),
-        phase: None,
-        canary_weight: None,
-        primary_weight: None,
-        failed_checks: None,
-        threshold: canary.analysis.threshold,
-        canary_revision: None,
-        primary_revision: None,
-        primary_images: Vec::new(),
-        next_step_at: None,
-        message: String::new(),
-        errors: Vec::new(),
-        proposed: None,
-        applied: None,
-        pods: None,
     }
 }
 

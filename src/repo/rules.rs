@@ -36,6 +36,53 @@ fn refused<T>(list: &[T], running: impl Fn(&T) -> bool) -> Vec<bool> {
     running.iter().map(|r| !(some && !all && *r)).collect()
 }
 
+/// One rule across apps: Canaries with the same key collide.
+struct Rule {
+    key: fn(&Canary) -> String,
+    field: &'static str,
+    at: fn(&Canary) -> (usize, usize),
+    what: fn(&str) -> String,
+}
+
+fn one_folder(dir: &str) -> String {
+    format!(
+        "more than one Canary in {}; weir keeps one folder per app ({}{OWNED_SUFFIX})",
+        if dir.is_empty() {
+            "the repository root"
+        } else {
+            dir
+        },
+        if dir.is_empty() { "" } else { dir }
+    )
+}
+
+const RULES: [Rule; 4] = [
+    Rule {
+        key: |c| parent(&c.file).to_string(),
+        field: "metadata.name",
+        at: |c| c.name_at,
+        what: one_folder,
+    },
+    Rule {
+        key: |c| format!("{}/{}", c.namespace, c.name),
+        field: "metadata.name",
+        at: |c| c.name_at,
+        what: |k| format!("Canary {k} is defined twice"),
+    },
+    Rule {
+        key: |c| format!("{}/{}", c.namespace, c.target),
+        field: "spec.targetRef.name",
+        at: |c| c.target_at,
+        what: |k| format!("Deployment {k} is the target of more than one Canary"),
+    },
+    Rule {
+        key: |c| format!("{}/{}", c.namespace, c.service.name),
+        field: "spec.service.name",
+        at: |c| c.service_at,
+        what: |k| format!("Service {k} would be written for more than one Canary"),
+    },
+];
+
 /// The errors of each Canary (by file) that break a rule across apps. `running` says whether
 /// weir already runs a Canary (asked only of Canaries that share something).
 pub fn check(
@@ -43,15 +90,10 @@ pub fn check(
     running: &dyn Fn(&Canary) -> bool,
 ) -> BTreeMap<String, Vec<LocatedError>> {
     let mut out: BTreeMap<String, Vec<LocatedError>> = BTreeMap::new();
-    let mut group = |key_of: &dyn Fn(&Canary) -> Option<String>,
-                     field: &str,
-                     at: &dyn Fn(&Canary) -> (usize, usize),
-                     what: &dyn Fn(&str) -> String| {
+    for rule in &RULES {
         let mut by: HashMap<String, Vec<&Canary>> = HashMap::new();
         for c in canaries {
-            if let Some(k) = key_of(c) {
-                by.entry(k).or_default().push(c);
-            }
+            by.entry((rule.key)(c)).or_default().push(c);
         }
         for (key, list) in by {
             if list.len() < 2 {
@@ -63,58 +105,50 @@ pub fn check(
                     .iter()
                     .filter(|o| !std::ptr::eq(**o, *c))
                     .map(|o| {
-                        let (l, col) = at(o);
+                        let (l, col) = (rule.at)(o);
                         format!("{}:{l}:{col}", o.file)
                     })
                     .collect();
                 out.entry(c.file.clone()).or_default().push(err(
                     c,
-                    at(c),
-                    field,
-                    format!("{} (also at {})", what(&key), others.join(", ")),
+                    (rule.at)(c),
+                    rule.field,
+                    format!("{} (also at {})", (rule.what)(&key), others.join(", ")),
                 ));
             }
         }
-    };
-    group(
-        &|c| Some(parent(&c.file).to_string()),
-        "metadata.name",
-        &|c| c.name_at,
-        &|dir| {
-            format!(
-                "more than one Canary in {}; weir keeps one folder per app ({}{OWNED_SUFFIX})",
-                if dir.is_empty() {
-                    "the repository root"
-                } else {
-                    dir
-                },
-                if dir.is_empty() { "" } else { dir }
-            )
-        },
-    );
-    group(
-        &|c| Some(format!("{}/{}", c.namespace, c.name)),
-        "metadata.name",
-        &|c| c.name_at,
-        &|k| format!("Canary {k} is defined twice"),
-    );
-    group(
-        &|c| Some(format!("{}/{}", c.namespace, c.target)),
-        "spec.targetRef.name",
-        &|c| c.target_at,
-        &|k| format!("Deployment {k} is the target of more than one Canary"),
-    );
-    group(
-        &|c| Some(format!("{}/{}", c.namespace, c.service.name)),
-        "spec.service.name",
-        &|c| c.service_at,
-        &|k| format!("Service {k} would be written for more than one Canary"),
-    );
+    }
     for errors in out.values_mut() {
         errors.sort();
         errors.dedup();
     }
     out
+}
+
+/// Everything the rules across apps compare of one app (its keys, and the objects its build
+/// makes and weir writes for it), as a digest: while no app's claims change, no rule across
+/// apps can come out differently.
+pub fn claims(canary: &Canary, source: Option<&AppSource>) -> u64 {
+    let mut text = String::new();
+    for rule in &RULES {
+        text.push_str(&(rule.key)(canary));
+        text.push('\n');
+    }
+    if let Some(source) = source {
+        let weir = weir_objects(canary, source);
+        for (o, mark) in weir
+            .iter()
+            .map(|o| (o, 'w'))
+            .chain(source.objects.iter().map(|o| (o, 'o')))
+        {
+            text.push_str(&format!(
+                "{mark} {} {} {} {}\n",
+                o.kind, o.namespace, o.name, o.file
+            ));
+        }
+    }
+    let id = crate::repo::objects::ObjectId::for_blob(text.as_bytes());
+    u64::from_be_bytes(id.0[..8].try_into().expect("20 bytes"))
 }
 
 /// The objects weir writes for an app (hashed config copies aside: their names are not known).
@@ -274,6 +308,8 @@ pub struct Resolved {
     pub sources: HashMap<String, std::sync::Arc<AppSource>>,
     /// Errors of the others, by Canary file.
     pub errors: BTreeMap<String, Vec<LocatedError>>,
+    /// Whether a rule across apps refused any Canary.
+    pub across: bool,
 }
 
 /// Resolves every Canary of a catalog and applies the rules across apps.
@@ -298,6 +334,7 @@ pub fn resolve_all(
         })
     };
     let mut errors = check(canaries, &running);
+    let mut across = !errors.is_empty();
     let mut sources = HashMap::new();
     for canary in canaries {
         if errors.contains_key(&canary.file) {
@@ -317,8 +354,13 @@ pub fn resolve_all(
         .filter_map(|c| sources.get(&c.file).map(|s| (*c, s.as_ref())))
         .collect();
     for (file, e) in collisions(&pairs, &running) {
+        across = true;
         sources.remove(&file);
         errors.entry(file).or_default().extend(e);
     }
-    Resolved { sources, errors }
+    Resolved {
+        sources,
+        errors,
+        across,
+    }
 }

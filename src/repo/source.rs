@@ -141,6 +141,12 @@ pub struct Catalog {
         std::collections::BTreeMap<(String, String), spec::alert_provider::AlertProviderSpec>,
     /// Every error (and the warnings of invalid specs), sorted by file and line.
     pub errors: Vec<LocatedError>,
+    /// Only some files were scanned ([`Scanner::scan_files`]): weir's folders and the
+    /// Canaries of other files were not looked for.
+    pub partial: bool,
+    /// The files holding anything besides valid Canaries (MetricTemplates, AlertProviders,
+    /// invalid documents, errors), sorted: what every app may depend on.
+    pub spec_files: Vec<String>,
 }
 
 /// A scanned file: its path, blob id, and the namespace its folder's kustomization gives it
@@ -227,47 +233,66 @@ impl Scanner {
             self.dirs.retain(|k, _| keep_dirs.contains(k));
             self.files.retain(|k, _| keep_files.contains(k));
         }
-        files.sort_by(|a, b| a.0.cmp(&b.0));
-        files.dedup_by(|a, b| a.0 == b.0);
-        let mut catalog = Catalog::default();
         owned.sort();
         owned.dedup();
-        catalog.owned = owned;
-        for file in &files {
-            let scan = &file.1;
-            catalog.errors.extend(scan.errors.iter().cloned());
-            for c in &scan.canaries {
-                match c {
-                    Ok((canary, warnings)) => {
-                        catalog.canaries.push((canary.clone(), warnings.clone()))
-                    }
-                    Err(bad) => {
-                        catalog.errors.extend(bad.errors.iter().cloned());
-                        catalog.invalid.push(bad.clone());
-                    }
-                }
-            }
-            for t in &scan.templates {
-                match t {
-                    Ok(t) => catalog.templates.insert(t.clone()),
-                    Err(errors) => catalog.errors.extend(errors.iter().cloned()),
-                }
-            }
-            for provider in &scan.providers {
-                match provider {
-                    Ok(p) => {
-                        let ns = p.namespace.clone().unwrap_or_else(|| "?".into());
-                        catalog.providers.insert((ns, p.name.clone()), p.clone());
-                    }
-                    Err(errors) => catalog.errors.extend(errors.iter().cloned()),
-                }
+        Ok(catalog_of(files, owned))
+    }
+
+    /// Scans only the given files (Canary and spec files a memo of the last tick names),
+    /// as [`Scanner::scan`] would find them; a file that is gone is left out. weir's folders
+    /// are not looked for: the catalog's `owned` stays empty.
+    pub fn scan_files(
+        &mut self,
+        tree: &dyn SourceTree,
+        paths: &[String],
+    ) -> Result<Catalog, SourceError> {
+        let mut files = Vec::new();
+        for path in paths {
+            let Some(id) = tree.id(path) else { continue };
+            let ns = kustomization_namespace(tree, parent(path));
+            let (_, file) = self.scan_file(tree, path.clone(), id, ns)?;
+            if file.1.holds_anything() {
+                files.push(file);
             }
         }
-        catalog
-            .errors
-            .extend(catalog.templates.duplicates().iter().cloned());
-        catalog.errors.sort();
-        Ok(catalog)
+        // What the full scans hold is kept: this scan saw only part of the tree.
+        self.used_dirs.clear();
+        self.used_files.clear();
+        Ok(Catalog {
+            partial: true,
+            ..catalog_of(files, Vec::new())
+        })
+    }
+
+    /// Scans one file by its blob id (zero on disk: read every time).
+    fn scan_file(
+        &mut self,
+        tree: &dyn SourceTree,
+        path: String,
+        id: ObjectId,
+        ns: Option<String>,
+    ) -> Result<(FileKey, Arc<(String, spec::FileScan)>), SourceError> {
+        let key = (path, id, ns);
+        if let Some(hit) = self.files.get(&key).filter(|_| !id.is_zero()) {
+            self.used_files.insert(key.clone());
+            return Ok((key, hit.clone()));
+        }
+        let (path, ns) = (&key.0, key.2.as_deref());
+        let result = match tree.read(path) {
+            Ok(bytes) if spec::may_hold_spec(&bytes) => {
+                spec::scan_file_in(path, &bytes, self.min_interval, ns)
+            }
+            Ok(_) => spec::FileScan::default(),
+            // One file weir will not read does not stop the others.
+            Err(SourceError::Refused { reason, .. }) => spec::FileScan::refused(path, &reason),
+            Err(e) => return Err(e),
+        };
+        let file = Arc::new((path.clone(), result));
+        if !id.is_zero() {
+            self.files.insert(key.clone(), file.clone());
+        }
+        self.used_files.insert(key.clone());
+        Ok((key, file))
     }
 
     /// Scans a folder whose id (when the tree has ids) the caller already knows.
@@ -305,39 +330,13 @@ impl Scanner {
                 scan.files.extend(sub.files.iter().cloned());
                 scan.owned.extend(sub.owned.iter().cloned());
                 scan.child_dirs.push((path.clone(), entry.id));
-            } else if entry.name.ends_with(".yaml") || entry.name.ends_with(".yml") {
+            } else if is_yaml(&entry.name) {
                 let ns = namespace
                     .get_or_insert_with(|| kustomization_namespace(tree, dir))
                     .clone();
-                let key = (path.clone(), entry.id, ns.clone());
-                let file = match self.files.get(&key) {
-                    Some(hit) if !entry.id.is_zero() => hit.clone(),
-                    _ => {
-                        let result = match tree.read(&path) {
-                            Ok(bytes) if spec::may_hold_spec(&bytes) => {
-                                spec::scan_file_in(&path, &bytes, self.min_interval, ns.as_deref())
-                            }
-                            Ok(_) => spec::FileScan::default(),
-                            // One file weir will not read does not stop the others.
-                            Err(SourceError::Refused { reason, .. }) => {
-                                spec::FileScan::refused(&path, &reason)
-                            }
-                            Err(e) => return Err(e),
-                        };
-                        let file = Arc::new((path.clone(), result));
-                        if !entry.id.is_zero() {
-                            self.files.insert(key.clone(), file.clone());
-                        }
-                        file
-                    }
-                };
-                scan.child_files.push(key.clone());
-                self.used_files.insert(key);
-                if !file.1.canaries.is_empty()
-                    || !file.1.templates.is_empty()
-                    || !file.1.providers.is_empty()
-                    || !file.1.errors.is_empty()
-                {
+                let (key, file) = self.scan_file(tree, path, entry.id, ns)?;
+                scan.child_files.push(key);
+                if file.1.holds_anything() {
                     scan.files.push(file);
                 }
             }
@@ -349,6 +348,117 @@ impl Scanner {
         }
         Ok(scan)
     }
+}
+
+/// A path that differs between two trees: a file, or a folder added or removed whole.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Changed {
+    /// The path.
+    pub path: String,
+    /// A folder (on either side).
+    pub is_dir: bool,
+}
+
+/// Every path that differs between two trees, not descending into folders whose ids are the
+/// same on both sides: what changed costs what it touches.
+pub fn changed(old: &dyn SourceTree, new: &dyn SourceTree) -> Result<Vec<Changed>, SourceError> {
+    let mut out = Vec::new();
+    changed_in(old, new, "", &mut out)?;
+    Ok(out)
+}
+
+fn changed_in(
+    old: &dyn SourceTree,
+    new: &dyn SourceTree,
+    dir: &str,
+    out: &mut Vec<Changed>,
+) -> Result<(), SourceError> {
+    let list = |tree: &dyn SourceTree| match tree.list(dir) {
+        Err(SourceError::Missing(_)) => Ok(Vec::new()),
+        other => other,
+    };
+    let (a, b) = (list(old)?, list(new)?);
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() || j < b.len() {
+        let order = match (a.get(i), b.get(j)) {
+            (Some(x), Some(y)) => x.name.cmp(&y.name),
+            (Some(_), None) => std::cmp::Ordering::Less,
+            _ => std::cmp::Ordering::Greater,
+        };
+        let (x, y) = match order {
+            std::cmp::Ordering::Less => (a.get(i), None),
+            std::cmp::Ordering::Greater => (None, b.get(j)),
+            std::cmp::Ordering::Equal => (a.get(i), b.get(j)),
+        };
+        i += usize::from(x.is_some());
+        j += usize::from(y.is_some());
+        let name = &x.or(y).expect("one side").name;
+        let path = join(dir, name);
+        match (x, y) {
+            (Some(x), Some(y)) if x.is_dir && y.is_dir => {
+                if x.id != y.id || x.id.is_zero() {
+                    changed_in(old, new, &path, out)?;
+                }
+            }
+            (Some(x), Some(y)) if x.is_dir == y.is_dir && x.link == y.link && x.id == y.id => {}
+            _ => out.push(Changed {
+                path,
+                is_dir: x.is_some_and(|e| e.is_dir) || y.is_some_and(|e| e.is_dir),
+            }),
+        }
+    }
+    Ok(())
+}
+
+/// Whether a file name is one weir scans for specs.
+fn is_yaml(name: &str) -> bool {
+    name.ends_with(".yaml") || name.ends_with(".yml")
+}
+
+/// The catalog of scanned files (each once, by path) and weir's folders found with them.
+fn catalog_of(mut files: Vec<Arc<(String, spec::FileScan)>>, owned: Vec<String>) -> Catalog {
+    files.sort_by(|a, b| a.0.cmp(&b.0));
+    files.dedup_by(|a, b| a.0 == b.0);
+    let mut catalog = Catalog {
+        owned,
+        ..Catalog::default()
+    };
+    for file in &files {
+        let scan = &file.1;
+        if scan.holds_more_than_canaries() {
+            catalog.spec_files.push(file.0.clone());
+        }
+        catalog.errors.extend(scan.errors.iter().cloned());
+        for c in &scan.canaries {
+            match c {
+                Ok((canary, warnings)) => catalog.canaries.push((canary.clone(), warnings.clone())),
+                Err(bad) => {
+                    catalog.errors.extend(bad.errors.iter().cloned());
+                    catalog.invalid.push(bad.clone());
+                }
+            }
+        }
+        for t in &scan.templates {
+            match t {
+                Ok(t) => catalog.templates.insert(t.clone()),
+                Err(errors) => catalog.errors.extend(errors.iter().cloned()),
+            }
+        }
+        for provider in &scan.providers {
+            match provider {
+                Ok(p) => {
+                    let ns = p.namespace.clone().unwrap_or_else(|| "?".into());
+                    catalog.providers.insert((ns, p.name.clone()), p.clone());
+                }
+                Err(errors) => catalog.errors.extend(errors.iter().cloned()),
+            }
+        }
+    }
+    catalog
+        .errors
+        .extend(catalog.templates.duplicates().iter().cloned());
+    catalog.errors.sort();
+    catalog
 }
 
 /// The `namespace:` of a folder's kustomization, if it has one that sets it. A kustomization

@@ -20,6 +20,7 @@ mod invalid;
 mod kube_stand_in;
 mod layers;
 mod leader;
+mod memo;
 mod outage;
 mod plan_preview;
 mod plan_strategies;

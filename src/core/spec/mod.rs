@@ -75,6 +75,19 @@ pub struct FileScan {
 }
 
 impl FileScan {
+    /// Whether the file holds any spec or error.
+    pub fn holds_anything(&self) -> bool {
+        !self.canaries.is_empty() || self.holds_more_than_canaries()
+    }
+
+    /// Whether the file holds anything but valid Canaries.
+    pub fn holds_more_than_canaries(&self) -> bool {
+        !self.templates.is_empty()
+            || !self.providers.is_empty()
+            || !self.errors.is_empty()
+            || self.canaries.iter().any(|c| c.is_err())
+    }
+
     /// A file weir will not read (a link, a file too large), as one error.
     pub fn refused(file: &str, reason: &str) -> FileScan {
         FileScan {

@@ -16,7 +16,7 @@ use crate::core::names::{REPLICAS_COMPONENT, STATE_FILE};
 use crate::core::record::State;
 use crate::core::spec::Canary;
 use crate::repo::kustomize::{AppSource, Selector};
-use crate::repo::objects::{Dir, Node};
+use crate::repo::objects::{Dir, Node, ObjectId};
 use minijinja::{AutoEscape, Environment, UndefinedBehavior};
 use serde::Serialize;
 
@@ -74,6 +74,8 @@ pub enum RenderError {
 /// The loaded templates.
 pub struct Templates {
     env: Environment<'static>,
+    /// The id of all template sources together.
+    digest: ObjectId,
 }
 
 impl Templates {
@@ -93,7 +95,18 @@ impl Templates {
         Self::build(sources)
     }
 
-    fn build(sources: Vec<(String, String)>) -> Result<Templates, RenderError> {
+    /// An id of the templates' sources: two sets render alike when their ids are the same.
+    pub fn digest(&self) -> ObjectId {
+        self.digest
+    }
+
+    fn build(mut sources: Vec<(String, String)>) -> Result<Templates, RenderError> {
+        sources.sort();
+        let all: Vec<u8> = sources
+            .iter()
+            .flat_map(|(n, t)| [n.as_bytes(), b"\0", t.as_bytes(), b"\0"].concat())
+            .collect();
+        let digest = ObjectId::for_blob(&all);
         let mut env = Environment::new();
         env.set_undefined_behavior(UndefinedBehavior::Strict);
         // Templates quote what they place with `tojson`; no implicit escaping of comments.
@@ -108,7 +121,7 @@ impl Templates {
                     message: e.to_string(),
                 })?;
         }
-        Ok(Templates { env })
+        Ok(Templates { env, digest })
     }
 
     /// Renders weir's whole folder for one app: routing for `state`, the primary from
