@@ -171,7 +171,7 @@ impl Figures {
 }
 
 /// The engine as `weir run` holds it, on a fake clock and a fake metric source.
-fn service_engine(url: String, cache: PathBuf) -> Engine {
+fn service_engine(url: String, cache: PathBuf, clock: FakeClock) -> Engine {
     let settings = GitSettings {
         url: SafeUrl::new(url),
         branch: "main".into(),
@@ -190,9 +190,7 @@ fn service_engine(url: String, cache: PathBuf) -> Engine {
             repo: Box::new(repo),
             publisher: Box::new(DirectCommit::default()),
             metrics: Arc::new(FakeMetrics::constant(100.0)),
-            clock: Arc::new(FakeClock::at(
-                Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap(),
-            )),
+            clock: Arc::new(clock),
             notifier: Arc::new(NoNotifier),
             hooks: Arc::new(weir::adapters::hooks::NoHooks),
             secrets: None,
@@ -290,7 +288,14 @@ fn measure(apps: usize, o: &Options) -> Figures {
 
     // The warm service.
     eprintln!("scale: {apps} apps: warm service");
-    let mut engine = service_engine(daemon.url("service.git"), dir.path().join("service-cache"));
+    // The clock moves by `weir run`'s default interval before each idle tick, as it does
+    // between the ticks of a service.
+    let clock = FakeClock::at(Utc.with_ymd_and_hms(2026, 11, 24, 10, 0, 0).unwrap());
+    let mut engine = service_engine(
+        daemon.url("service.git"),
+        dir.path().join("service-cache"),
+        clock.clone(),
+    );
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -307,7 +312,14 @@ fn measure(apps: usize, o: &Options) -> Figures {
     };
     let (init, _) = tick(true);
     tick(false); // learns its own push
-    let idle = median((0..o.idle_ticks).map(|_| tick(false).0).collect());
+    let idle = median(
+        (0..o.idle_ticks)
+            .map(|_| {
+                clock.advance(Duration::from_secs(10));
+                tick(false).0
+            })
+            .collect(),
+    );
     let mut one = Vec::new();
     for (r, &i) in round_apps.iter().enumerate() {
         push_bump(&work, &[i], &format!("6.2.{r}"));

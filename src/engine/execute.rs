@@ -36,6 +36,9 @@ pub(super) struct Executed {
     pub(super) quiet: bool,
     /// The Canary files of the apps found idle with nothing due at the head.
     pub(super) settled: Vec<String>,
+    /// The Canary files of the apps whose step brings them to rest: idle with nothing due
+    /// once it is on the branch.
+    pub(super) at_rest: Vec<String>,
 }
 
 /// Renders every decided step into its change set and fills each app's line.
@@ -89,6 +92,7 @@ pub(super) fn execute(
     let mut memos = Vec::new();
     let mut after = Vec::new();
     let mut settled = Vec::new();
+    let mut at_rest = Vec::new();
     for (p, rendered) in pending.into_iter().zip(rendered) {
         let line = &mut report.apps[p.line];
         match &p.decision {
@@ -140,6 +144,7 @@ pub(super) fn execute(
                         p.canary.file.clone(),
                         (p.idle_key.0, p.source.revision.clone(), Some(written)),
                     ));
+                    at_rest.push(p.canary.file.clone());
                 }
                 info!(
                     phase = %step.next.phase,
@@ -201,6 +206,7 @@ pub(super) fn execute(
         after,
         quiet,
         settled,
+        at_rest,
     }
 }
 

@@ -107,6 +107,17 @@ impl Memo {
         }
     }
 
+    /// The memo at `commit`, which weir made on the memo's head changing only weir's folders
+    /// (and removing orphans): the apps it brought to rest are settled there.
+    pub(super) fn published(mut self, commit: ObjectId, at_rest: &[String]) -> Memo {
+        let at_rest: HashSet<&str> = at_rest.iter().map(String::as_str).collect();
+        for app in &mut self.apps {
+            app.settled |= at_rest.contains(app.file.as_str());
+        }
+        self.head = commit.to_string();
+        self
+    }
+
     /// Reads a kept memo; `None` when it is unreadable or of another key.
     pub(super) fn decode(bytes: &[u8], key: &str) -> Option<Memo> {
         serde_json::from_slice::<Memo>(bytes)

@@ -195,8 +195,10 @@ struct Planned {
     report: TickReport,
     quiet: bool,
     memos: Vec<(String, IdleKey)>,
-    /// What the next tick needs to read only what changed.
+    /// What the next tick needs to read only what changed, and the apps the change sets
+    /// bring to rest.
     memo: memo::Memo,
+    at_rest: Vec<String>,
     /// Alerts and post-rollout and event hooks, for once the steps are published.
     after: Vec<After>,
 }
@@ -320,7 +322,8 @@ impl Engine {
                 }
                 Publication::Committed { commit, message } => {
                     info!(parent: &span, commit = %commit.short(7), subject = message.lines().next().unwrap_or(""), "pushed");
-                    self.keep_memo(planned.memo);
+                    // The commit changed weir's folders only: the memo holds at it.
+                    self.keep_memo(planned.memo.published(commit, &planned.at_rest));
                     self.caches.keep_memos(planned.memos);
                     self.caches.quiet_head = None;
                     report.commit = Some(commit);
@@ -532,6 +535,7 @@ impl Engine {
             quiet: executed.quiet,
             memos: executed.memos,
             memo,
+            at_rest: executed.at_rest,
             after: executed.after,
         })
     }
