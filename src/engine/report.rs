@@ -142,6 +142,7 @@ impl Base {
         let strategy = match self.strategy.as_str() {
             "blue-green" => "blue-green",
             "ab-testing" => "ab-testing",
+            "" => "",
             _ => "canary",
         };
         AppReport {
@@ -186,28 +187,17 @@ pub(super) fn invalid_lines(catalog: &crate::repo::source::Catalog) -> Vec<AppRe
         .invalid
         .iter()
         .map(|bad| AppReport {
-            namespace: String::new(),
-            target: String::new(),
-            strategy: "",
-            skip_analysis: false,
-            gates: Vec::new(),
-            analysis_seconds: None,
-            app: bad.display_name(),
-            dir: crate::repo::source::parent(&bad.file).to_string(),
-            phase: None,
-            canary_weight: None,
-            primary_weight: None,
-            failed_checks: None,
-            threshold: 0,
-            canary_revision: None,
-            primary_revision: None,
-            primary_images: Vec::new(),
-            next_step_at: None,
-            message: String::new(),
             errors: bad.errors.iter().map(|e| e.to_string()).collect(),
-            proposed: None,
-            applied: None,
-            pods: None,
+            ..Base {
+                app: bad.display_name(),
+                dir: crate::repo::source::parent(&bad.file).to_string(),
+                namespace: String::new(),
+                target: String::new(),
+                strategy: String::new(),
+                skip_analysis: false,
+                threshold: 0,
+            }
+            .line()
         })
         .collect()
 }

@@ -226,7 +226,7 @@ async fn a_broken_cache_is_cloned_again() {
     // Damage every object of the cache.
     let cache = weir::adapters::git::cache_path(&fixture.settings());
     let objects = cache.join("objects");
-    for entry in walk(&objects) {
+    for entry in crate::support::repo::files_under(&objects) {
         std::fs::write(&entry, b"garbage").unwrap();
     }
     let (mut engine, _clock, _) = fake_engine(&fixture);
@@ -237,19 +237,6 @@ async fn a_broken_cache_is_cloned_again() {
         "{}",
         last_subject(&fixture)
     );
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap().flatten() {
-        let p = e.path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
-        }
-    }
-    out
 }
 
 /// Alerts go out after the push, with Flagger's message, the commit that made the step, and

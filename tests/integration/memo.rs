@@ -3,7 +3,7 @@
 //! changed, and nothing it could miss is missed: a change outside an app's folder that its
 //! build reads, a new Canary, a deleted one, one that starts to claim another's Service.
 
-use crate::support::repo::{flux_build, Fixture};
+use crate::support::repo::{files_under, flux_build, Fixture};
 use std::path::Path;
 use std::process::{Command, Output};
 
@@ -42,6 +42,13 @@ fn run(fixture: &Fixture) -> (String, (usize, bool)) {
     )
 }
 
+/// Replaces `from` with `to` in a file of the work tree.
+fn replace(file: &Path, from: &str, to: &str) {
+    let text = std::fs::read_to_string(file).unwrap();
+    assert!(text.contains(from), "{}: no {from:?}", file.display());
+    std::fs::write(file, text.replace(from, to)).unwrap();
+}
+
 /// The frontend's Deployment and HPA moved to `bases/frontend`, outside its app folder.
 fn frontend_on_a_base(work: &Path) {
     let (app, base) = (work.join("apps/frontend"), work.join("bases/frontend"));
@@ -54,12 +61,11 @@ fn frontend_on_a_base(work: &Path) {
         "apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - deployment.yaml\n  - hpa.yaml\n",
     )
     .unwrap();
-    let k = app.join("kustomization.yaml");
-    let text = std::fs::read_to_string(&k).unwrap().replace(
+    replace(
+        &app.join("kustomization.yaml"),
         "  - deployment.yaml\n  - hpa.yaml\n",
         "  - ../../bases/frontend\n",
     );
-    std::fs::write(k, text).unwrap();
 }
 
 /// Both apps initialised, and one more step that finds nothing to do and reads nothing:
@@ -106,12 +112,11 @@ fn a_fresh_step_reads_only_the_apps_whose_inputs_changed() {
 
     // The frontend's base, outside its folder: the frontend's release starts too.
     fixture.push_change("frontend: pod annotation in the base", |w| {
-        let d = w.join("bases/frontend/deployment.yaml");
-        let text = std::fs::read_to_string(&d).unwrap().replace(
+        replace(
+            &w.join("bases/frontend/deployment.yaml"),
             "        prometheus.io/scrape: \"true\"\n",
             "        prometheus.io/scrape: \"true\"\n        example.com/build: \"2\"\n",
         );
-        std::fs::write(d, text).unwrap();
     });
     let (out, (gathered, partial)) = run(&fixture);
     assert!(out.starts_with("pushed"), "{out}");
@@ -128,11 +133,11 @@ fn a_fresh_step_reads_only_the_apps_whose_inputs_changed() {
 #[test]
 fn a_new_canary_a_deleted_one_and_a_new_claim_are_never_missed() {
     let fixture = Fixture::with(|w| {
-        let c = w.join("apps/frontend/canary.yaml");
-        let text = std::fs::read_to_string(&c)
-            .unwrap()
-            .replace("spec:\n", "spec:\n  revertOnDeletion: true\n");
-        std::fs::write(c, text).unwrap();
+        replace(
+            &w.join("apps/frontend/canary.yaml"),
+            "spec:\n",
+            "spec:\n  revertOnDeletion: true\n",
+        );
     });
     settled(&fixture);
 
@@ -159,11 +164,11 @@ fn a_new_canary_a_deleted_one_and_a_new_claim_are_never_missed() {
 
     // The frontend's Canary deleted (revertOnDeletion): weir's folder goes.
     fixture.push_change("frontend: no more canary", |w| {
-        let k = w.join("apps/frontend/kustomization.yaml");
-        let text = std::fs::read_to_string(&k)
-            .unwrap()
-            .replace("  - canary.yaml\n", "");
-        std::fs::write(k, text).unwrap();
+        replace(
+            &w.join("apps/frontend/kustomization.yaml"),
+            "  - canary.yaml\n",
+            "",
+        );
         std::fs::remove_file(w.join("apps/frontend/canary.yaml")).unwrap();
     });
     let (out, _) = run(&fixture);
@@ -178,11 +183,11 @@ fn a_new_canary_a_deleted_one_and_a_new_claim_are_never_missed() {
     // The api's Service renamed to the backend's: refused, nothing written for it.
     let before = fixture.log().len();
     fixture.push_change("api: the backend's service name", |w| {
-        let c = w.join("apps/api/canary.yaml");
-        let text = std::fs::read_to_string(&c)
-            .unwrap()
-            .replace("  service:\n", "  service:\n    name: backend\n");
-        std::fs::write(c, text).unwrap();
+        replace(
+            &w.join("apps/api/canary.yaml"),
+            "  service:\n",
+            "  service:\n    name: backend\n",
+        );
     });
     let out = step(&fixture);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -199,7 +204,7 @@ fn a_memo_that_cannot_be_read_costs_a_whole_scan_only() {
     settled(&fixture);
     let cache = fixture.dir.path().join("memo-cache");
     let mut memos = Vec::new();
-    for entry in walk(&cache) {
+    for entry in files_under(&cache) {
         if entry.file_name().is_some_and(|n| n == "weir-memo.json") {
             memos.push(entry);
         }
@@ -216,17 +221,4 @@ fn a_memo_that_cannot_be_read_costs_a_whole_scan_only() {
     );
     let (_, scope) = run(&fixture);
     assert!(scope.1, "the next step has a memo again");
-}
-
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
 }

@@ -544,3 +544,17 @@ pub fn assert_steps(steps: &[(String, String)], expected: &[&str]) {
         );
     }
 }
+
+/// Every file below a folder (none when it does not exist).
+pub fn files_under(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files_under(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
