@@ -1134,9 +1134,13 @@ fn update_tree(
 
 /// Where the cache of a remote lives: one folder per URL (credentials excluded from the key).
 pub fn cache_path(settings: &GitSettings) -> PathBuf {
-    let key = ObjectId::for_blob(settings.url.redacted().as_bytes()).to_string();
-    let tail: String = settings
-        .url
+    clone_folder(&settings.url, &settings.cache_dir)
+}
+
+/// The folder of `url`'s clone under the cache folder `cache_dir`.
+pub fn clone_folder(url: &SafeUrl, cache_dir: &Path) -> PathBuf {
+    let key = ObjectId::for_blob(url.redacted().as_bytes()).to_string();
+    let tail: String = url
         .redacted()
         .rsplit(['/', '\\', ':'])
         .find(|s| !s.is_empty())
@@ -1144,7 +1148,7 @@ pub fn cache_path(settings: &GitSettings) -> PathBuf {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         .collect();
-    settings.cache_dir.join(format!("{tail}-{}", &key[..12]))
+    cache_dir.join(format!("{tail}-{}", &key[..12]))
 }
 
 /// The default cache folder: `$XDG_CACHE_HOME/weir`, else `~/.cache/weir`.

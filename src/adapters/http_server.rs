@@ -2,10 +2,15 @@
 //! inbound webhooks of GitHub (`push`) and Flux (notification-controller's `generic-hmac`
 //! provider).
 //!
-//! A webhook only wakes the loop early; it never decides anything, and what it carries is
-//! not read beyond its signature, its kind and its delivery id: the next tick reads Git, as
-//! every tick does. A webhook is served only when its secret is configured. Neither the
-//! secret nor a signature is ever logged.
+//! A webhook only wakes a loop early; it never decides anything, and what it carries is not
+//! read beyond its signature, its kind, its delivery id and which repository and branch it is
+//! about: the next tick reads Git, as every tick does. With several repositories (`weir run
+//! --repos`), a GitHub push wakes the loops of the repository and branch it names (by its
+//! clone, SSH, git or HTML URL, or its `owner/name`), and a push that names none of them wakes
+//! nothing; a push without a `repository` wakes every loop on its branch. A Flux event wakes
+//! the loops on the branch of its revision (`main@sha1:...`), or every loop when its
+//! revision names no branch any loop serves. A webhook is served only when its secret is
+//! configured. Neither the secret nor a signature is ever logged.
 
 use crate::core::secret::Secret;
 use crate::ports::Exposition;
@@ -29,12 +34,23 @@ pub const DELIVERIES_KEPT: usize = 4096;
 /// How long an identical Flux body and signature counts as a replay.
 pub const FLUX_REPLAY_WINDOW: Duration = Duration::from_secs(600);
 
+/// The loop of one repository, for webhooks to wake.
+#[derive(Clone)]
+pub struct Loop {
+    /// The repository's URL (credentials are never read from it).
+    pub repo: String,
+    /// The branch the loop reads and writes.
+    pub branch: String,
+    /// Notified when a webhook asks for a tick of it.
+    pub wake: Arc<Notify>,
+}
+
 /// What the server is given.
 pub struct Config {
-    /// The loop's series and readiness.
+    /// The loops' series and readiness.
     pub exposition: Arc<dyn Exposition>,
-    /// Notified when a webhook asks for a tick.
-    pub wake: Arc<Notify>,
+    /// The loops webhooks wake.
+    pub loops: Vec<Loop>,
     /// The GitHub webhook's secret; `None` leaves /hooks/github unserved.
     pub github_secret: Option<Secret>,
     /// The Flux provider's secret; `None` leaves /hooks/flux unserved.
@@ -73,7 +89,7 @@ pub async fn serve(listener: TcpListener, config: Config) -> std::io::Result<()>
 pub fn router(config: Config) -> Router {
     let state = Arc::new(Served {
         exposition: config.exposition,
-        wake: config.wake,
+        loops: config.loops,
         github: config.github_secret.map(|s| hmac_key(&s)),
         flux: config.flux_secret.map(|s| hmac_key(&s)),
         deliveries: Mutex::new(Recent::default()),
@@ -95,7 +111,7 @@ pub fn router(config: Config) -> Router {
 
 struct Served {
     exposition: Arc<dyn Exposition>,
-    wake: Arc<Notify>,
+    loops: Vec<Loop>,
     github: Option<ring::hmac::Key>,
     flux: Option<ring::hmac::Key>,
     deliveries: Mutex<Recent>,
@@ -216,8 +232,16 @@ async fn github(State(s): State<Arc<Served>>, headers: HeaderMap, body: Bytes) -
                 debug!(hook = "github", delivery, "redelivery ignored");
                 return answer(StatusCode::OK, "already seen");
             }
-            info!(hook = "github", delivery, "push: waking the loop");
-            s.wake.notify_one();
+            let push = serde_json::from_slice(&body).unwrap_or_default();
+            let woken = wake(&s.loops, |l| pushed_to(l, &push));
+            if woken == 0 {
+                info!(
+                    hook = "github",
+                    delivery, "push to a repository or branch weir does not serve: nothing woken"
+                );
+                return answer(StatusCode::OK, "no repository served here matches the push");
+            }
+            info!(hook = "github", delivery, loops = woken, "push: waking");
             answer(StatusCode::ACCEPTED, "a tick is on its way")
         }
         _ => answer(StatusCode::OK, "event ignored"),
@@ -256,15 +280,69 @@ async fn flux(State(s): State<Arc<Served>>, headers: HeaderMap, body: Bytes) -> 
         debug!(hook = "flux", kind, name, "replay ignored");
         return answer(StatusCode::ACCEPTED, "already seen");
     }
+    let branch = event["metadata"]["revision"]
+        .as_str()
+        .and_then(revision_branch)
+        .filter(|b| s.loops.iter().any(|l| l.branch == *b));
+    let woken = wake(&s.loops, |l| branch.is_none_or(|b| l.branch == b));
     info!(
         hook = "flux",
         kind,
         name,
         reason = event["reason"].as_str().unwrap_or(""),
-        "Flux event: waking the loop"
+        loops = woken,
+        "Flux event: waking"
     );
-    s.wake.notify_one();
     answer(StatusCode::ACCEPTED, "a tick is on its way")
+}
+
+/// Wakes the loops `concerned` picks; returns how many.
+fn wake(loops: &[Loop], concerned: impl Fn(&Loop) -> bool) -> usize {
+    loops
+        .iter()
+        .filter(|l| concerned(l))
+        .map(|l| l.wake.notify_one())
+        .count()
+}
+
+/// Whether a GitHub push event is about `l`'s repository and branch. A push that names no
+/// repository (a hand-made one) concerns every repository; one without a `ref` every branch.
+fn pushed_to(l: &Loop, push: &serde_json::Value) -> bool {
+    let branch = push["ref"].as_str().map(|r| r.strip_prefix("refs/heads/"));
+    let on_branch = match branch {
+        None => true,
+        Some(b) => b == Some(l.branch.as_str()),
+    };
+    let repository = &push["repository"];
+    if !repository.is_object() {
+        return on_branch;
+    }
+    let addresses = [
+        "clone_url",
+        "ssh_url",
+        "git_url",
+        "html_url",
+        "url",
+        "svn_url",
+    ];
+    let same = addresses
+        .iter()
+        .filter_map(|k| repository[*k].as_str())
+        .any(|a| crate::core::remote::same(&l.repo, a))
+        || repository["full_name"]
+            .as_str()
+            .is_some_and(|n| crate::core::remote::named(&l.repo, n));
+    on_branch && same
+}
+
+/// The branch of a Flux revision: `main@sha1:<hex>` (Flux 2.1 and later) or `main/<hex>`.
+fn revision_branch(revision: &str) -> Option<&str> {
+    let (branch, _) = revision
+        .rsplit_once("@sha1:")
+        .or_else(|| revision.rsplit_once("@sha256:"))
+        .or_else(|| revision.rsplit_once('/'))?;
+    let branch = branch.strip_prefix("refs/heads/").unwrap_or(branch);
+    (!branch.is_empty()).then_some(branch)
 }
 
 #[cfg(test)]
@@ -313,5 +391,55 @@ mod tests {
         // "a" was the oldest, so it was forgotten.
         assert!(r.first_time(b"a".to_vec(), None));
         assert!(r.first_time(b"b".to_vec(), Some(Duration::ZERO)));
+    }
+
+    fn a_loop(repo: &str, branch: &str) -> Loop {
+        Loop {
+            repo: repo.into(),
+            branch: branch.into(),
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    #[test]
+    fn a_push_concerns_its_repository_and_branch() {
+        let fleet = a_loop("https://x:token@github.com/acme/fleet.git", "main");
+        let push = |r: &str, repository: serde_json::Value| serde_json::json!({"ref": r, "repository": repository});
+        let by_url = serde_json::json!({"clone_url": "https://github.com/acme/fleet.git"});
+        let by_ssh = serde_json::json!({"ssh_url": "git@github.com:acme/fleet.git"});
+        let by_name = serde_json::json!({"full_name": "acme/fleet"});
+        let other = serde_json::json!({"clone_url": "https://github.com/acme/other.git", "full_name": "acme/other"});
+        assert!(pushed_to(&fleet, &push("refs/heads/main", by_url.clone())));
+        assert!(pushed_to(&fleet, &push("refs/heads/main", by_ssh)));
+        assert!(pushed_to(&fleet, &push("refs/heads/main", by_name)));
+        assert!(!pushed_to(&fleet, &push("refs/heads/prod", by_url.clone())));
+        assert!(!pushed_to(&fleet, &push("refs/tags/main", by_url)));
+        assert!(!pushed_to(&fleet, &push("refs/heads/main", other)));
+        // Nothing said: every loop on the branch, or every loop.
+        assert!(pushed_to(
+            &fleet,
+            &serde_json::json!({"ref": "refs/heads/main"})
+        ));
+        assert!(!pushed_to(
+            &fleet,
+            &serde_json::json!({"ref": "refs/heads/x"})
+        ));
+        assert!(pushed_to(&fleet, &serde_json::json!({})));
+    }
+
+    #[test]
+    fn a_flux_revision_names_its_branch() {
+        assert_eq!(revision_branch("main@sha1:0123abc"), Some("main"));
+        assert_eq!(
+            revision_branch("release/v2@sha1:0123abc"),
+            Some("release/v2")
+        );
+        assert_eq!(
+            revision_branch("refs/heads/prod@sha1:0123abc"),
+            Some("prod")
+        );
+        assert_eq!(revision_branch("main/0123abc"), Some("main"));
+        assert_eq!(revision_branch("sha1:0123abc"), None);
+        assert_eq!(revision_branch("@sha1:0123abc"), None);
     }
 }

@@ -356,9 +356,15 @@ pub struct PrometheusArgs {
 
 /// `weir run`.
 #[derive(Debug, Args)]
+#[command(mut_arg("repo", |a| a.required(false).default_value("")))]
 pub struct RunArgs {
     #[command(flatten)]
     pub repo: RepoArgs,
+    /// A YAML file listing the repositories this process serves, each with its own tick loop
+    /// and Lease (instead of --repo): `- repo: URL` entries, optionally with `branch`,
+    /// `roots`, `cache` and `lease-name`; the flags give what an entry does not set.
+    #[arg(long, env = "WEIR_REPOS", conflicts_with_all = ["repo", "lease_name"])]
+    pub repos: Option<PathBuf>,
     /// Time between ticks.
     #[arg(long, env = "WEIR_EVERY", default_value = "10s")]
     pub every: String,

@@ -7,6 +7,7 @@ mod control;
 pub mod github_actions;
 mod output;
 pub mod plan;
+pub mod repos;
 mod run;
 mod status;
 mod step;

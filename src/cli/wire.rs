@@ -64,11 +64,12 @@ pub(crate) async fn cluster(args: &RepoArgs) -> anyhow::Result<Option<Arc<dyn Cl
     }
 }
 
-/// The elector of `--leader-elect`: the Lease on the Kubernetes API, its name, namespace,
-/// identity and timings from the flags or their defaults.
+/// The elector of `--leader-elect` on the Lease `name`: its namespace, the identity and
+/// the timings from the flags or their defaults.
 pub(crate) async fn leader(
     args: &LeaderArgs,
     repo: &RepoArgs,
+    name: &str,
 ) -> anyhow::Result<Arc<crate::engine::lease::Elector>> {
     let timings = crate::core::lease::Timings {
         lease_duration: config::duration("lease-duration", &args.lease_duration)?,
@@ -77,10 +78,6 @@ pub(crate) async fn leader(
     }
     .validate()
     .map_err(anyhow::Error::msg)?;
-    let name = args
-        .lease_name
-        .clone()
-        .unwrap_or_else(|| crate::core::lease::default_name(&repo.repo, &repo.branch));
     let namespace = args.lease_namespace.clone().or_else(|| {
         std::env::var("POD_NAMESPACE")
             .ok()
@@ -94,7 +91,7 @@ pub(crate) async fn leader(
     let store = crate::adapters::lease::KubeLease::connect(
         repo.kubeconfig.as_deref(),
         namespace.as_deref(),
-        &name,
+        name,
     )
     .await
     .map_err(|e| anyhow::anyhow!("--leader-elect: {e}"))?;

@@ -224,16 +224,7 @@ pub fn may_publish(
 /// one repository and branch meet on one Lease whatever token each was given.
 pub fn default_name(url: &str, branch: &str) -> String {
     use sha1::Digest;
-    let bare = match url.split_once("://") {
-        Some((scheme, rest)) => {
-            let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-            let (authority, path) = rest.split_at(end);
-            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
-            let path = path.split(['?', '#']).next().unwrap_or("");
-            format!("{scheme}://{host}{path}")
-        }
-        None => url.to_string(),
-    };
+    let bare = crate::core::remote::bare(url);
     let digest = sha1::Sha1::digest(format!("{bare}\n{branch}").as_bytes());
     let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
     format!("weir-{}", &hex[..10])

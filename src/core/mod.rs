@@ -17,6 +17,7 @@ pub mod plan;
 pub mod positions;
 pub mod query;
 pub mod record;
+pub mod remote;
 pub mod secret;
 pub mod spec;
 pub mod text;

@@ -144,9 +144,11 @@ impl Elector {
         }
     }
 
-    /// Renews or tries to acquire every retry period, until the task is dropped or aborted.
-    pub fn spawn(self: Arc<Self>) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Renews or tries to acquire every retry period on the runtime of `on`, until the task
+    /// is aborted. Give it a runtime whose threads nothing blocks (not a repository's loop,
+    /// whose Git calls block its thread), so that a long fetch never delays a renewal.
+    pub fn spawn(self: Arc<Self>, on: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
+        on.spawn(async move {
             loop {
                 self.round().await;
                 tokio::time::sleep(self.timings.retry_period).await;

@@ -4,7 +4,12 @@
 //! Flagger's series keep Flagger's names, types, labels and values (its `pkg/metrics`), so
 //! a Grafana dashboard made for Flagger keeps working: apps are labelled by the Canary's
 //! `targetRef.name`, and `flagger_canary_weight` has one series for `<target>-primary` and
-//! one for `<target>`. weir's own series start with `weir_`.
+//! one for `<target>`. weir's own series start with `weir_`; those about a repository's loop
+//! (ticks, pushes, races, leader, apps by phase) carry its `repo` (the URL without
+//! credentials) and `branch`, since one process may serve several.
+//!
+//! Only a repository's leader exports the series of its apps: a process that stops leading
+//! one drops them, so that the replica writing it is the one Flagger's dashboard reads.
 //!
 //! It only records what a tick reports; it must never decide anything or read anything but
 //! the report.
@@ -20,7 +25,7 @@ use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
 use prometheus_client::registry::Registry;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// Ticks failed in a row after which `/readyz` answers 503.
@@ -70,8 +75,17 @@ struct GateLabels {
     outcome: String,
 }
 
+/// The repository a loop serves: its URL without credentials, and its branch.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, PartialOrd, Ord, EncodeLabelSet)]
+pub struct RepoLabels {
+    repo: String,
+    branch: String,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct PhaseLabels {
+    repo: String,
+    branch: String,
     phase: String,
 }
 
@@ -84,6 +98,8 @@ struct AppPhaseLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
+    repo: String,
+    branch: String,
     outcome: String,
 }
 
@@ -108,14 +124,29 @@ struct Known {
     metrics: BTreeSet<String>,
 }
 
+/// What is remembered of one repository's loop.
 #[derive(Debug, Default)]
-struct Memory {
+struct RepoMemory {
     apps: BTreeMap<String, Known>,
-    namespaces: BTreeSet<String>,
     ticks: u64,
     failures_in_a_row: u32,
-    /// Another replica holds the Lease; this one waits.
+    /// Another replica holds the repository's Lease; this one waits.
     standby: bool,
+}
+
+impl RepoMemory {
+    /// True once a tick has finished (or while standing by), unless the last
+    /// [`UNREADY_AFTER_FAILURES`] ticks failed.
+    fn ready(&self) -> bool {
+        (self.ticks > 0 || self.standby) && self.failures_in_a_row < UNREADY_AFTER_FAILURES
+    }
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    repos: BTreeMap<RepoLabels, RepoMemory>,
+    /// Namespaces `flagger_canary_total` has a series for.
+    namespaces: BTreeSet<String>,
 }
 
 /// Every series of `weir run`, and the readiness of its loop.
@@ -135,10 +166,10 @@ pub struct Metrics {
     gate_checks: Family<GateLabels, Counter>,
     apps: Family<PhaseLabels, Gauge>,
     ticks: Family<OutcomeLabels, Counter>,
-    tick_duration: Histogram,
-    pushes: Counter,
-    races: Counter,
-    leader: Gauge,
+    tick_duration: Histograms<RepoLabels>,
+    pushes: Family<RepoLabels, Counter>,
+    races: Family<RepoLabels, Counter>,
+    leader: Family<RepoLabels, Gauge>,
     memory: Mutex<Memory>,
 }
 
@@ -167,10 +198,10 @@ impl Metrics {
             gate_checks: Family::default(),
             apps: Family::default(),
             ticks: Family::default(),
-            tick_duration: long_buckets(),
-            pushes: Counter::default(),
-            races: Counter::default(),
-            leader: Gauge::default(),
+            tick_duration: Family::new_with_constructor(long_buckets),
+            pushes: Family::default(),
+            races: Family::default(),
+            leader: Family::default(),
             memory: Mutex::new(Memory::default()),
             registry: Registry::default(),
         };
@@ -263,25 +294,35 @@ impl Metrics {
         );
         r.register(
             "weir_leader",
-            "1 while this process holds the lease and writes",
+            "1 while this process holds the repository's Lease and writes it",
             m.leader.clone(),
         );
         Metrics { registry: r, ..m }
     }
 
-    /// Sets whether this process is the leader (the one that writes). A standby is ready: it
-    /// does what it should, waiting, and a Deployment of replicas must not count it unavailable.
-    pub fn set_leader(&self, leader: bool) {
-        self.leader.set(i64::from(leader));
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.standby = !leader;
+    /// The series of one repository's loop; its readiness counts from now on.
+    pub fn repository(self: &Arc<Self>, repo: &str, branch: &str) -> RepoMetrics {
+        let labels = RepoLabels {
+            repo: crate::core::remote::bare(repo),
+            branch: branch.to_string(),
+        };
+        self.leader.get_or_create(&labels).set(0);
+        self.lock().repos.entry(labels.clone()).or_default();
+        RepoMetrics {
+            metrics: self.clone(),
+            labels,
+        }
     }
 
-    /// True once a tick has finished (or while standing by), unless the last
-    /// [`UNREADY_AFTER_FAILURES`] ticks failed.
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.memory.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// True when every repository's loop is ready (none failed its last
+    /// [`UNREADY_AFTER_FAILURES`] ticks, each finished one or stands by); false before any.
     pub fn ready(&self) -> bool {
-        let memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        (memory.ticks > 0 || memory.standby) && memory.failures_in_a_row < UNREADY_AFTER_FAILURES
+        let memory = self.lock();
+        !memory.repos.is_empty() && memory.repos.values().all(RepoMemory::ready)
     }
 
     /// The series in Prometheus's text format (OpenMetrics).
@@ -292,48 +333,73 @@ impl Metrics {
         out
     }
 
-    /// Records what a tick did and how long it took.
-    pub fn observe(&self, outcome: Result<&TickReport, &TickError>, took: Duration) {
-        self.tick_duration.observe(took.as_secs_f64());
-        let mut memory = self.memory.lock().unwrap_or_else(|e| e.into_inner());
-        memory.ticks += 1;
+    /// Whether this process leads `repo`. A standby is ready: it does what it should,
+    /// waiting, and a Deployment of replicas must not count it unavailable. A process that
+    /// stops leading drops the series of the repository's apps: the new leader exports them.
+    fn set_leader(&self, repo: &RepoLabels, leader: bool) {
+        self.leader.get_or_create(repo).set(i64::from(leader));
+        let mut memory = self.lock();
+        let mine = memory.repos.entry(repo.clone()).or_default();
+        let was_standby = std::mem::replace(&mut mine.standby, !leader);
+        if leader || was_standby {
+            return;
+        }
+        let apps = std::mem::take(&mut mine.apps);
+        for known in apps.into_values() {
+            self.forget(known);
+        }
+        self.counts(&mut memory);
+    }
+
+    /// Records what a tick of `repo` did and how long it took.
+    fn observe(&self, repo: &RepoLabels, outcome: Result<&TickReport, &TickError>, took: Duration) {
+        self.tick_duration
+            .get_or_create(repo)
+            .observe(took.as_secs_f64());
+        let mut guard = self.lock();
+        let memory = &mut *guard;
+        let mine = memory.repos.entry(repo.clone()).or_default();
+        mine.ticks += 1;
         let report = match outcome {
             Ok(report) => report,
             Err(e) => {
-                memory.failures_in_a_row = memory.failures_in_a_row.saturating_add(1);
+                mine.failures_in_a_row = mine.failures_in_a_row.saturating_add(1);
                 let kind = if e.is_transient() {
                     "transient"
                 } else {
                     "error"
                 };
-                self.tick(kind);
+                self.tick(repo, kind);
                 if let TickError::PushRace { attempts } = e {
-                    self.races.inc_by(u64::from(*attempts));
+                    self.races.get_or_create(repo).inc_by(u64::from(*attempts));
                 }
                 return;
             }
         };
-        memory.failures_in_a_row = 0;
-        self.tick("ok");
+        mine.failures_in_a_row = 0;
+        self.tick(repo, "ok");
         self.races
+            .get_or_create(repo)
             .inc_by(u64::from(report.attempts.saturating_sub(1)));
         if report.commit.is_some() && report.diff.is_none() {
-            self.pushes.inc();
+            self.pushes.get_or_create(repo).inc();
         }
-        self.results(report, &memory);
+        self.results(report, mine);
         for line in &report.apps {
-            self.app(line, &mut memory);
+            self.app(line, mine);
         }
         // A tick on an unchanged head reports no app at all; a full one reports every app.
         if !report.apps.is_empty() {
-            self.forget_gone(report, &mut memory);
+            self.forget_gone(report, mine);
         }
-        self.counts(&mut memory);
+        self.counts(memory);
     }
 
-    fn tick(&self, outcome: &str) {
+    fn tick(&self, repo: &RepoLabels, outcome: &str) {
         self.ticks
             .get_or_create(&OutcomeLabels {
+                repo: repo.repo.clone(),
+                branch: repo.branch.clone(),
                 outcome: outcome.into(),
             })
             .inc();
@@ -341,7 +407,7 @@ impl Metrics {
 
     /// Flagger counts a success when a release is promoted and a failure when one is rolled
     /// back: here, a published event that moves an app into Succeeded or Failed.
-    fn results(&self, report: &TickReport, memory: &Memory) {
+    fn results(&self, report: &TickReport, memory: &RepoMemory) {
         for event in &report.events {
             let key = format!("{}/{}", event.app.namespace, event.app.name);
             let Some(line) = report.apps.iter().find(|a| a.app == key) else {
@@ -369,7 +435,7 @@ impl Metrics {
         }
     }
 
-    fn app(&self, line: &AppReport, memory: &mut Memory) {
+    fn app(&self, line: &AppReport, memory: &mut RepoMemory) {
         if line.target.is_empty() {
             // A Canary that could not be read: nothing to label its series with.
             return;
@@ -444,7 +510,7 @@ impl Metrics {
     }
 
     /// Drops the gauges of apps no longer in the repository.
-    fn forget_gone(&self, report: &TickReport, memory: &mut Memory) {
+    fn forget_gone(&self, report: &TickReport, memory: &mut RepoMemory) {
         let present: BTreeSet<&str> = report.apps.iter().map(|a| a.app.as_str()).collect();
         let gone: Vec<String> = memory
             .apps
@@ -453,48 +519,55 @@ impl Metrics {
             .cloned()
             .collect();
         for key in gone {
-            let Some(known) = memory.apps.remove(&key) else {
-                continue;
-            };
-            let app = AppLabels {
-                name: known.target.clone(),
-                namespace: known.namespace.clone(),
-            };
-            self.status.remove(&app);
-            for workload in [format!("{}-primary", known.target), known.target.clone()] {
-                self.weight.remove(&WorkloadLabels {
-                    workload,
-                    namespace: known.namespace.clone(),
-                });
-            }
-            if let Some(phase) = &known.phase {
-                self.phase.remove(&AppPhaseLabels {
-                    name: known.target.clone(),
-                    namespace: known.namespace.clone(),
-                    phase: phase.clone(),
-                });
-            }
-            for metric in known.metrics {
-                let labels = MetricLabels {
-                    name: known.target.clone(),
-                    namespace: known.namespace.clone(),
-                    metric,
-                };
-                self.analysis.remove(&labels);
-                self.gate_min.remove(&labels);
-                self.gate_max.remove(&labels);
+            if let Some(known) = memory.apps.remove(&key) {
+                self.forget(known);
             }
         }
     }
 
-    /// `flagger_canary_total` per namespace and `weir_apps` per phase, from what is known.
+    /// Drops the gauges of one app (its counters stay: they only ever grow).
+    fn forget(&self, known: Known) {
+        let app = AppLabels {
+            name: known.target.clone(),
+            namespace: known.namespace.clone(),
+        };
+        self.status.remove(&app);
+        for workload in [format!("{}-primary", known.target), known.target.clone()] {
+            self.weight.remove(&WorkloadLabels {
+                workload,
+                namespace: known.namespace.clone(),
+            });
+        }
+        if let Some(phase) = &known.phase {
+            self.phase.remove(&AppPhaseLabels {
+                name: known.target.clone(),
+                namespace: known.namespace.clone(),
+                phase: phase.clone(),
+            });
+        }
+        for metric in known.metrics {
+            let labels = MetricLabels {
+                name: known.target.clone(),
+                namespace: known.namespace.clone(),
+                metric,
+            };
+            self.analysis.remove(&labels);
+            self.gate_min.remove(&labels);
+            self.gate_max.remove(&labels);
+        }
+    }
+
+    /// `flagger_canary_total` per namespace (over every repository) and `weir_apps` per
+    /// repository and phase, from what is known.
     fn counts(&self, memory: &mut Memory) {
         let mut per_namespace: BTreeMap<String, i64> = BTreeMap::new();
-        let mut per_phase: BTreeMap<String, i64> = BTreeMap::new();
-        for known in memory.apps.values() {
-            *per_namespace.entry(known.namespace.clone()).or_default() += 1;
-            let phase = known.phase.clone().unwrap_or_else(|| "Unknown".into());
-            *per_phase.entry(phase).or_default() += 1;
+        let mut per_phase: BTreeMap<PhaseKey, i64> = BTreeMap::new();
+        for (repo, mine) in &memory.repos {
+            for known in mine.apps.values() {
+                *per_namespace.entry(known.namespace.clone()).or_default() += 1;
+                let phase = known.phase.clone().unwrap_or_else(|| "Unknown".into());
+                *per_phase.entry((repo.clone(), phase)).or_default() += 1;
+            }
         }
         for namespace in &memory.namespaces {
             if !per_namespace.contains_key(namespace) {
@@ -510,9 +583,37 @@ impl Metrics {
         }
         memory.namespaces = per_namespace.keys().cloned().collect();
         self.apps.clear();
-        for (phase, n) in per_phase {
-            self.apps.get_or_create(&PhaseLabels { phase }).set(n);
+        for ((repo, phase), n) in per_phase {
+            self.apps
+                .get_or_create(&PhaseLabels {
+                    repo: repo.repo,
+                    branch: repo.branch,
+                    phase,
+                })
+                .set(n);
         }
+    }
+}
+
+/// A repository and a phase.
+type PhaseKey = (RepoLabels, String);
+
+/// The series of one repository's loop.
+#[derive(Clone)]
+pub struct RepoMetrics {
+    metrics: Arc<Metrics>,
+    labels: RepoLabels,
+}
+
+impl RepoMetrics {
+    /// Sets whether this process leads the repository (the one that writes it).
+    pub fn set_leader(&self, leader: bool) {
+        self.metrics.set_leader(&self.labels, leader);
+    }
+
+    /// Records what a tick did and how long it took.
+    pub fn observe(&self, outcome: Result<&TickReport, &TickError>, took: Duration) {
+        self.metrics.observe(&self.labels, outcome, took);
     }
 }
 
@@ -596,9 +697,14 @@ mod tests {
         text.lines().any(|l| l == sample)
     }
 
+    fn repo(m: &Arc<Metrics>) -> RepoMetrics {
+        m.repository("https://token@github.com/acme/fleet.git", "main")
+    }
+
     #[test]
     fn flagger_series_follow_the_reports() {
-        let m = Metrics::new();
+        let all = Arc::new(Metrics::new());
+        let m = repo(&all);
         let mut progressing = line(Some("Progressing"), Some(25));
         progressing.analysis_seconds = Some(0.2);
         progressing.gates = vec![GateReading {
@@ -613,7 +719,7 @@ mod tests {
             Ok(&report(vec![progressing], vec![])),
             Duration::from_millis(5),
         );
-        let text = m.encode();
+        let text = all.encode();
         for sample in [
             r#"flagger_canary_weight{workload="backend-app",namespace="prod"} 25"#,
             r#"flagger_canary_weight{workload="backend-app-primary",namespace="prod"} 75"#,
@@ -624,7 +730,7 @@ mod tests {
             r#"weir_gate_min{name="backend-app",namespace="prod",metric="request-success-rate"} 99.0"#,
             r#"weir_gate_checks_total{name="backend-app",namespace="prod",metric="request-success-rate",outcome="passed"} 1"#,
             r#"weir_canary_phase{name="backend-app",namespace="prod",phase="Progressing"} 1"#,
-            r#"weir_apps{phase="Progressing"} 1"#,
+            r#"weir_apps{repo="https://github.com/acme/fleet.git",branch="main",phase="Progressing"} 1"#,
         ] {
             assert!(has(&text, sample), "no {sample} in\n{text}");
         }
@@ -632,7 +738,7 @@ mod tests {
         // An idle line (no phase) keeps what was known; a promotion counts one success.
         m.observe(Ok(&report(vec![line(None, None)], vec![])), Duration::ZERO);
         assert!(has(
-            &m.encode(),
+            &all.encode(),
             r#"flagger_canary_weight{workload="backend-app",namespace="prod"} 25"#
         ));
         let done = report(
@@ -642,7 +748,7 @@ mod tests {
         m.observe(Ok(&done), Duration::ZERO);
         // The same phase again (a repair) is not a second success.
         m.observe(Ok(&done), Duration::ZERO);
-        let text = m.encode();
+        let text = all.encode();
         for sample in [
             r#"flagger_canary_weight{workload="backend-app",namespace="prod"} 0"#,
             r#"flagger_canary_status{name="backend-app",namespace="prod"} 1"#,
@@ -658,7 +764,7 @@ mod tests {
         other.app = "prod/other".into();
         other.target = "other".into();
         m.observe(Ok(&report(vec![other], vec![])), Duration::ZERO);
-        let text = m.encode();
+        let text = all.encode();
         assert!(!text.contains(r#"workload="backend-app""#), "{text}");
         assert!(
             has(&text, r#"flagger_canary_total{namespace="prod"} 1"#),
@@ -668,30 +774,80 @@ mod tests {
 
     #[test]
     fn ready_after_a_tick_until_three_fail_in_a_row() {
-        let m = Metrics::new();
-        assert!(!m.ready());
+        let all = Arc::new(Metrics::new());
+        assert!(!all.ready(), "no repository yet");
+        let m = repo(&all);
+        assert!(!all.ready());
         m.observe(Ok(&report(vec![], vec![])), Duration::ZERO);
-        assert!(m.ready());
+        assert!(all.ready());
         let failed = TickError::Deadline(Duration::from_secs(1));
         for _ in 0..2 {
             m.observe(Err(&failed), Duration::ZERO);
-            assert!(m.ready());
+            assert!(all.ready());
         }
         m.observe(Err(&failed), Duration::ZERO);
-        assert!(!m.ready());
+        assert!(!all.ready());
         m.observe(Ok(&report(vec![], vec![])), Duration::ZERO);
-        assert!(m.ready());
+        assert!(all.ready());
         assert!(has(
-            &m.encode(),
-            r#"weir_ticks_total{outcome="transient"} 3"#
+            &all.encode(),
+            r#"weir_ticks_total{repo="https://github.com/acme/fleet.git",branch="main",outcome="transient"} 3"#
         ));
+        // A second repository that has not ticked yet holds readiness back; standing by is
+        // ready.
+        let other = all.repository("/srv/git/other.git", "main");
+        assert!(!all.ready());
+        other.set_leader(false);
+        assert!(all.ready());
     }
 
     #[test]
-    fn leader_is_set_from_outside() {
-        let m = Metrics::new();
-        assert!(has(&m.encode(), "weir_leader 0"));
-        m.set_leader(true);
-        assert!(has(&m.encode(), "weir_leader 1"));
+    fn each_repository_has_its_own_leader_and_apps_and_a_standby_drops_its_apps() {
+        let all = Arc::new(Metrics::new());
+        let (fleet, other) = (repo(&all), all.repository("/srv/git/other.git", "prod"));
+        fleet.set_leader(true);
+        other.set_leader(true);
+        let mut second = line(Some("Succeeded"), Some(0));
+        second.app = "prod/other".into();
+        second.target = "other".into();
+        fleet.observe(
+            Ok(&report(vec![line(Some("Progressing"), Some(25))], vec![])),
+            Duration::ZERO,
+        );
+        other.observe(Ok(&report(vec![second], vec![])), Duration::ZERO);
+        let text = all.encode();
+        for sample in [
+            r#"weir_leader{repo="https://github.com/acme/fleet.git",branch="main"} 1"#,
+            r#"weir_leader{repo="/srv/git/other.git",branch="prod"} 1"#,
+            r#"weir_apps{repo="/srv/git/other.git",branch="prod",phase="Succeeded"} 1"#,
+            r#"flagger_canary_total{namespace="prod"} 2"#,
+            r#"flagger_canary_weight{workload="backend-app",namespace="prod"} 25"#,
+            r#"flagger_canary_weight{workload="other",namespace="prod"} 0"#,
+        ] {
+            assert!(has(&text, sample), "no {sample} in\n{text}");
+        }
+        // A full tick of one repository forgets nothing of the other's.
+        fleet.observe(
+            Ok(&report(vec![line(Some("Progressing"), Some(50))], vec![])),
+            Duration::ZERO,
+        );
+        assert!(has(
+            &all.encode(),
+            r#"flagger_canary_weight{workload="other",namespace="prod"} 0"#
+        ));
+
+        // The fleet's Lease goes to another replica: its apps' series go with it.
+        fleet.set_leader(false);
+        let text = all.encode();
+        assert!(!text.contains(r#"workload="backend-app""#), "{text}");
+        assert!(!text.contains(r#"name="backend-app""#), "{text}");
+        for sample in [
+            r#"weir_leader{repo="https://github.com/acme/fleet.git",branch="main"} 0"#,
+            r#"flagger_canary_total{namespace="prod"} 1"#,
+            r#"flagger_canary_weight{workload="other",namespace="prod"} 0"#,
+        ] {
+            assert!(has(&text, sample), "no {sample} in\n{text}");
+        }
+        assert!(all.ready(), "a standby is ready");
     }
 }

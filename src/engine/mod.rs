@@ -44,6 +44,7 @@ use crate::repo::objects::ObjectId;
 use crate::repo::render::Templates;
 use crate::repo::source::{Scanner, SourceError};
 use caches::{Caches, IdleKey};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use tell::After;
@@ -187,6 +188,25 @@ pub struct Engine {
     /// The Lease that makes this process the one writer, when elected (`weir run
     /// --leader-elect`); `None` writes without asking.
     leader: Option<Arc<lease::Elector>>,
+    /// True from the start of a publication until what follows it is sent: a tick then is
+    /// not abandoned on a signal, or its alerts and hooks would be lost.
+    publishing: Arc<AtomicBool>,
+}
+
+/// Marks a publication in progress until dropped.
+struct Publishing(Arc<AtomicBool>);
+
+impl Publishing {
+    fn start(flag: &Arc<AtomicBool>) -> Publishing {
+        flag.store(true, Ordering::SeqCst);
+        Publishing(flag.clone())
+    }
+}
+
+impl Drop for Publishing {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::SeqCst);
+    }
 }
 
 /// What planning on one head produced.
@@ -214,7 +234,14 @@ impl Engine {
             settings,
             caches,
             leader: None,
+            publishing: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// True while a tick publishes a step or sends what follows it (alerts, post-rollout
+    /// and event hooks): abandoning the tick then would lose them.
+    pub fn publishing(&self) -> Arc<AtomicBool> {
+        self.publishing.clone()
     }
 
     /// Publishes only while `leader` holds the Lease with the margin left.
@@ -290,6 +317,7 @@ impl Engine {
             if let Some(leader) = &self.leader {
                 leader.may_publish().await.map_err(TickError::NotLeader)?;
             }
+            let publishing = Publishing::start(&self.publishing);
             let now = self.ports.clock.now();
             let publication = self
                 .ports
@@ -379,6 +407,8 @@ impl Engine {
                         "the branch moved (a push, or a reset); nothing was written; planning again on the new head"
                     );
                     self.caches.quiet_head = None;
+                    // Nothing was published: a signal may stop the tick from here on.
+                    drop(publishing);
                     let backoff = Duration::from_millis(100u64 << attempt.min(5));
                     tokio::time::sleep(backoff).await;
                 }

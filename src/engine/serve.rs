@@ -1,7 +1,9 @@
-//! The long-running loop of `weir run`: tick, wait, repeat until SIGTERM or SIGINT. A signal
-//! that arrives during a tick stops it at its next wait (a gate query, a pause after a race):
-//! what it had not published yet is not published, and the next weir plans it again from
-//! Git. A publish in progress is never cut in half; the Git socket timeouts bound it.
+//! The long-running loop of `weir run`, one per repository: tick, wait, repeat until SIGTERM
+//! or SIGINT. A signal that arrives during a tick stops it at its next wait (a gate query, a
+//! pause after a race): what it had not published yet is not published, and the next weir
+//! plans it again from Git. A tick that has started to publish is not stopped: the step is
+//! pushed (or refused) and its alerts, post-rollout and event hooks are sent, so that a
+//! SIGTERM (a rolling update) loses none of them; [`SHUTDOWN_GRACE`] bounds the wait.
 //!
 //! A tick that fails for a transient reason (the remote unreachable, the branch busy) is
 //! retried with a growing pause, up to five minutes, so an outage is not hammered; a
@@ -12,11 +14,12 @@
 //! comes during a tick starts the next one as soon as it ends. After each tick, `metrics`
 //! records what it reported.
 
-use crate::engine::metrics::Metrics;
-use crate::engine::Engine;
+use crate::engine::metrics::RepoMetrics;
+use crate::engine::{Engine, TickError, TickReport};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::signal::unix::{signal, SignalKind};
-use tokio::sync::Notify;
+use tokio::sync::{watch, Notify};
 use tracing::{debug, error, info, warn};
 
 /// The longest pause after transient failures.
@@ -31,59 +34,68 @@ pub fn backoff(every: Duration, failures: u32) -> Duration {
     every.saturating_mul(factor).min(MAX_BACKOFF).max(every)
 }
 
-/// How long a signal waits for a tick stuck in a network call (bounded anyway by the Git
-/// socket timeout) before the process ends without it. Nothing is half-written then: a commit
-/// not yet pushed is only in weir's cache, and a push is all or nothing on the remote.
+/// How long a signal waits for the loops (a tick stuck in a network call, bounded anyway by
+/// the Git socket timeout, or a step's alerts being sent) before the process ends without
+/// them. Nothing is half-written then: a commit not yet pushed is only in weir's cache, and a
+/// push is all or nothing on the remote.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
-/// Ticks every `every`, or sooner when `wake` is notified, until a shutdown signal.
+/// True once the process was asked to stop.
+pub type Stop = watch::Receiver<bool>;
+
+/// Listens for SIGTERM and SIGINT; every loop watches the answer. Once a signal arrived,
+/// the process ends within [`SHUTDOWN_GRACE`] even if a loop does not.
+pub fn on_signals() -> std::io::Result<Stop> {
+    // Registered before the first tick, so a signal during a tick is held until it ends.
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let (stopping, stop) = watch::channel(false);
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+        stopping.send_replace(true);
+        tokio::time::sleep(SHUTDOWN_GRACE).await;
+        warn!("the loops did not stop within {SHUTDOWN_GRACE:?} of the signal (a network call?); exiting without them, nothing half-written");
+        std::process::exit(0);
+    });
+    Ok(stop)
+}
+
+/// Returns once `stop` says so (never when its sender is gone without saying it).
+pub async fn stopped(stop: &mut Stop) {
+    if stop.wait_for(|s| *s).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// Ticks every `every`, or sooner when `wake` is notified, until `stop`.
 pub async fn run(
     engine: &mut Engine,
     every: Duration,
     wake: &Notify,
-    metrics: &Metrics,
-) -> std::io::Result<()> {
-    // Registered before the first tick, so a signal during a tick is held until it ends.
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    // A watcher on another thread: if a signal arrives while the tick is inside a blocking
-    // call, the process still ends within the grace.
-    let stopping = std::sync::Arc::new(tokio::sync::Notify::new());
-    {
-        let stopping = stopping.clone();
-        let mut term = signal(SignalKind::terminate())?;
-        let mut int = signal(SignalKind::interrupt())?;
-        tokio::spawn(async move {
-            tokio::select! {
-                _ = term.recv() => {}
-                _ = int.recv() => {}
-            }
-            stopping.notify_waiters();
-            tokio::time::sleep(SHUTDOWN_GRACE).await;
-            warn!("the tick in flight did not stop within {SHUTDOWN_GRACE:?} of the signal (a network call?); exiting without it, nothing half-written");
-            std::process::exit(0);
-        });
-    }
+    metrics: &RepoMetrics,
+    mut stop: Stop,
+) {
+    let publishing = engine.publishing();
     let mut failures = 0u32;
-    loop {
+    while !*stop.borrow() {
         let started = std::time::Instant::now();
         // Only the process holding the Lease ticks (`--leader-elect`); a standby waits.
-        let leads = engine.leads().await;
+        let leads = tokio::select! {
+            leads = engine.leads() => leads,
+            _ = stopped(&mut stop) => break,
+        };
         metrics.set_leader(leads.is_ok());
         if let Err(why) = leads {
             debug!("standing by, not ticking: {why}");
             tokio::select! {
-                _ = term.recv() => break,
-                _ = int.recv() => break,
+                _ = stopped(&mut stop) => break,
                 _ = tokio::time::sleep(every) => continue,
             }
         }
-        let outcome = tokio::select! {
-            result = engine.tick() => Some(result),
-            _ = term.recv() => None,
-            _ = int.recv() => None,
-        };
-        let Some(outcome) = outcome else {
+        let Some(outcome) = tick_until_stopped(engine, &publishing, &mut stop).await else {
             info!("a signal arrived mid-tick: stopping; nothing more is published");
             break;
         };
@@ -110,14 +122,31 @@ pub async fn run(
         }
         let wait = backoff(every, failures).saturating_sub(started.elapsed());
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = stopped(&mut stop) => break,
             _ = tokio::time::sleep(wait) => {}
             _ = wake.notified() => debug!("woken early by a webhook"),
         }
     }
     info!("shutting down after the last tick");
-    Ok(())
+}
+
+/// One tick; `None` when `stop` came before it started to publish.
+async fn tick_until_stopped(
+    engine: &mut Engine,
+    publishing: &AtomicBool,
+    stop: &mut Stop,
+) -> Option<Result<TickReport, TickError>> {
+    let tick = engine.tick();
+    tokio::pin!(tick);
+    tokio::select! {
+        result = &mut tick => return Some(result),
+        _ = stopped(stop) => {}
+    }
+    if !publishing.load(Ordering::SeqCst) {
+        return None;
+    }
+    info!("a signal arrived while a step was being published: finishing it and sending what follows it");
+    Some(tick.await)
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ use tokio::sync::Notify;
 use weir::adapters::http_server::{self, BODY_LIMIT};
 use weir::core::secret::Secret;
 use weir::core::spec::Phase;
-use weir::engine::metrics::Metrics;
+use weir::engine::metrics::{Metrics, RepoMetrics};
 use weir::engine::TickReport;
 
 const GITHUB_SECRET: &str = "gh-hook-secret";
@@ -28,20 +28,44 @@ fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={hex}")
 }
 
-/// weir's server in this process, on its own thread and a free port: the server (stopped
-/// on drop), its address, its wake and its metrics.
-fn server(github: bool, flux: bool) -> (Server, String, Arc<Notify>, Arc<Metrics>) {
-    let wake = Arc::new(Notify::new());
+/// weir's server in this process, on its own thread and a free port, for one repository on
+/// `main`: the server (stopped on drop), its address, its wake and the repository's series.
+fn server(github: bool, flux: bool) -> (Server, String, Arc<Notify>, RepoMetrics) {
+    let (server, addr, mut wakes, metrics) = server_of(
+        github,
+        flux,
+        &[("https://github.com/acme/fleet.git", "main")],
+    );
+    (server, addr, wakes.remove(0), metrics)
+}
+
+/// weir's server for several repositories (URL, branch): their wakes, in that order, and the
+/// series of the first.
+fn server_of(
+    github: bool,
+    flux: bool,
+    repos: &[(&str, &str)],
+) -> (Server, String, Vec<Arc<Notify>>, RepoMetrics) {
     let metrics = Arc::new(Metrics::new());
+    let loops: Vec<http_server::Loop> = repos
+        .iter()
+        .map(|(repo, branch)| http_server::Loop {
+            repo: repo.to_string(),
+            branch: branch.to_string(),
+            wake: Arc::new(Notify::new()),
+        })
+        .collect();
+    let wakes = loops.iter().map(|l| l.wake.clone()).collect();
+    let first = metrics.repository(repos[0].0, repos[0].1);
     let config = http_server::Config {
-        exposition: metrics.clone(),
-        wake: wake.clone(),
+        exposition: metrics,
+        loops,
         github_secret: github.then(|| Secret::new(GITHUB_SECRET)),
         flux_secret: flux.then(|| Secret::new(FLUX_SECRET)),
     };
     let server = Server::start("weir-http", http_server::router(config));
     let addr = format!("127.0.0.1:{}", server.port());
-    (server, addr, wake, metrics)
+    (server, addr, wakes, first)
 }
 
 /// True when `wake` is notified within `within`.
@@ -197,6 +221,91 @@ async fn flux_event_wakes_once_and_only_when_signed() {
     assert_eq!(post(&addr, "/hooks/github", &[], b"{}".to_vec()).await, 404);
 }
 
+/// With several repositories, a GitHub push wakes the loop of the repository and branch it
+/// names (by any of its URLs, or its `owner/name`) and no other; a Flux event wakes the loops
+/// on its revision's branch, or all when it names no branch one serves.
+#[tokio::test]
+async fn webhooks_wake_the_loops_of_their_repository_and_branch() {
+    let (_server, addr, wakes, _) = server_of(
+        true,
+        true,
+        &[
+            ("ssh://git@github.com/acme/fleet.git", "main"),
+            ("https://x-access-token:t@github.com/acme/fleet.git", "prod"),
+            ("https://github.com/acme/payments.git", "main"),
+        ],
+    );
+    let short = Duration::from_millis(300);
+    // Which loops a request woke, each waited on at once.
+    let woken_set = || async {
+        let mut out = Vec::new();
+        for (i, w) in wakes.iter().enumerate() {
+            if woken(w, short).await {
+                out.push(i);
+            }
+        }
+        out
+    };
+    let push = |delivery: &'static str, body: serde_json::Value| {
+        let addr = addr.clone();
+        async move {
+            let body = serde_json::to_vec(&body).unwrap();
+            let signature = sign(GITHUB_SECRET, &body);
+            github_push(&addr, delivery, &body, Some(&signature)).await
+        }
+    };
+    let repository = |name: &str| {
+        serde_json::json!({
+            "full_name": format!("acme/{name}"),
+            "clone_url": format!("https://github.com/acme/{name}.git"),
+            "ssh_url": format!("git@github.com:acme/{name}.git"),
+            "html_url": format!("https://github.com/acme/{name}"),
+        })
+    };
+    let body = |r: &str, name: &str| serde_json::json!({"ref": r, "repository": repository(name)});
+    assert_eq!(push("p-1", body("refs/heads/main", "fleet")).await, 202);
+    assert_eq!(woken_set().await, [0]);
+    assert_eq!(push("p-2", body("refs/heads/prod", "fleet")).await, 202);
+    assert_eq!(woken_set().await, [1]);
+    assert_eq!(push("p-3", body("refs/heads/main", "payments")).await, 202);
+    assert_eq!(woken_set().await, [2]);
+    // Only the name: GitHub Enterprise, or a hand-made payload.
+    let by_name =
+        serde_json::json!({"ref": "refs/heads/main", "repository": {"full_name": "acme/payments"}});
+    assert_eq!(push("p-4", by_name).await, 202);
+    assert_eq!(woken_set().await, [2]);
+    // A repository or branch served nowhere here: answered, nothing woken.
+    assert_eq!(push("p-5", body("refs/heads/main", "other")).await, 200);
+    assert_eq!(push("p-6", body("refs/heads/dev", "fleet")).await, 200);
+    assert!(woken_set().await.is_empty());
+
+    let flux = |revision: &str| {
+        let addr = addr.clone();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "involvedObject": {"kind": "Kustomization", "namespace": "flux-system", "name": "apps"},
+            "reason": "ReconciliationSucceeded",
+            "metadata": {"revision": revision},
+        }))
+        .unwrap();
+        async move {
+            let signature = sign(FLUX_SECRET, &body);
+            post(
+                &addr,
+                "/hooks/flux",
+                &[("x-signature", signature.as_str())],
+                body,
+            )
+            .await
+        }
+    };
+    assert_eq!(flux("prod@sha1:0123abcd").await, 202);
+    assert_eq!(woken_set().await, [1]);
+    assert_eq!(flux("main@sha1:0123abcd").await, 202);
+    assert_eq!(woken_set().await, [0, 2]);
+    assert_eq!(flux("sha256:0123abcd").await, 202);
+    assert_eq!(woken_set().await, [0, 1, 2]);
+}
+
 #[tokio::test]
 async fn healthz_always_readyz_after_a_tick_until_three_fail() {
     let (_server, addr, _, metrics) = server(false, false);
@@ -213,7 +322,9 @@ async fn healthz_always_readyz_after_a_tick_until_three_fail() {
     let (status, text) = get(&addr, "/metrics").await;
     assert_eq!(status, 200);
     assert!(
-        text.contains("weir_ticks_total{outcome=\"transient\"} 3"),
+        text.contains(
+            "weir_ticks_total{repo=\"https://github.com/acme/fleet.git\",branch=\"main\",outcome=\"transient\"} 3"
+        ),
         "{text}"
     );
     // Neither webhook is served without its secret.
@@ -358,7 +469,7 @@ async fn prometheus_follows_the_weights_and_the_dashboard_has_data() {
     // Ticks as `weir run` does, recording each report, until `done`.
     async fn drive(
         engine: &mut weir::engine::Engine,
-        metrics: &Metrics,
+        metrics: &RepoMetrics,
         deadline: Duration,
         done: impl Fn(&TickReport) -> bool,
     ) {
