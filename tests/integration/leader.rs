@@ -6,12 +6,14 @@
 
 use crate::support::kube_api::KubeApi;
 use crate::support::prometheus::Prometheus;
+use crate::support::receiver::Receiver;
+use crate::support::replica::Replica;
 use crate::support::repo::Fixture;
 use crate::support::traffic::Traffic;
 use crate::support::wait::until;
 use serde_json::{json, Value};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 use weir::core::lease::{LeaseError, LeaseRecord, Timings};
@@ -22,77 +24,51 @@ use weir::ports::{BoxFuture, Clock, LeaseStore};
 const LEASE: &str = "weir-fleet";
 const NAMESPACE: &str = "weir";
 
-/// One `weir run --leader-elect` process, killed when dropped; its log goes to a file.
-struct Replica {
-    name: String,
-    child: Child,
-    log: PathBuf,
-}
-
-impl Replica {
-    fn start(
-        name: &str,
-        fixture: &Fixture,
-        kubeconfig: &Path,
-        prometheus: Option<&str>,
-        lease_duration: &str,
-    ) -> Replica {
-        let dir = fixture.dir.path().join(format!("replica-{name}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        let log = dir.join("stderr");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_weir"));
-        command
-            .args(["run", "--repo", &fixture.url(), "--min-interval", "1s"])
-            .args(["--every", "300ms", "--log", "weir=debug"])
-            .args(["--leader-elect", "--identity", name, "--lease-name", LEASE])
-            .args(["--lease-duration", lease_duration])
-            .args(["--renew-deadline", "2s", "--retry-period", "500ms"])
-            .args(["--message-prefix", &format!("[{name}] ")])
-            .arg("--kubeconfig")
-            .arg(kubeconfig)
-            .arg("--cache")
-            .arg(dir.join("cache"))
-            .env_remove("WEIR_GIT_TOKEN")
-            .env_remove("WEIR_PROMETHEUS")
-            .env_remove("POD_NAME")
-            .env_remove("POD_NAMESPACE")
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap());
-        if let Some(url) = prometheus {
-            command.args(["--prometheus", url]);
-        }
-        Replica {
-            name: name.to_string(),
-            child: command.spawn().unwrap(),
-            log,
-        }
+/// One `weir run --leader-elect` replica on the fixture's remote, prefixing its commit
+/// subjects with its name, with `extra` flags.
+fn replica(
+    name: &str,
+    fixture: &Fixture,
+    kubeconfig: &Path,
+    prometheus: Option<&str>,
+    lease_duration: &str,
+    extra: &[String],
+) -> Replica {
+    let mut args: Vec<OsString> = [
+        "--repo",
+        &fixture.url(),
+        "--min-interval",
+        "1s",
+        "--every",
+        "300ms",
+        "--log",
+        "weir=debug",
+        "--leader-elect",
+        "--identity",
+        name,
+        "--lease-name",
+        LEASE,
+        "--lease-duration",
+        lease_duration,
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "500ms",
+        "--message-prefix",
+        &format!("[{name}] "),
+    ]
+    .map(OsString::from)
+    .to_vec();
+    args.extend([OsString::from("--kubeconfig"), kubeconfig.into()]);
+    args.extend([
+        OsString::from("--cache"),
+        Replica::cache(fixture.dir.path(), name).into(),
+    ]);
+    if let Some(url) = prometheus {
+        args.extend(["--prometheus", url].map(OsString::from));
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        assert!(Command::new("kill")
-            .args([signal, &pid])
-            .status()
-            .unwrap()
-            .success());
-    }
-
-    fn wait(&mut self, deadline: Duration) -> std::process::ExitStatus {
-        let child = &mut self.child;
-        crate::support::wait::poll(deadline, || child.try_wait().unwrap())
-            .unwrap_or_else(|| panic!("{} did not stop", self.name))
-    }
-}
-
-impl Drop for Replica {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    args.extend(extra.iter().map(OsString::from));
+    Replica::run(name, fixture.dir.path(), args)
 }
 
 fn lease(api: &KubeApi) -> Option<Value> {
@@ -130,8 +106,8 @@ fn two_replicas_write_each_step_once_and_the_standby_finishes_after_the_leader_i
     let prometheus = Prometheus::start(&[traffic.target()]);
     let api = KubeApi::start();
     let config = kubeconfig(&api, &fixture);
-    let a = Replica::start("a", &fixture, &config, Some(&prometheus.url()), "3s");
-    let b = Replica::start("b", &fixture, &config, Some(&prometheus.url()), "3s");
+    let a = replica("a", &fixture, &config, Some(&prometheus.url()), "3s", &[]);
+    let b = replica("b", &fixture, &config, Some(&prometheus.url()), "3s", &[]);
     let mut replicas = [Some(a), Some(b)];
 
     until("both apps initialised", Duration::from_secs(60), || {
@@ -159,9 +135,7 @@ fn two_replicas_write_each_step_once_and_the_standby_finishes_after_the_leader_i
     let before_kill = written(&fixture);
     let killed_at = chrono::Utc::now();
     let slot = if dead == "a" { 0 } else { 1 };
-    let mut killed = replicas[slot].take().unwrap();
-    killed.child.kill().unwrap();
-    killed.child.wait().unwrap();
+    replicas[slot].take().unwrap().kill();
 
     until("the standby promotes", Duration::from_secs(90), || {
         fixture
@@ -227,12 +201,261 @@ fn two_replicas_write_each_step_once_and_the_standby_finishes_after_the_leader_i
     drop(traffic);
 }
 
+/// The backend's webhooks, all at `receiver`, one path each so that the calls can be told
+/// apart (Flagger's payload does not name the hook).
+fn with_hooks(work: &Path, receiver: &str) {
+    crate::support::repo::fast_backend(work);
+    let canary = work.join("apps/backend/canary.yaml");
+    let mut text = std::fs::read_to_string(&canary).unwrap();
+    text.push_str(&format!(
+        "    webhooks:
+      - name: acceptance
+        type: pre-rollout
+        url: {receiver}/acceptance
+      - name: load-test
+        url: {receiver}/load-test
+        timeout: 30s
+      - name: smoke
+        type: post-rollout
+        url: {receiver}/smoke
+      - name: events
+        type: event
+        url: {receiver}/events
+"
+    ));
+    std::fs::write(canary, text).unwrap();
+}
+
+/// Flags sending every Canary's alerts to `receiver` as generic JSON.
+fn alerts_to(receiver: &Receiver) -> Vec<String> {
+    [
+        "--alert-url",
+        &format!("{}/alerts", receiver.url()),
+        "--alert-type",
+        "generic",
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+/// (app, message) of every alert `receiver` got, in order.
+fn alerts(receiver: &Receiver) -> Vec<(String, String)> {
+    receiver
+        .requests_at("/alerts")
+        .iter()
+        .map(|r| {
+            let body = r.json();
+            let field = |k: &str| body[k].as_str().unwrap_or_default().to_string();
+            (field("app"), field("message"))
+        })
+        .collect()
+}
+
+/// What "once" means when the leader dies mid-release and a standby finishes it:
+///
+/// - every step is committed once, by whoever held the Lease then;
+/// - what follows a committed step (its alert, its `event` and `post-rollout` hooks) is sent
+///   by the process whose push landed, once: the new leader reads the step from Git and never
+///   sends it again;
+/// - a gating hook (`pre-rollout`, `rollout`, `confirm-*`, `rollback`) is asked while its
+///   step is decided, before the step is committed. The leader is killed here while it waits
+///   for the `rollout` hook of the step 25 -> 50: that step was never committed, so the new
+///   leader decides it again and asks that hook once more. That is the one call a takeover
+///   may repeat, and the test allows exactly it.
+#[test]
+fn a_takeover_mid_release_sends_each_alert_and_hook_of_a_committed_step_once() {
+    let receiver = Receiver::start();
+    let url = receiver.url();
+    let fixture = Fixture::with(|work| with_hooks(work, &url));
+    let traffic = Traffic::backend(&fixture.remote, &[], &[]);
+    let prometheus = Prometheus::start(&[traffic.target()]);
+    let api = KubeApi::start();
+    let config = kubeconfig(&api, &fixture);
+    let prom = prometheus.url();
+    let extra = alerts_to(&receiver);
+    let a = replica("a", &fixture, &config, Some(&prom), "3s", &extra);
+    let b = replica("b", &fixture, &config, Some(&prom), "3s", &extra);
+    let mut replicas = [Some(a), Some(b)];
+    until("both apps initialised", Duration::from_secs(60), || {
+        fixture.state("backend").is_some() && fixture.state("frontend").is_some()
+    });
+    prometheus.wait_for(
+        "sum(istio_requests_total{destination_workload=\"backend-primary\"})",
+        Duration::from_secs(20),
+        |v| v > 0.0,
+    );
+
+    // The first rollout hook gates the step 25 -> 50: hold its answer, and kill the leader
+    // while it waits.
+    receiver.hold_next_at("/load-test");
+    fixture.bump("backend", "6.1.1");
+    until(
+        "the leader asks the rollout hook",
+        Duration::from_secs(60),
+        || !receiver.requests_at("/load-test").is_empty(),
+    );
+    let leader = holder(&api).expect("a holder");
+    let (dead, standby) = if leader == "a" { (0, 1) } else { (1, 0) };
+    let standby_name = replicas[standby].as_ref().unwrap().name.clone();
+    let before_kill = written(&fixture);
+    replicas[dead].take().unwrap().kill();
+    receiver.release();
+    let at_kill = fixture.state("backend").unwrap();
+    assert_eq!(
+        (at_kill.phase, at_kill.canary_weight.get()),
+        (Phase::Progressing, 25),
+        "{before_kill:#?}"
+    );
+    assert!(
+        !before_kill
+            .iter()
+            .any(|(_, s)| s.starts_with("backend: advance canary weight 25 -> 50")),
+        "the step the held hook gates was committed: {before_kill:#?}"
+    );
+
+    until("the standby promotes", Duration::from_secs(90), || {
+        fixture
+            .state("backend")
+            .is_some_and(|s| s.phase == Phase::Succeeded)
+    });
+    // What follows the last step is sent right after its push: wait for it, then for nothing
+    // more (the standby goes on ticking, idle).
+    until("the post-rollout hook", Duration::from_secs(20), || {
+        !receiver.requests_at("/smoke").is_empty()
+    });
+    let all = written(&fixture);
+    assert!(
+        all[before_kill.len()..]
+            .iter()
+            .all(|(who, _)| *who == standby_name),
+        "{all:#?}"
+    );
+    let steps: Vec<&str> = all
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .filter(|s| s.starts_with("backend: "))
+        .collect();
+    let expected = [
+        "backend: new revision ",
+        "backend: advance canary weight 0 -> 25",
+        "backend: advance canary weight 25 -> 50",
+        "backend: promoting revision ",
+        "backend: routing all traffic to primary",
+        "backend: promotion completed",
+    ];
+    assert_eq!(steps.len(), expected.len(), "{all:#?}");
+    for (got, want) in steps.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got} is not {want}: {all:#?}");
+    }
+
+    // The gating hooks: pre-rollout once (its step was committed before the kill); the
+    // rollout hook once per analysed step (25 -> 50 and 50 -> promotion) plus the one
+    // repeat, for the step that was not committed when its first asker died. The repeat
+    // asks about the same revision in the same phase.
+    assert_eq!(receiver.requests_at("/acceptance").len(), 1);
+    let load = receiver.requests_at("/load-test");
+    assert_eq!(load.len(), 3, "{load:#?}");
+    assert_eq!(load[0].body, load[1].body);
+    // What follows committed steps: once each.
+    assert_eq!(receiver.requests_at("/smoke").len(), 1);
+    let mut events: Vec<String> = receiver
+        .requests_at("/events")
+        .iter()
+        .map(|r| {
+            r.json()["metadata"]["eventMessage"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        })
+        .collect();
+    let mut backend_steps: Vec<String> = all
+        .iter()
+        .filter_map(|(_, s)| s.strip_prefix("backend: ").map(str::to_string))
+        .collect();
+    // The initialisation was one commit for both apps.
+    assert_eq!(
+        events.len(),
+        backend_steps.len() + 1,
+        "{events:#?}\n{all:#?}"
+    );
+    let initialised = events.remove(0);
+    assert!(initialised.contains("initialization"), "{initialised}");
+    events.sort();
+    backend_steps.sort();
+    // A commit's subject is its event, or the event's start.
+    for (event, step) in events.iter().zip(&backend_steps) {
+        assert!(event.starts_with(step.as_str()), "{event} vs {step}");
+    }
+    let prod = |app: &str, m: &str| (format!("prod/{app}"), m.to_string());
+    let mut sent = alerts(&receiver);
+    sent.sort();
+    let mut want = vec![
+        prod(
+            "backend",
+            "New Deployment detected, initialization completed.",
+        ),
+        prod(
+            "frontend",
+            "New Deployment detected, initialization completed.",
+        ),
+        prod(
+            "backend",
+            "New revision detected, progressing canary analysis.",
+        ),
+        prod(
+            "backend",
+            "Canary analysis completed successfully, promotion finished.",
+        ),
+    ];
+    want.sort();
+    assert_eq!(sent, want);
+    drop(traffic);
+}
+
+/// A leader stopped (SIGTERM, as in a rolling update) while it sends the alert of a step it
+/// has just pushed sends it before it exits, retries included: a takeover then loses nothing
+/// either.
+#[test]
+fn a_leader_stopped_while_it_sends_a_steps_alert_sends_it_before_it_exits() {
+    let receiver = Receiver::start();
+    let fixture = Fixture::new();
+    let api = KubeApi::start();
+    let config = kubeconfig(&api, &fixture);
+    let mut a = replica("a", &fixture, &config, None, "15s", &alerts_to(&receiver));
+    until("the initialisation alerts", Duration::from_secs(60), || {
+        alerts(&receiver).len() == 2
+    });
+    // The next alert's first attempt fails; weir retries it a second later.
+    receiver.fail_next(1);
+    fixture.bump("backend", "6.1.1");
+    until("the first attempt", Duration::from_secs(30), || {
+        alerts(&receiver).len() == 3
+    });
+    a.signal("-TERM");
+    assert!(a.wait(Duration::from_secs(20)).success(), "{}", a.log());
+    let sent = alerts(&receiver);
+    assert_eq!(
+        sent.len(),
+        4,
+        "the retry was not sent: {sent:#?}\n{}",
+        a.log()
+    );
+    assert_eq!(sent[2], sent[3]);
+    assert_eq!(
+        sent[3].1,
+        "New revision detected, progressing canary analysis."
+    );
+    // And the Lease was given up after it.
+    let lease = lease(&api).unwrap();
+    assert_eq!(lease["spec"]["holderIdentity"].as_str().unwrap_or(""), "");
+}
+
 #[test]
 fn a_leader_whose_lease_is_taken_stops_writing_and_a_stopped_leader_gives_it_up() {
     let fixture = Fixture::new();
     let api = KubeApi::start();
     let config = kubeconfig(&api, &fixture);
-    let mut a = Replica::start("a", &fixture, &config, None, "15s");
+    let mut a = replica("a", &fixture, &config, None, "15s", &[]);
     until("a leads and initialises", Duration::from_secs(60), || {
         holder(&api).as_deref() == Some("a") && fixture.state("backend").is_some()
     });

@@ -12,6 +12,7 @@ pub mod loadtester;
 pub mod prometheus;
 pub mod racing;
 pub mod receiver;
+pub mod replica;
 pub mod repo;
 pub mod sshd;
 pub mod traffic;

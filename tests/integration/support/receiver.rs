@@ -1,8 +1,9 @@
 //! A webhook receiver for alert tests: a real HTTP/1.1 server on 127.0.0.1 that records
 //! every request (method, target, headers, body) and answers a status the test sets. It can
 //! fail the next N requests with 500, echo each request back in its answer (as some proxies
-//! do in their error pages), and hold requests until several have arrived, which proves they
-//! were sent at once without timing anything. Used as a proxy, it records the absolute URL
+//! do in their error pages), hold requests until several have arrived, which proves they
+//! were sent at once without timing anything, and hold the next request at one path until the
+//! test releases it (to stop its sender while it waits for the answer). Used as a proxy, it records the absolute URL
 //! the client asked it for. Stops on drop.
 #![allow(dead_code)]
 
@@ -62,6 +63,8 @@ struct Answer {
     echo: bool,
     /// Answer only once this many requests have arrived (or after 5 s).
     hold_until: usize,
+    /// Hold the answer to the next request at this target until released.
+    hold_at: Option<String>,
 }
 
 /// What held requests wait on.
@@ -69,6 +72,7 @@ struct Answer {
 struct Progress {
     arrived: usize,
     stopping: bool,
+    released: bool,
 }
 
 struct Shared {
@@ -98,6 +102,7 @@ impl Receiver {
                 fail_next: 0,
                 echo: false,
                 hold_until: 0,
+                hold_at: None,
             }),
             requests: Mutex::new(Vec::new()),
             progress: watch::Sender::new(Progress::default()),
@@ -140,6 +145,26 @@ impl Receiver {
     /// Holds every answer until `n` requests have arrived (at most 5 s).
     pub fn hold_until(&self, n: usize) {
         self.shared.answer.lock().unwrap().hold_until = n;
+    }
+
+    /// Holds the answer to the next request whose target is `target` (say `/hook`) until
+    /// [`Receiver::release`]; the request is recorded when it arrives.
+    pub fn hold_next_at(&self, target: &str) {
+        self.shared.answer.lock().unwrap().hold_at = Some(target.to_string());
+        self.shared.progress.send_modify(|p| p.released = false);
+    }
+
+    /// Answers the request [`Receiver::hold_next_at`] holds.
+    pub fn release(&self) {
+        self.shared.progress.send_modify(|p| p.released = true);
+    }
+
+    /// The requests received at `target`, in order of arrival.
+    pub fn requests_at(&self, target: &str) -> Vec<Request> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.target == target)
+            .collect()
     }
 
     /// Every request received so far, in order of arrival.
@@ -191,8 +216,12 @@ async fn serve(State(s): State<Arc<Shared>>, request: HttpRequest) -> Response {
             .collect::<Vec<_>>()
             .join("\n")
     );
-    let (status, text, hold) = {
+    let (status, text, hold, held) = {
         let mut answer = s.answer.lock().unwrap();
+        let held = answer.hold_at.as_deref() == Some(target.as_str());
+        if held {
+            answer.hold_at = None;
+        }
         let status = if answer.fail_next > 0 {
             answer.fail_next -= 1;
             500
@@ -204,7 +233,7 @@ async fn serve(State(s): State<Arc<Shared>>, request: HttpRequest) -> Response {
         } else {
             answer.body.clone()
         };
-        (status, text, answer.hold_until)
+        (status, text, answer.hold_until, held)
     };
     // Recorded before answering: once the client has its answer, the test sees the request.
     s.requests.lock().unwrap().push(Request {
@@ -221,6 +250,10 @@ async fn serve(State(s): State<Arc<Shared>>, request: HttpRequest) -> Response {
             progress.wait_for(|p| p.arrived >= hold || p.stopping),
         )
         .await;
+    }
+    if held {
+        let mut progress = s.progress.subscribe();
+        let _ = progress.wait_for(|p| p.released || p.stopping).await;
     }
     let status = StatusCode::from_u16(status).expect("a test sets a valid status");
     (
