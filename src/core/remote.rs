@@ -18,16 +18,31 @@ pub fn bare(url: &str) -> String {
     }
 }
 
-/// `host/path` of a remote, lower-cased, without scheme, user, port, query, `.git` or a
-/// trailing slash: the same for every way of writing one repository's address
+/// `host/path` of a remote, lower-cased, without scheme, user, default port, query, `.git`
+/// or a trailing slash: the same for every way of writing one repository's address
 /// (`https://github.com/acme/fleet.git`, `git@github.com:acme/fleet.git`,
-/// `ssh://git@github.com:22/acme/fleet`, `git://github.com/acme/fleet.git`). `None` for a
-/// local path, which no webhook names.
+/// `ssh://git@github.com:22/acme/fleet`, `git://github.com/acme/fleet.git`). Another port
+/// is kept (`host:8443/path`): it may be another server. `None` for a local path, which no
+/// webhook names.
 pub fn identity(url: &str) -> Option<String> {
     let bare = bare(url);
     let (host, path) = match bare.split_once("://") {
         Some(("file", _)) => return None,
-        Some((_, rest)) => rest.split_once('/')?,
+        Some((scheme, rest)) => {
+            let (authority, path) = rest.split_once('/')?;
+            let default = match scheme {
+                "https" => "443",
+                "http" => "80",
+                "ssh" => "22",
+                "git" => "9418",
+                _ => "",
+            };
+            let host = match authority.rsplit_once(':') {
+                Some((host, port)) if port == default => host,
+                _ => authority,
+            };
+            (host, path)
+        }
         // scp-like: `user@host:path`, where the host has no slash before the colon.
         None => {
             let (authority, path) = bare.split_once(':')?;
@@ -40,8 +55,6 @@ pub fn identity(url: &str) -> Option<String> {
             )
         }
     };
-    let host = host.rsplit_once('@').map_or(host, |(_, h)| h);
-    let host = host.split(':').next().unwrap_or(host);
     let path = path.trim_matches('/');
     let path = path.strip_suffix(".git").unwrap_or(path);
     if host.is_empty() || path.is_empty() {
@@ -103,6 +116,14 @@ mod tests {
             assert!(!same(a, "https://github.com/acme/fleet-2.git"), "{a}");
             assert!(!same(a, "https://gitlab.com/acme/fleet.git"), "{a}");
         }
+        assert!(!same(
+            "https://git.example.com/acme/fleet.git",
+            "https://git.example.com:8443/acme/fleet.git"
+        ));
+        assert!(same(
+            "https://git.example.com:443/acme/fleet.git",
+            "https://git.example.com/acme/fleet.git"
+        ));
         assert_eq!(identity("/srv/git/fleet.git"), None);
         assert_eq!(identity("file:///srv/git/fleet.git"), None);
         assert!(!same("/srv/git/fleet.git", "/srv/git/fleet.git"));

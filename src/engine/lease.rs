@@ -12,7 +12,7 @@ use crate::ports::{Clock, LeaseStore};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use tokio::sync::Mutex;
-use tracing::{debug, info, warn};
+use tracing::{debug, info, warn, Instrument};
 
 /// Elects this process, or not, on one Lease.
 pub struct Elector {
@@ -148,12 +148,14 @@ impl Elector {
     /// is aborted. Give it a runtime whose threads nothing blocks (not a repository's loop,
     /// whose Git calls block its thread), so that a long fetch never delays a renewal.
     pub fn spawn(self: Arc<Self>, on: &tokio::runtime::Handle) -> tokio::task::JoinHandle<()> {
-        on.spawn(async move {
+        let renewing = async move {
             loop {
                 self.round().await;
                 tokio::time::sleep(self.timings.retry_period).await;
             }
-        })
+        };
+        // Its logs name the repository, as the loop's do.
+        on.spawn(renewing.in_current_span())
     }
 
     /// Gives the Lease up (no holder), so that a standby takes it at once; nothing when this

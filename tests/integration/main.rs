@@ -13,6 +13,7 @@ mod commit_statuses;
 mod corpus;
 mod deploy;
 mod executor;
+mod fleet;
 mod github;
 mod gitops_istio;
 mod hostile;
