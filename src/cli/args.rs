@@ -53,7 +53,7 @@ pub enum Command {
     /// Run one tick, then exit (`--dry-run`: show the commit as a diff, push nothing).
     Step(StepArgs),
     /// Tick until SIGTERM or Ctrl-C, finishing the tick in flight.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Show every app's phase, weights, failed checks, revision and next step.
     Status(StatusArgs),
     /// Open the confirm gates (confirm-rollout, confirm-traffic-increase, confirm-promotion)

@@ -33,7 +33,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Validate(args) => validate::command(args, &mut out),
         Command::Plan(args) => plan::command(args, &mut out).await,
         Command::Step(args) => step::command(args, &mut out).await,
-        Command::Run(args) => run::command(args).await,
+        Command::Run(args) => run::command(*args).await,
         Command::Approve(args) => control::command(Request::Approve, &args, &mut out),
         Command::Abort(args) => control::command(Request::Abort, &args, &mut out),
         Command::Retry(args) => control::command(Request::Retry, &args, &mut out),

@@ -13,9 +13,11 @@ use crate::engine::lease::Elector;
 use crate::engine::metrics::{Metrics, RepoMetrics};
 use crate::engine::serve::{self, Stop};
 use crate::engine::Engine;
+use std::panic::AssertUnwindSafe;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::mpsc::UnboundedSender;
 use tokio::sync::Notify;
 use tracing::{error, info, info_span, Instrument};
 
@@ -51,28 +53,47 @@ pub(crate) async fn command(args: RunArgs) -> anyhow::Result<ExitCode> {
     let hooks = (secret(github_webhook_secret), secret(flux_webhook_secret));
     let stop = serve::on_signals()?;
     listen_if_asked(listen.as_deref(), hooks, &metrics, loops.clone()).await?;
-    // Every repository is wired before any ticks: one that cannot be stops the start.
+    let wired = wire_all(served, loops, &leader_args, &metrics).await?;
+    run_all(wired, every, stop).await?;
+    Ok(ExitCode::from(OK))
+}
+
+/// Wires every repository before any ticks: one that cannot be wired stops the start.
+async fn wire_all(
+    served: Vec<Served>,
+    loops: Vec<http_server::Loop>,
+    leader_args: &LeaderArgs,
+    metrics: &Arc<Metrics>,
+) -> anyhow::Result<Vec<RepoLoop>> {
     let several = served.len() > 1;
     let mut wired = Vec::new();
     for (one, hook) in served.into_iter().zip(loops) {
         let label = one.label();
-        let repo = RepoLoop::wire(one, &leader_args, &metrics, hook.wake).await;
+        let repo = RepoLoop::wire(one, leader_args, metrics, hook.wake).await;
         // With several, an error says which repository it is about.
         wired.push(repo.map_err(|e| match several {
             true => anyhow::anyhow!("repository {} ({}): {e:#}", label.0, label.1),
             false => e,
         })?);
     }
-    let mut running = Vec::new();
+    Ok(wired)
+}
+
+/// Runs every loop until `stop`. A loop that panicked ends the process (the others with
+/// it, their Leases then expiring), so that it is restarted rather than serving fewer
+/// repositories.
+async fn run_all(wired: Vec<RepoLoop>, every: Duration, stop: Stop) -> anyhow::Result<()> {
+    let (ended, mut endings) = tokio::sync::mpsc::unbounded_channel();
+    let count = wired.len();
     for (i, one) in wired.into_iter().enumerate() {
-        running.push(one.start(i, every, stop.clone())?);
+        one.start(i, every, stop.clone(), ended.clone())?;
     }
-    for one in running {
-        if one.await.is_err() {
-            error!("a repository's loop ended abnormally (see above)");
+    for _ in 0..count {
+        if let Some(Err(repository)) = endings.recv().await {
+            anyhow::bail!("the loop of {repository} stopped on a panic (above); stopping every loop so that weir is restarted");
         }
     }
-    Ok(ExitCode::from(OK))
+    Ok(())
 }
 
 /// Serves /metrics, /healthz, /readyz and the webhooks when `--listen` is set; bound before
@@ -149,25 +170,29 @@ impl RepoLoop {
     /// Runs the loop on a thread of its own, with its own runtime: a tick's Git calls block
     /// their thread (libgit2 is synchronous), and must hold up neither the other
     /// repositories, nor the HTTP server, nor the Lease renewals, which stay on the runtime
-    /// that calls this. The answer comes when the loop has ended.
+    /// that calls this. `ended` hears when the loop has ended: `Err` with the repository's
+    /// name when it panicked.
     fn start(
         self,
         i: usize,
         every: Duration,
         stop: Stop,
-    ) -> anyhow::Result<tokio::sync::oneshot::Receiver<()>> {
-        let (done, ended) = tokio::sync::oneshot::channel();
+        ended: UnboundedSender<Result<(), String>>,
+    ) -> anyhow::Result<()> {
         let main = tokio::runtime::Handle::current();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
+        let repository = format!("{} ({})", self.label.0, self.label.1);
         std::thread::Builder::new()
             .name(format!("weir-repo-{i}"))
             .spawn(move || {
-                runtime.block_on(self.run(every, stop, &main));
-                let _ = done.send(());
+                let ran = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    runtime.block_on(self.run(every, stop, &main))
+                }));
+                let _ = ended.send(ran.map_err(|_| repository));
             })?;
-        Ok(ended)
+        Ok(())
     }
 
     /// Ticks until `stop`, then gives the Lease up, so that a standby takes over at once

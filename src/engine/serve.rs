@@ -57,7 +57,7 @@ pub fn on_signals() -> std::io::Result<Stop> {
         }
         stopping.send_replace(true);
         tokio::time::sleep(SHUTDOWN_GRACE).await;
-        warn!("the loops did not stop within {SHUTDOWN_GRACE:?} of the signal (a network call?); exiting without them, nothing half-written");
+        warn!("shutting down without the loops still running: they did not stop within {SHUTDOWN_GRACE:?} of the signal (a network call?); nothing half-written");
         std::process::exit(0);
     });
     Ok(stop)

@@ -256,6 +256,39 @@ fn every_flag_and_variable_the_base_sets_is_one_weir_accepts() {
     }
 }
 
+/// The `--repos` file commented in the ConfigMap is one `weir run` accepts.
+#[test]
+fn the_repos_file_the_config_map_shows_is_one_weir_accepts() {
+    let text = std::fs::read_to_string(Path::new(ROOT).join("deploy/config.yaml")).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    let start = lines
+        .iter()
+        .position(|l| l.trim() == "#   repos.yaml: |")
+        .expect("a commented repos.yaml");
+    let file: String = lines[start + 1..]
+        .iter()
+        .map_while(|l| l.trim_start().strip_prefix("#     "))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    let parsed = weir::cli::args::Cli::try_parse_from([
+        "weir",
+        "run",
+        "--repos",
+        "repos.yaml",
+        "--cache",
+        "/var/cache/weir",
+    ])
+    .unwrap();
+    let weir::cli::args::Command::Run(run) = parsed.command else {
+        panic!("not run")
+    };
+    let served = weir::cli::repos::parse("repos.yaml", &file, &run.repo)
+        .unwrap_or_else(|e| panic!("{e}\n{file}"));
+    assert_eq!(served.len(), 2, "{file}");
+    assert_eq!(served[1].args.branch, "production");
+    assert_eq!(served[1].lease_name, "weir-payments");
+}
+
 #[test]
 fn flaggers_crds_are_structural_and_keep_every_field() {
     let docs = build("deploy/crds");
