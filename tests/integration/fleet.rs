@@ -5,7 +5,7 @@
 //! error naming its file, line and field.
 
 use crate::support::kube_api::{KubeApi, TOKEN};
-use crate::support::replica::Replica;
+use crate::support::replica::{elected_args, Replica};
 use crate::support::repo::Fixture;
 use crate::support::wait::until;
 use serde_json::{json, Value};
@@ -60,32 +60,9 @@ fn held_by(name: &str, holder: &str) -> Value {
 
 /// A `weir run --repos FILE --leader-elect` replica, serving its HTTP on `port`.
 fn replica(name: &str, dir: &Path, repos: &Path, kubeconfig: &Path, port: u16) -> Replica {
-    let mut args: Vec<OsString> = [
-        "--min-interval",
-        "1s",
-        "--every",
-        "300ms",
-        "--log",
-        "weir=debug",
-        "--leader-elect",
-        "--identity",
-        name,
-        "--lease-duration",
-        "3s",
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "500ms",
-        "--message-prefix",
-        &format!("[{name}] "),
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-    ]
-    .map(OsString::from)
-    .to_vec();
+    let mut args = elected_args(name, dir, kubeconfig, "3s");
+    args.extend(["--listen".into(), format!("127.0.0.1:{port}").into()]);
     args.extend([OsString::from("--repos"), repos.into()]);
-    args.extend([OsString::from("--kubeconfig"), kubeconfig.into()]);
-    args.extend([OsString::from("--cache"), Replica::cache(dir, name).into()]);
     Replica::run(name, dir, args)
 }
 

@@ -7,7 +7,7 @@
 use crate::support::kube_api::KubeApi;
 use crate::support::prometheus::Prometheus;
 use crate::support::receiver::Receiver;
-use crate::support::replica::Replica;
+use crate::support::replica::{elected_args, Replica};
 use crate::support::repo::Fixture;
 use crate::support::traffic::Traffic;
 use crate::support::wait::until;
@@ -34,41 +34,56 @@ fn replica(
     lease_duration: &str,
     extra: &[String],
 ) -> Replica {
-    let mut args: Vec<OsString> = [
-        "--repo",
-        &fixture.url(),
-        "--min-interval",
-        "1s",
-        "--every",
-        "300ms",
-        "--log",
-        "weir=debug",
-        "--leader-elect",
-        "--identity",
-        name,
-        "--lease-name",
-        LEASE,
-        "--lease-duration",
-        lease_duration,
-        "--renew-deadline",
-        "2s",
-        "--retry-period",
-        "500ms",
-        "--message-prefix",
-        &format!("[{name}] "),
-    ]
-    .map(OsString::from)
-    .to_vec();
-    args.extend([OsString::from("--kubeconfig"), kubeconfig.into()]);
-    args.extend([
-        OsString::from("--cache"),
-        Replica::cache(fixture.dir.path(), name).into(),
-    ]);
+    let mut args = elected_args(name, fixture.dir.path(), kubeconfig, lease_duration);
+    args.extend(["--repo", &fixture.url(), "--lease-name", LEASE].map(OsString::from));
     if let Some(url) = prometheus {
         args.extend(["--prometheus", url].map(OsString::from));
     }
     args.extend(extra.iter().map(OsString::from));
     Replica::run(name, fixture.dir.path(), args)
+}
+
+/// Replicas `a` and `b` on one Lease, once both apps are initialised and the primary serves.
+fn two_replicas(
+    fixture: &Fixture,
+    config: &Path,
+    prometheus: &Prometheus,
+    extra: &[String],
+) -> [Option<Replica>; 2] {
+    let url = prometheus.url();
+    let a = replica("a", fixture, config, Some(&url), "3s", extra);
+    let b = replica("b", fixture, config, Some(&url), "3s", extra);
+    until("both apps initialised", Duration::from_secs(60), || {
+        fixture.state("backend").is_some() && fixture.state("frontend").is_some()
+    });
+    prometheus.wait_for(
+        "sum(istio_requests_total{destination_workload=\"backend-primary\"})",
+        Duration::from_secs(20),
+        |v| v > 0.0,
+    );
+    [Some(a), Some(b)]
+}
+
+/// The backend's steps of one whole release, each once and in order, among `all` (writer,
+/// subject).
+fn assert_one_release(all: &[(String, String)]) {
+    let steps: Vec<&str> = all
+        .iter()
+        .map(|(_, s)| s.as_str())
+        .filter(|s| s.starts_with("backend: "))
+        .collect();
+    let expected = [
+        "backend: new revision ",
+        "backend: advance canary weight 0 -> 25",
+        "backend: advance canary weight 25 -> 50",
+        "backend: promoting revision ",
+        "backend: routing all traffic to primary",
+        "backend: promotion completed",
+    ];
+    assert_eq!(steps.len(), expected.len(), "{all:#?}");
+    for (got, want) in steps.iter().zip(expected) {
+        assert!(got.starts_with(want), "{got} is not {want}: {all:#?}");
+    }
 }
 
 fn lease(api: &KubeApi) -> Option<Value> {
@@ -106,18 +121,7 @@ fn two_replicas_write_each_step_once_and_the_standby_finishes_after_the_leader_i
     let prometheus = Prometheus::start(&[traffic.target()]);
     let api = KubeApi::start();
     let config = kubeconfig(&api, &fixture);
-    let a = replica("a", &fixture, &config, Some(&prometheus.url()), "3s", &[]);
-    let b = replica("b", &fixture, &config, Some(&prometheus.url()), "3s", &[]);
-    let mut replicas = [Some(a), Some(b)];
-
-    until("both apps initialised", Duration::from_secs(60), || {
-        fixture.state("backend").is_some() && fixture.state("frontend").is_some()
-    });
-    prometheus.wait_for(
-        "sum(istio_requests_total{destination_workload=\"backend-primary\"})",
-        Duration::from_secs(20),
-        |v| v > 0.0,
-    );
+    let mut replicas = two_replicas(&fixture, &config, &prometheus, &[]);
 
     // Mid-release, kill the leader without a chance to give the Lease up.
     fixture.bump("backend", "6.1.1");
@@ -181,23 +185,7 @@ fn two_replicas_write_each_step_once_and_the_standby_finishes_after_the_leader_i
         count,
         "a step was committed twice: {all:#?}"
     );
-    let steps: Vec<&str> = all
-        .iter()
-        .map(|(_, s)| s.as_str())
-        .filter(|s| s.starts_with("backend: "))
-        .collect();
-    let expected = [
-        "backend: new revision ",
-        "backend: advance canary weight 0 -> 25",
-        "backend: advance canary weight 25 -> 50",
-        "backend: promoting revision ",
-        "backend: routing all traffic to primary",
-        "backend: promotion completed",
-    ];
-    assert_eq!(steps.len(), expected.len(), "{all:#?}");
-    for (got, want) in steps.iter().zip(expected) {
-        assert!(got.starts_with(want), "{got} is not {want}: {all:#?}");
-    }
+    assert_one_release(&all);
     drop(traffic);
 }
 
@@ -271,19 +259,8 @@ fn a_takeover_mid_release_sends_each_alert_and_hook_of_a_committed_step_once() {
     let prometheus = Prometheus::start(&[traffic.target()]);
     let api = KubeApi::start();
     let config = kubeconfig(&api, &fixture);
-    let prom = prometheus.url();
     let extra = alerts_to(&receiver);
-    let a = replica("a", &fixture, &config, Some(&prom), "3s", &extra);
-    let b = replica("b", &fixture, &config, Some(&prom), "3s", &extra);
-    let mut replicas = [Some(a), Some(b)];
-    until("both apps initialised", Duration::from_secs(60), || {
-        fixture.state("backend").is_some() && fixture.state("frontend").is_some()
-    });
-    prometheus.wait_for(
-        "sum(istio_requests_total{destination_workload=\"backend-primary\"})",
-        Duration::from_secs(20),
-        |v| v > 0.0,
-    );
+    let mut replicas = two_replicas(&fixture, &config, &prometheus, &extra);
 
     // The first rollout hook gates the step 25 -> 50: hold its answer, and kill the leader
     // while it waits.
@@ -330,23 +307,7 @@ fn a_takeover_mid_release_sends_each_alert_and_hook_of_a_committed_step_once() {
             .all(|(who, _)| *who == standby_name),
         "{all:#?}"
     );
-    let steps: Vec<&str> = all
-        .iter()
-        .map(|(_, s)| s.as_str())
-        .filter(|s| s.starts_with("backend: "))
-        .collect();
-    let expected = [
-        "backend: new revision ",
-        "backend: advance canary weight 0 -> 25",
-        "backend: advance canary weight 25 -> 50",
-        "backend: promoting revision ",
-        "backend: routing all traffic to primary",
-        "backend: promotion completed",
-    ];
-    assert_eq!(steps.len(), expected.len(), "{all:#?}");
-    for (got, want) in steps.iter().zip(expected) {
-        assert!(got.starts_with(want), "{got} is not {want}: {all:#?}");
-    }
+    assert_one_release(&all);
 
     // The gating hooks: pre-rollout once (its step was committed before the kill); the
     // rollout hook once per analysed step (25 -> 50 and 50 -> promotion) plus the one

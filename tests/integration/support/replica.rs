@@ -94,3 +94,40 @@ impl Drop for Replica {
         let _ = self.child.wait();
     }
 }
+
+/// The flags every elected test replica runs with: quick ticks and Lease timings, debug logs,
+/// its identity and message prefix, the stand-in's kubeconfig and its own cache folder.
+pub fn elected_args(
+    name: &str,
+    dir: &Path,
+    kubeconfig: &Path,
+    lease_duration: &str,
+) -> Vec<std::ffi::OsString> {
+    let mut args: Vec<std::ffi::OsString> = [
+        "--min-interval",
+        "1s",
+        "--every",
+        "300ms",
+        "--log",
+        "weir=debug",
+        "--leader-elect",
+        "--identity",
+        name,
+        "--lease-duration",
+        lease_duration,
+        "--renew-deadline",
+        "2s",
+        "--retry-period",
+        "500ms",
+        "--message-prefix",
+        &format!("[{name}] "),
+    ]
+    .map(std::ffi::OsString::from)
+    .to_vec();
+    args.extend([std::ffi::OsString::from("--kubeconfig"), kubeconfig.into()]);
+    args.extend([
+        std::ffi::OsString::from("--cache"),
+        Replica::cache(dir, name).into(),
+    ]);
+    args
+}
