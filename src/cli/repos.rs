@@ -19,6 +19,7 @@ use crate::core::located::{from_yaml, Located, LocatedError};
 use crate::core::positions::{path, PositionIndex};
 use crate::core::remote;
 use crate::core::secret::SafeUrl;
+use crate::core::spec::canary::is_dns_subdomain;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
@@ -155,7 +156,7 @@ fn resolve(
         args.cache = Some(cache);
     }
     let lease_name = match entry.lease_name {
-        Some(name) if !valid_lease_name(&name) => {
+        Some(name) if !is_dns_subdomain(&name) => {
             return Err(at.error(
                 &field("lease-name"),
                 "not a Kubernetes object name: lower-case letters, digits, `-` and `.`, starting and ending with a letter or digit, at most 253",
@@ -233,17 +234,6 @@ fn valid_branch(branch: &str) -> bool {
                 || c.is_control()
                 || matches!(c, '~' | '^' | ':' | '?' | '*' | '[' | '\\')
         })
-}
-
-/// A DNS-1123 subdomain, as Kubernetes wants of a Lease's name.
-fn valid_lease_name(name: &str) -> bool {
-    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
-    name.len() <= 253
-        && edge(name.chars().next())
-        && edge(name.chars().last())
-        && name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '.')
 }
 
 #[cfg(test)]

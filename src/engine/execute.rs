@@ -34,8 +34,6 @@ pub(super) struct Executed {
     pub(super) after: Vec<After>,
     /// Every app is idle with nothing due.
     pub(super) quiet: bool,
-    /// The Canary files of the apps found idle with nothing due at the head.
-    pub(super) settled: Vec<String>,
     /// The Canary files of the apps whose step brings them to rest: idle with nothing due
     /// once it is on the branch.
     pub(super) at_rest: Vec<String>,
@@ -91,7 +89,6 @@ pub(super) fn execute(
     let mut changes = Vec::new();
     let mut memos = Vec::new();
     let mut after = Vec::new();
-    let mut settled = Vec::new();
     let mut at_rest = Vec::new();
     for (p, rendered) in pending.into_iter().zip(rendered) {
         let line = &mut report.apps[p.line];
@@ -104,7 +101,6 @@ pub(super) fn execute(
                 line.next_step_at = wake_at.map(fmt_time);
                 if wake_at.is_none() && p.owned == Owned::Current && p.state.is_some() {
                     memos.push((p.canary.file.clone(), p.idle_key.clone()));
-                    settled.push(p.canary.file.clone());
                 }
             }
             Decision::NeedGates { .. } => {
@@ -205,7 +201,6 @@ pub(super) fn execute(
         memos,
         after,
         quiet,
-        settled,
         at_rest,
     }
 }

@@ -540,8 +540,16 @@ impl Engine {
             &mut report,
         );
         report.apps.extend(report::invalid_lines(&catalog));
-        let settled: std::collections::HashSet<&str> =
-            executed.settled.iter().map(String::as_str).collect();
+        // Settled at the head: the idle memos, less the apps a step brings to rest, which
+        // are settled only once it is published.
+        let at_rest: std::collections::HashSet<&str> =
+            executed.at_rest.iter().map(String::as_str).collect();
+        let settled: std::collections::HashSet<&str> = executed
+            .memos
+            .iter()
+            .map(|(file, _)| file.as_str())
+            .filter(|file| !at_rest.contains(file))
+            .collect();
         let memo_apps = memo_apps
             .into_iter()
             .map(|mut app| {

@@ -26,6 +26,15 @@ fn by(fixture: &Fixture, who: &str) -> Vec<String> {
         .collect()
 }
 
+/// Waits until replica `who` started a release of the backend in `fixture`'s repository.
+fn until_new_revision_by(fixture: &Fixture, who: &str, what: &str) {
+    until(what, Duration::from_secs(30), || {
+        by(fixture, who)
+            .iter()
+            .any(|s| s.starts_with("backend: new revision"))
+    });
+}
+
 /// Every subject weir wrote (prefixed by its replica), in order.
 fn weirs(fixture: &Fixture) -> Vec<String> {
     fixture
@@ -135,15 +144,7 @@ fn two_processes_split_two_repositories_and_a_killed_one_hands_over_only_what_it
     // Each repository stepped by its leader only; each process leads one and stands by for
     // the other, and says so per repository; both are ready.
     two.bump("backend", "6.1.1");
-    until(
-        "b steps the second repository",
-        Duration::from_secs(30),
-        || {
-            by(&two, "b")
-                .iter()
-                .any(|s| s.starts_with("backend: new revision"))
-        },
-    );
+    until_new_revision_by(&two, "b", "b steps the second repository");
     let logs = || format!("a:\n{}\nb:\n{}", a.log(), b.log());
     assert_eq!(weirs(&one).len(), by(&one, "a").len(), "{}", logs());
     assert_eq!(weirs(&two).len(), by(&two, "b").len(), "{}", logs());
@@ -169,15 +170,7 @@ fn two_processes_split_two_repositories_and_a_killed_one_hands_over_only_what_it
     let written_by_a = by(&one, "a").len();
     a.kill();
     one.bump("backend", "6.1.1");
-    until(
-        "b steps the first repository",
-        Duration::from_secs(30),
-        || {
-            by(&one, "b")
-                .iter()
-                .any(|s| s.starts_with("backend: new revision"))
-        },
-    );
+    until_new_revision_by(&one, "b", "b steps the first repository");
     let one_after = lease(&api, &lease_one);
     assert_eq!(one_after["spec"]["holderIdentity"], "b", "{one_after:#}");
     assert_eq!(
